@@ -1,0 +1,217 @@
+"""The command line: ``pagent-run PLAN`` and the ``pagent`` group. click only; no logic here.
+
+Every error the core raises on purpose becomes one line on stderr and its documented exit code
+(README, "Exit codes"); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import click
+
+from supervisor import __version__
+from supervisor.console import EventPrinter, configure_logging, format_status, format_summary
+from supervisor.errors import EXIT_SIGINT, EXIT_USAGE, PagentError, UsageError
+from supervisor.invocation import execute_plan
+from supervisor.plan import Plan, load_plan
+from supervisor.runs import find_run, run_directory
+from supervisor.store import Store
+from supervisor.views import run_view
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PLAN_ARG = click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False, path_type=Path))
+RUN_OPT = click.option("--run", "run_id", metavar="ID", help="An earlier run (default: the latest).")
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"pagent: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Render ``PagentError`` as one line with its exit code; Ctrl-C outside a run exits 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = click.get_current_context().find_root().params.get("debug") or kwargs.get("debug")
+        try:
+            return func(*args, **kwargs)
+        except PagentError as exc:
+            if debug:
+                raise
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_SIGINT)
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _store(plan: Plan) -> Store:
+    """The plan's state database for reading; ``UsageError`` if the plan never ran."""
+    path = plan.state_dir / "state.db"
+    if not path.exists():
+        raise UsageError(f"{plan.path.name}: no run yet")
+    return Store(path)
+
+
+def _run_options(func: F) -> F:
+    options = [
+        click.option(
+            "--retry-failed", is_flag=True, help="Rerun the tasks of the latest run that did not succeed."
+        ),
+        RUN_OPT,
+        click.option("--dry-run", is_flag=True, help="Print the waves and tasks; create and run nothing."),
+        click.option("--quiet", "-q", is_flag=True, help="Print only the final summary."),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="Event lines as readable text or JSON lines.",
+        ),
+        click.option("--debug", is_flag=True, help="Show tracebacks."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@handle_errors
+def _run(
+    *,
+    plan_path: Path,
+    retry_failed: bool,
+    run_id: str | None,
+    dry_run: bool,
+    quiet: bool,
+    log_format: str,
+    debug: bool,
+) -> None:
+    plan = load_plan(plan_path)
+    if run_id is not None and not retry_failed:
+        raise UsageError("--run goes with --retry-failed (to run a plan anew, leave --run out)")
+    if dry_run:
+        click.echo(_describe_plan(plan))
+        return
+    configure_logging(log_format)
+    result = anyio.run(
+        functools.partial(
+            execute_plan, plan, retry_failed=retry_failed, run_id=run_id, emit=EventPrinter(quiet)
+        )
+    )
+    click.echo(format_summary(result.view, str(run_directory(plan, result.run_id))))
+    sys.exit(result.exit_code)
+
+
+def _describe_plan(plan: Plan) -> str:
+    lines = [f"plan {plan.name}: {len(plan.tasks)} tasks in {len(plan.waves)} waves, jobs = {plan.jobs}"]
+    for wave in plan.waves:
+        lines.append(f"wave {wave.index + 1} {wave.name!r}:")
+        for task in wave.tasks:
+            s = task.settings
+            where = f", workdir {s.workdir}" if s.workdir else ""
+            lines.append(
+                f"  {task.id}: agent {s.agent}, retries {s.retries}, timeout {s.timeout:g}s, "
+                f"isolation {s.isolation}{where}"
+            )
+    return "\n".join(lines)
+
+
+@click.command(name="pagent-run", context_settings={"help_option_names": ["-h", "--help"]})
+@PLAN_ARG
+@_run_options
+@click.version_option(__version__, prog_name="pagent-run")
+def pagent_run(**kwargs: Any) -> None:
+    """Run the wave plan PLAN: every task in its own git worktree, supervised to the end."""
+    _run(**kwargs)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pagent")
+def pagent() -> None:
+    """pagent-run: unattended batch runs of coding agents."""
+
+
+@pagent.command(name="run")
+@PLAN_ARG
+@_run_options
+def run_cmd(**kwargs: Any) -> None:
+    """Run the wave plan PLAN (the same as ``pagent-run PLAN``)."""
+    _run(**kwargs)
+
+
+@pagent.command()
+@PLAN_ARG
+@handle_errors
+def validate(plan_path: Path) -> None:
+    """Check PLAN; exit 0 if it is valid, 2 with one line naming the problem if not."""
+    plan = load_plan(plan_path)
+    click.echo(f"{plan.path.name}: ok ({len(plan.tasks)} tasks in {len(plan.waves)} waves)")
+
+
+@pagent.command()
+@PLAN_ARG
+@RUN_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print the run as one JSON object.")
+@handle_errors
+def status(plan_path: Path, run_id: str | None, as_json: bool) -> None:
+    """Show the latest (or given) run of PLAN: every task's state, attempts and live figures."""
+    plan = load_plan(plan_path)
+    store = _store(plan)
+    try:
+        view = run_view(store, find_run(plan, store, run_id))
+    finally:
+        store.close()
+    click.echo(json.dumps(view, indent=2) if as_json else format_status(view))
+
+
+@pagent.command()
+@PLAN_ARG
+@click.argument("task_id", metavar="TASK")
+@click.option("--attempt", type=click.IntRange(min=1), help="Attempt number (default: the latest).")
+@RUN_OPT
+@handle_errors
+def logs(plan_path: Path, task_id: str, attempt: int | None, run_id: str | None) -> None:
+    """Print the raw log (stdout and stderr, as written) of TASK's latest or given attempt."""
+    plan = load_plan(plan_path)
+    store = _store(plan)
+    try:
+        run = find_run(plan, store, run_id)
+        attempts = store.attempts(run.run_id, task_id)
+    finally:
+        store.close()
+    if not attempts:
+        raise UsageError(f"{plan.path.name}: task {task_id!r} has no attempt in run {run.run_id}")
+    chosen = attempts[-1] if attempt is None else next((a for a in attempts if a.number == attempt), None)
+    if chosen is None:
+        numbers = ", ".join(str(a.number) for a in attempts)
+        raise UsageError(f"{plan.path.name}: task {task_id!r} has no attempt {attempt} (attempts: {numbers})")
+    try:
+        with open(chosen.log_path, "rb") as log:
+            while chunk := log.read(1 << 20):
+                sys.stdout.buffer.write(chunk)
+    except FileNotFoundError:
+        raise UsageError(f"log of attempt {chosen.number} is gone: {chosen.log_path}") from None
+    sys.stdout.buffer.flush()
+
+
+def main() -> None:  # pragma: no cover - console-script entry
+    """Entry point of ``pagent``."""
+    pagent(prog_name="pagent")
+
+
+def main_run() -> None:  # pragma: no cover - console-script entry
+    """Entry point of ``pagent-run``."""
+    pagent_run(prog_name="pagent-run")
+
+
+__all__ = ["EXIT_USAGE", "main", "main_run", "pagent", "pagent_run"]

@@ -1,0 +1,112 @@
+"""One invocation of ``pagent-run``: lock, repair, begin the run, execute it, write the summary.
+
+``execute_plan`` is what the CLI calls inside ``anyio.run``. It handles SIGINT and SIGTERM: the
+runner starts nothing new, stops every running attempt and records it ``interrupted``; the
+result then carries exit code 130 or 143.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from supervisor import events
+from supervisor.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM
+from supervisor.launcher import Launcher
+from supervisor.local import LocalLauncher
+from supervisor.lock import PlanLock, ensure_state_dir
+from supervisor.model import RunStatus
+from supervisor.plan import Plan
+from supervisor.runner import Runner, Workspace
+from supervisor.runs import find_run, new_run, recover, reopen_run, run_directory
+from supervisor.store import Store
+from supervisor.views import run_view
+from supervisor.worktree import resolve_repo
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What an invocation ended with: the run, its view (as in summary.json) and the exit code."""
+
+    run_id: str
+    status: RunStatus
+    exit_code: int
+    view: dict[str, Any]
+
+
+def store_for(plan: Plan) -> Store:
+    """The plan directory's state database (created on first use)."""
+    ensure_state_dir(plan.state_dir)
+    return Store(plan.state_dir / "state.db")
+
+
+async def execute_plan(
+    plan: Plan,
+    *,
+    retry_failed: bool = False,
+    run_id: str | None = None,
+    emit: Callable[[events.Event], None] = lambda event: None,
+    launcher: Launcher | None = None,
+) -> RunResult:
+    """Run ``plan`` (or retry its latest / given run) to the end; see the module docstring."""
+    repo = resolve_repo(plan)  # exit 2 on a wrong repo or base, before anything is created
+    ensure_state_dir(plan.state_dir)
+    with PlanLock(plan.state_dir, plan.key) as lock:
+        lock.acquire(plan.path.name)
+        store = Store(plan.state_dir / "state.db")
+        try:
+            grace = max(task.settings.kill_grace for task in plan.tasks)
+            for message in await recover(plan, store, grace):
+                emit(events.Notice(message))
+            now = time.time()
+            if retry_failed:
+                run = reopen_run(plan, store, find_run(plan, store, run_id), repo)
+            else:
+                run = new_run(plan, store, repo, now)
+            runner = Runner(
+                plan,
+                run,
+                store,
+                launcher or LocalLauncher(),
+                Workspace(repo.root, run.base_commit or repo.base_commit),
+                emit=emit,
+                retry=retry_failed,
+            )
+            received: list[int] = []
+            async with anyio.create_task_group() as tg:
+
+                async def on_signals() -> None:
+                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        async for signum in signals:
+                            if not received:
+                                emit(
+                                    events.Notice(
+                                        f"received {signal.Signals(signum).name}: stopping every agent"
+                                    )
+                                )
+                            received.append(signum)
+                            runner.interrupt()
+
+                tg.start_soon(on_signals)
+                status = await runner.execute()
+                tg.cancel_scope.cancel()
+            if received:
+                exit_code = EXIT_SIGINT if received[0] == signal.SIGINT else EXIT_SIGTERM
+            else:
+                exit_code = EXIT_OK if status is RunStatus.SUCCEEDED else EXIT_FAILED
+            store.update_run(run.run_id, exit_code=exit_code)
+            final = store.run(run.run_id)
+            assert final is not None
+            view = run_view(store, final)
+            summary_path = run_directory(plan, run.run_id) / "summary.json"
+            summary_path.parent.mkdir(parents=True, exist_ok=True)
+            summary_path.write_text(json.dumps(view, indent=2) + "\n", encoding="utf-8")
+            return RunResult(run.run_id, status, exit_code, view)
+        finally:
+            store.close()

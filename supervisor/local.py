@@ -1,0 +1,187 @@
+"""``LocalLauncher``: each attempt as a local subprocess in a session of its own.
+
+The main process starts with ``setsid`` (its own session and process group) and, on Linux,
+``PR_SET_PDEATHSIG`` so it receives SIGTERM if the supervisor dies. Exit is observed through a
+pidfd, output through non-blocking pipes read on the event loop: no thread per child. The
+prompt reaches the agent's stdin as a file, which ends in EOF exactly like a closed pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import psutil
+
+from supervisor import proctree
+from supervisor.launcher import AttemptSpec, Exit, OutputCallback, Sample, Stream
+
+_PR_SET_PDEATHSIG = 1
+_READ_SIZE = 256 * 1024
+
+
+def _pdeathsig_setter() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks Linux to SIGTERM the child when its parent dies.
+
+    libc is resolved here, in the parent, so the child only makes one system call between
+    fork and exec. If the parent already died before the call, the child exits at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return None
+    prctl = ctypes.CDLL(libc_name, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+class LocalHandle:
+    """A running local attempt; see ``supervisor.launcher.AttemptHandle``."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], spec: AttemptSpec) -> None:
+        self._popen = popen
+        self._spec = spec
+        self._proc = psutil.Process(popen.pid)
+        self.pid = popen.pid
+        self.pid_started = self._proc.create_time()
+        self._pidfd = os.pidfd_open(popen.pid) if hasattr(os, "pidfd_open") else None
+        self._exit: Exit | None = None
+        self._readers_done = anyio.Event()
+
+    async def wait(self) -> Exit:
+        """Return once the main process has ended (reaping it)."""
+        if self._exit is None:
+            if self._pidfd is not None:
+                await anyio.wait_readable(self._pidfd)
+            else:  # pragma: no cover - Linux < 5.3
+                while self._popen.poll() is None:  # noqa: ASYNC110 - nothing to wait on but time
+                    await anyio.sleep(0.05)
+            code = self._popen.wait()
+            self._exit = Exit(signal=-code) if code < 0 else Exit(code=code)
+        return self._exit
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM the whole tree, then SIGKILL what is left after ``grace`` seconds."""
+        procs = proctree.tree(self._proc, self.pid, self._spec.cookie)
+        await proctree.stop_processes(procs, self.pid, grace)
+
+    async def finish(self, grace: float) -> int:
+        """Stop the leftovers of an ended main process and wait (``grace`` at most) for EOF."""
+        procs = proctree.tree(None, self.pid, self._spec.cookie)
+        if procs or proctree.group_members(self.pid):
+            await proctree.stop_processes(procs, self.pid, grace)
+        with anyio.move_on_after(grace):
+            await self._readers_done.wait()
+        return len(procs)
+
+    def sample(self) -> Sample | None:
+        """CPU seconds, RSS and process count of the main process and its descendants."""
+        procs = [self._proc, *proctree.descendants(self._proc)]
+        cpu = 0.0
+        rss = 0
+        count = 0
+        for proc in procs:
+            try:
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    cpu += times.user + times.system
+                    rss += proc.memory_info().rss
+                    count += 1
+            except psutil.Error:
+                continue
+        return Sample(cpu_seconds=cpu, rss=rss, procs=count) if count else None
+
+    def close(self) -> None:
+        """Release the pidfd."""
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+class LocalLauncher:
+    """Starts attempts as local subprocesses; see ``supervisor.launcher.Launcher``."""
+
+    def __init__(self) -> None:
+        self._preexec = _pdeathsig_setter()
+
+    @asynccontextmanager
+    async def start(self, spec: AttemptSpec, on_output: OutputCallback) -> AsyncIterator[LocalHandle]:
+        """Start the attempt; on leaving, its tree is gone and its pipes are closed."""
+        # Popen returns as soon as the child has exec'd: it does not block the loop for long.
+        with open(spec.stdin_path, "rb") as stdin:  # noqa: ASYNC230 - a local file, opened once
+            popen = subprocess.Popen(  # noqa: ASYNC220
+                list(spec.argv),
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=spec.cwd,
+                env=dict(spec.env),
+                start_new_session=True,
+                preexec_fn=self._preexec,  # noqa: PLW1509 - one prctl call, libc resolved before fork
+                close_fds=True,
+            )
+        handle = LocalHandle(popen, spec)
+        assert popen.stdout is not None
+        assert popen.stderr is not None
+        pipes = [(popen.stdout, Stream.STDOUT), (popen.stderr, Stream.STDERR)]
+        try:
+            async with anyio.create_task_group() as tg:
+                pending = len(pipes)
+
+                async def pump(fd: int, stream: Stream) -> None:
+                    nonlocal pending
+                    try:
+                        await _read_until_eof(fd, stream, on_output)
+                    finally:
+                        pending -= 1
+                        if pending == 0:
+                            handle._readers_done.set()
+
+                for pipe, stream in pipes:
+                    os.set_blocking(pipe.fileno(), False)
+                    tg.start_soon(pump, pipe.fileno(), stream)
+                try:
+                    yield handle
+                finally:
+                    # Whatever the caller did, nothing of this attempt may outlive the block.
+                    with anyio.CancelScope(shield=True):
+                        if handle._exit is None:
+                            await handle.stop(grace=1.0)
+                            await handle.wait()
+                        if not handle._readers_done.is_set():
+                            await handle.finish(grace=1.0)
+                    tg.cancel_scope.cancel()
+        finally:
+            for pipe, _ in pipes:
+                with contextlib.suppress(OSError):
+                    anyio.notify_closing(pipe.fileno())
+                pipe.close()
+            handle.close()
+
+
+async def _read_until_eof(fd: int, stream: Stream, on_output: OutputCallback) -> None:
+    """Deliver everything written to ``fd`` until EOF, chunk by chunk, as it arrives."""
+    while True:
+        try:
+            data = os.read(fd, _READ_SIZE)
+        except BlockingIOError:
+            await anyio.wait_readable(fd)
+            continue
+        if not data:
+            return
+        on_output(data, stream)

@@ -1,0 +1,144 @@
+"""The run's record as enums and frozen dataclasses: runs, task runs and attempts.
+
+A task run's life is a small state machine, spelled out in ``TRANSITIONS``; the runner asks
+``check_transition`` before it persists a change, so an impossible move fails loudly in tests
+instead of corrupting a night's record.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import time
+from dataclasses import dataclass
+
+
+class TaskState(enum.StrEnum):
+    """Where one task of one run stands."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    NOT_RUN = "not_run"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def finished(self) -> bool:
+        """True for the states a run can end in."""
+        return self not in {TaskState.PENDING, TaskState.RUNNING}
+
+
+class RunStatus(enum.StrEnum):
+    """Where one run (one invocation of ``pagent-run``) stands."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    # A pending task with earlier attempts (waiting to retry) can be failed or interrupted.
+    TaskState.PENDING: frozenset(
+        {TaskState.RUNNING, TaskState.NOT_RUN, TaskState.FAILED, TaskState.INTERRUPTED}
+    ),
+    TaskState.RUNNING: frozenset(
+        {TaskState.PENDING, TaskState.SUCCEEDED, TaskState.FAILED, TaskState.INTERRUPTED}
+    ),
+    # --retry-failed takes every unfinished-or-failed task back to pending.
+    TaskState.FAILED: frozenset({TaskState.PENDING}),
+    TaskState.NOT_RUN: frozenset({TaskState.PENDING}),
+    TaskState.INTERRUPTED: frozenset({TaskState.PENDING}),
+    TaskState.SUCCEEDED: frozenset(),
+}
+
+
+def check_transition(old: TaskState, new: TaskState) -> None:
+    """Raise ``ValueError`` unless a task may go from ``old`` to ``new``."""
+    if new != old and new not in TRANSITIONS[old]:
+        raise ValueError(f"illegal task transition {old} -> {new}")
+
+
+# Attempt reasons. Parametrised ones ("exit 3", "signal SIGKILL") are built by the helpers below.
+OK = "ok"
+TIMEOUT = "timeout"
+STALLED = "stalled"
+INTERRUPTED = "interrupted"
+OOM_KILLED = "oom-killed"
+LAUNCH_FAILED = "launch-failed"
+
+
+def exit_reason(code: int) -> str:
+    """The reason for an attempt whose process exited with ``code``."""
+    return OK if code == 0 else f"exit {code}"
+
+
+def signal_reason(name: str) -> str:
+    """The reason for an attempt whose process was killed by signal ``name``."""
+    return f"signal {name}"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One invocation of ``pagent-run`` (``--retry-failed`` continues an existing one)."""
+
+    run_id: str
+    plan_key: str
+    plan_name: str
+    plan_path: str
+    started_at: float
+    status: RunStatus = RunStatus.RUNNING
+    ended_at: float | None = None
+    exit_code: int | None = None
+    pid: int | None = None
+    pid_started: float | None = None
+    repo: str | None = None
+    base_commit: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One task of one run: its state, workspace and the outcome of its latest attempt."""
+
+    run_id: str
+    task_id: str
+    wave: int
+    wave_name: str
+    state: TaskState = TaskState.PENDING
+    attempts: int = 0
+    branch: str | None = None
+    worktree: str | None = None
+    reason: str | None = None
+    exit_code: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One try of one task: its process, its log and why it ended, plus the latest heartbeat."""
+
+    run_id: str
+    task_id: str
+    number: int
+    started_at: float
+    log_path: str
+    cookie: str
+    ended_at: float | None = None
+    pid: int | None = None
+    pid_started: float | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    cpu_percent: float | None = None
+    rss: int | None = None
+    procs: int | None = None
+    last_output_at: float | None = None
+    sampled_at: float | None = None
+    note: str | None = None
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A new run id: UTC time to the second, sortable, plus random hex against collisions."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}-{secrets.token_hex(2)}"

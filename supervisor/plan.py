@@ -1,0 +1,354 @@
+"""Read a plan file and validate all of it into frozen dataclasses before anything happens.
+
+``load_plan`` is the only entry point. It reads the TOML and the prompt files and touches nothing
+else: no git, no state, no directory is created. Every problem becomes a ``PlanError`` whose
+message is one line naming the file and the key path, e.g.
+``plan.toml: waves[0].tasks[2].retries: expected an integer >= 0, got -1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import msgspec
+
+from supervisor import schema
+from supervisor.errors import PlanError
+from supervisor.units import parse_duration, parse_size
+
+AgentKind = Literal["plain", "claude"]
+Isolation = Literal["worktree", "none"]
+
+TASK_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+_MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>.*)`$")
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """How to start one agent: argv (no shell, ever), extra environment and output kind."""
+
+    name: str
+    command: tuple[str, ...]
+    env: Mapping[str, str]
+    kind: AgentKind
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """Everything ``[defaults]`` sets and a task may override, with units already parsed."""
+
+    agent: str = "claude"
+    retries: int = 2
+    retry_delay: float = 30.0
+    timeout: float = 45 * 60.0
+    stall_timeout: float = 10 * 60.0
+    kill_grace: float = 10.0
+    workdir: str | None = None
+    isolation: Isolation = "worktree"
+    min_free_memory: int = 512 * 1024**2
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of the plan, its prompt read and its settings merged over the defaults."""
+
+    id: str
+    wave: int
+    wave_name: str
+    prompt: str
+    branch: str | None
+    settings: TaskSettings
+
+
+@dataclass(frozen=True)
+class Wave:
+    """Tasks that may run side by side; the next wave starts when all of these have ended."""
+
+    index: int
+    name: str
+    tasks: tuple[Task, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A fully validated plan. Paths are absolute; ``repo`` is ``None`` for "the repo holding the plan"."""
+
+    path: Path
+    name: str
+    repo: Path | None
+    base: str | None
+    jobs: int
+    worktree_root: Path | None
+    agents: Mapping[str, AgentSpec]
+    waves: tuple[Wave, ...]
+
+    @property
+    def plan_dir(self) -> Path:
+        """The directory holding the plan file; relative paths in the plan are relative to it."""
+        return self.path.parent
+
+    @property
+    def state_dir(self) -> Path:
+        """Where runs, logs and the lock live: ``.pagent/`` beside the plan file."""
+        return self.plan_dir / ".pagent"
+
+    @property
+    def uid(self) -> str:
+        """A short id of this plan file (by its absolute path), unique on this machine."""
+        return hashlib.sha1(str(self.path).encode(), usedforsecurity=False).hexdigest()[:12]
+
+    @property
+    def key(self) -> str:
+        """The name runs of this plan are filed under in the state database: the file's name."""
+        return self.path.name
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        """Every task, in wave order."""
+        return tuple(task for wave in self.waves for task in wave.tasks)
+
+    def task(self, task_id: str) -> Task:
+        """The task called ``task_id``; ``KeyError`` if there is none."""
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        raise KeyError(task_id)
+
+
+def builtin_agents() -> dict[str, AgentSpec]:
+    """The agents every plan knows without declaring them: ``claude`` and the offline ``demo``."""
+    return {
+        "claude": AgentSpec(
+            name="claude",
+            command=("claude", "-p", "--output-format", "stream-json", "--verbose"),
+            env=MappingProxyType({}),
+            kind="claude",
+        ),
+        "demo": AgentSpec(
+            name="demo",
+            command=(sys.executable, "-m", "supervisor.demo_agent"),
+            env=MappingProxyType({}),
+            kind="plain",
+        ),
+    }
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and validate the plan at ``path``; raise ``PlanError`` (one line) on any problem."""
+    path = Path(path).absolute()
+    label = str(path.name)
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot read plan: {exc.strerror or exc}") from None
+    try:
+        raw = tomllib.loads(raw_bytes.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PlanError(f"{label}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PlanError(f"{label}: invalid TOML: {exc}") from None
+    try:
+        table = msgspec.convert(raw, type=schema.PlanTable)
+    except msgspec.ValidationError as exc:
+        raise PlanError(f"{label}: {_describe(exc, raw)}") from None
+    return _build(path, label, table)
+
+
+def _describe(exc: msgspec.ValidationError, raw: Mapping[str, Any]) -> str:
+    """Turn msgspec's "<msg> - at `$.a[0].b`" into "a[0].b: <msg>, got <value>"."""
+    text = str(exc)
+    match = _MSGSPEC_ERROR.match(text)
+    if match is None:
+        return text
+    msg, path = match["msg"], match["path"].lstrip(".")
+    if unknown := re.match(r"Object contains unknown field `(.*)`", msg):
+        key = f"{path}.{unknown[1]}" if path else unknown[1]
+        return f"{key}: unknown key"
+    if missing := re.match(r"Object missing required field `(.*)`", msg):
+        return f"{path or 'plan'}: missing required key {missing[1]!r}"
+    msg = msg.replace(" | null", "").replace("null | ", "")
+    msg = msg[0].lower() + msg[1:]
+    if "got" not in msg:
+        found, value = _lookup(raw, path)
+        if found:
+            msg = f"{msg}, got {value!r}"
+    return f"{path}: {msg}"
+
+
+def _lookup(raw: Any, path: str) -> tuple[bool, Any]:
+    """Find the value at a msgspec key path like ``waves[0].tasks[1].retries`` in the raw TOML."""
+    value = raw
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        try:
+            value = value[int(part[1:-1])] if part.startswith("[") else value[part]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return False, None
+    return True, value
+
+
+def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
+    """Apply the cross-field rules and convert the checked tables into the frozen model."""
+    plan_dir = path.parent
+
+    agents = builtin_agents()
+    for name, agent in table.agents.items():
+        where = f"agents.{name}"
+        if not TASK_ID.match(name):
+            raise PlanError(f"{label}: {where}: agent names use letters, digits, '.', '_', '-'")
+        agents[name] = AgentSpec(
+            name=name,
+            command=tuple(_expand(arg, plan_dir) for arg in agent.command),
+            env=MappingProxyType({k: _expand(v, plan_dir) for k, v in agent.env.items()}),
+            kind=agent.kind,
+            extra_args=tuple(agent.extra_args),
+        )
+
+    defaults = _merge(TaskSettings(), table.defaults, label, "defaults", agents)
+    waves: list[Wave] = []
+    seen: dict[str, str] = {}
+    branches: dict[str, str] = {}
+    if not table.waves:
+        raise PlanError(f"{label}: waves: the plan has no [[waves]]")
+    for w, wave_table in enumerate(table.waves):
+        wave_name = wave_table.name or f"wave-{w + 1}"
+        if not wave_table.tasks:
+            raise PlanError(f"{label}: waves[{w}]: wave {wave_name!r} has no [[waves.tasks]]")
+        tasks: list[Task] = []
+        for t, task_table in enumerate(wave_table.tasks):
+            where = f"waves[{w}].tasks[{t}]"
+            task_id = task_table.id
+            if not TASK_ID.match(task_id) or task_id.endswith(".lock") or ".." in task_id:
+                raise PlanError(
+                    f"{label}: {where}.id: {task_id!r} is not a safe id "
+                    "(letters, digits, '.', '_', '-'; not starting with '.' or '-')"
+                )
+            if task_id in seen:
+                raise PlanError(f"{label}: {where}.id: duplicate id {task_id!r} (first at {seen[task_id]})")
+            seen[task_id] = where
+            if task_table.branch is not None:
+                if problem := branch_problem(task_table.branch):
+                    raise PlanError(f"{label}: {where}.branch: {task_table.branch!r} {problem}")
+                if task_table.branch in branches:
+                    raise PlanError(
+                        f"{label}: {where}.branch: {task_table.branch!r} is also the branch of "
+                        f"{branches[task_table.branch]}"
+                    )
+                branches[task_table.branch] = where
+            tasks.append(
+                Task(
+                    id=task_id,
+                    wave=w,
+                    wave_name=wave_name,
+                    prompt=_prompt(task_table, plan_dir, label, where),
+                    branch=task_table.branch,
+                    settings=_merge(defaults, task_table, label, where, agents),
+                )
+            )
+        waves.append(Wave(index=w, name=wave_name, tasks=tuple(tasks)))
+
+    return Plan(
+        path=path,
+        name=table.name or path.stem,
+        repo=(plan_dir / table.repo).resolve() if table.repo else None,
+        base=table.base,
+        jobs=table.jobs,
+        worktree_root=(plan_dir / table.worktree_root).resolve() if table.worktree_root else None,
+        agents=MappingProxyType(agents),
+        waves=tuple(waves),
+    )
+
+
+def _expand(value: str, plan_dir: Path) -> str:
+    """Expand the placeholders an agent command may use: ``{plan_dir}`` and ``{python}``."""
+    return value.replace("{plan_dir}", str(plan_dir)).replace("{python}", sys.executable)
+
+
+def _prompt(task: schema.TaskTable, plan_dir: Path, label: str, where: str) -> str:
+    """The task's prompt text: inline, or read from ``prompt_file`` (relative to the plan)."""
+    if task.prompt is not None and task.prompt_file is not None:
+        raise PlanError(f"{label}: {where}: give either 'prompt' or 'prompt_file', not both")
+    if task.prompt_file is not None:
+        prompt_path = plan_dir / task.prompt_file
+        try:
+            text = prompt_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PlanError(f"{label}: {where}.prompt_file: no such file: {prompt_path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PlanError(f"{label}: {where}.prompt_file: cannot read {prompt_path}: {exc}") from None
+    elif task.prompt is not None:
+        text = task.prompt
+    else:
+        raise PlanError(f"{label}: {where}: missing 'prompt' or 'prompt_file'")
+    if not text.strip():
+        raise PlanError(f"{label}: {where}: the prompt is empty")
+    return text
+
+
+def _merge(
+    base: TaskSettings,
+    table: schema.SettingsTable,
+    label: str,
+    where: str,
+    agents: Mapping[str, AgentSpec],
+) -> TaskSettings:
+    """``base`` with every key that ``table`` sets replaced, units parsed and values checked."""
+    changes: dict[str, Any] = {}
+    for field in msgspec.structs.fields(schema.SettingsTable):
+        value = getattr(table, field.name)
+        if value is None:
+            continue
+        key = f"{where}.{field.name}"
+        try:
+            if field.name in {"retry_delay", "timeout", "stall_timeout", "kill_grace"}:
+                value = parse_duration(value)
+                if field.name in {"timeout", "stall_timeout"} and value <= 0:
+                    raise ValueError(f"expected a duration > 0, got {getattr(table, field.name)!r}")
+            elif field.name == "min_free_memory":
+                value = parse_size(value)
+            elif field.name == "extra_args":
+                value = tuple(value)
+            elif field.name == "workdir":
+                value = _check_workdir(value)
+            elif field.name == "agent" and value not in agents:
+                known = ", ".join(sorted(agents))
+                raise ValueError(f"unknown agent {value!r} (known: {known})")
+        except ValueError as exc:
+            raise PlanError(f"{label}: {key}: {exc}") from None
+        changes[field.name] = value
+    return replace(base, **changes)
+
+
+def _check_workdir(value: str) -> str:
+    """A workdir must stay inside the worktree: relative, without '..'."""
+    parts = Path(value).parts
+    if Path(value).is_absolute() or ".." in parts:
+        raise ValueError(f"expected a path inside the worktree, got {value!r}")
+    return value
+
+
+def branch_problem(name: str) -> str | None:  # noqa: PLR0911 - one return per rule
+    """Why ``name`` is not a valid git branch name (git check-ref-format's rules), or ``None``."""
+    if name.startswith("-"):
+        return "must not start with '-'"
+    if name == "@" or "@{" in name:
+        return "must not be '@' or contain '@{'"
+    if ".." in name or "//" in name:
+        return "must not contain '..' or '//'"
+    if name.startswith("/") or name.endswith("/") or name.endswith("."):
+        return "must not start or end with '/' or end with '.'"
+    if any(ord(c) < 32 or ord(c) == 127 or c in " ~^:?*[\\" for c in name):
+        return "must not contain spaces, control characters or any of ~^:?*[\\"
+    for part in name.split("/"):
+        if part.startswith(".") or part.endswith(".lock"):
+            return "has a component starting with '.' or ending with '.lock'"
+    return None

@@ -1,0 +1,75 @@
+"""Plain-data views of a run for ``pagent status --json``, ``summary.json`` and the console.
+
+A view is built from the store alone (no process is touched), so it works while a run is
+active, after it, and for any earlier run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+from supervisor.model import AttemptRecord, RunRecord, TaskRecord, TaskState
+from supervisor.store import Store
+
+STATE_ORDER = [state.value for state in TaskState]
+
+
+def task_view(record: TaskRecord, attempts: list[AttemptRecord], now: float) -> dict[str, Any]:
+    """One task run as a JSON-ready dict; ``reason`` and ``log`` are the latest attempt's."""
+    latest = attempts[-1] if attempts else None
+    end = record.ended_at or (now if record.state is TaskState.RUNNING else None)
+    view: dict[str, Any] = {
+        "id": record.task_id,
+        "wave": record.wave_name,
+        "wave_index": record.wave,
+        "state": record.state.value,
+        "attempts": record.attempts,
+        "exit_code": record.exit_code,
+        "reason": (latest.reason if latest and latest.reason else record.reason),
+        "branch": record.branch,
+        "worktree": record.worktree,
+        "log": latest.log_path if latest else None,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+        "duration": None if record.started_at is None or end is None else round(end - record.started_at, 3),
+    }
+    if record.state is TaskState.PENDING and record.reason:
+        view["reason"] = record.reason
+    if latest is not None and latest.ended_at is None and record.state is TaskState.RUNNING:
+        view["live"] = {
+            "pid": latest.pid,
+            "cpu_percent": None if latest.cpu_percent is None else round(latest.cpu_percent, 1),
+            "rss": latest.rss,
+            "procs": latest.procs,
+            "since_output": None if latest.last_output_at is None else round(now - latest.last_output_at, 1),
+            "sampled_at": latest.sampled_at,
+            "status": latest.note,
+        }
+    return view
+
+
+def run_view(store: Store, run: RunRecord, now: float | None = None) -> dict[str, Any]:
+    """The whole run: its record, counts by state and every task view, in plan order."""
+    now = time.time() if now is None else now
+    by_task: dict[str, list[AttemptRecord]] = defaultdict(list)
+    for attempt in store.attempts(run.run_id):
+        by_task[attempt.task_id].append(attempt)
+    tasks = [task_view(record, by_task[record.task_id], now) for record in store.tasks(run.run_id)]
+    counts = Counter(task["state"] for task in tasks)
+    end = run.ended_at or now
+    return {
+        "run_id": run.run_id,
+        "plan": run.plan_name,
+        "plan_path": run.plan_path,
+        "status": run.status.value,
+        "exit_code": run.exit_code,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "duration": round(end - run.started_at, 3),
+        "pid": run.pid,
+        "base_commit": run.base_commit,
+        "counts": {state: counts[state] for state in STATE_ORDER if counts[state]},
+        "tasks": tasks,
+    }
