@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 
 from supervisor import events
-from supervisor.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM
+from supervisor.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, UsageError
 from supervisor.launcher import Launcher
 from supervisor.local import LocalLauncher
 from supervisor.lock import PlanLock, ensure_state_dir
@@ -56,6 +56,8 @@ async def execute_plan(
 ) -> RunResult:
     """Run ``plan`` (or retry its latest / given run) to the end; see the module docstring."""
     repo = resolve_repo(plan)  # exit 2 on a wrong repo or base, before anything is created
+    if retry_failed and not (plan.state_dir / "state.db").exists():
+        raise UsageError(f"{plan.path.name}: no run yet")
     ensure_state_dir(plan.state_dir)
     with PlanLock(plan.state_dir, plan.key) as lock:
         lock.acquire(plan.path.name)

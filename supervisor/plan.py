@@ -9,6 +9,7 @@ message is one line naming the file and the key path, e.g.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sys
 import tomllib
@@ -28,7 +29,8 @@ AgentKind = Literal["plain", "claude"]
 Isolation = Literal["worktree", "none"]
 
 TASK_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-_MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>.*)`$")
+_MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>.*)`$", re.DOTALL)
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ def load_plan(path: str | Path) -> Plan:
     try:
         raw_bytes = path.read_bytes()
     except OSError as exc:
-        raise PlanError(f"{path}: cannot read plan: {exc.strerror or exc}") from None
+        raise PlanError(f"{label}: cannot read plan {str(path)!r}: {exc.strerror or exc}") from None
     try:
         raw = tomllib.loads(raw_bytes.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -168,21 +170,58 @@ def _describe(exc: msgspec.ValidationError, raw: Mapping[str, Any]) -> str:
     """Turn msgspec's "<msg> - at `$.a[0].b`" into "a[0].b: <msg>, got <value>"."""
     text = str(exc)
     match = _MSGSPEC_ERROR.match(text)
-    if match is None:
-        return text
-    msg, path = match["msg"], match["path"].lstrip(".")
-    if unknown := re.match(r"Object contains unknown field `(.*)`", msg):
-        key = f"{path}.{unknown[1]}" if path else unknown[1]
+    # msgspec gives no path for the top-level table (an unknown top-level key).
+    msg, path = (match["msg"], match["path"].lstrip(".")) if match else (text, "")
+    path = _name_agent(raw, path)
+    if unknown := re.match(r"Object contains unknown field `(.*)`$", msg, re.DOTALL):
+        key = f"{path}.{_key(unknown[1])}" if path else _key(unknown[1])
         return f"{key}: unknown key"
     if missing := re.match(r"Object missing required field `(.*)`", msg):
         return f"{path or 'plan'}: missing required key {missing[1]!r}"
     msg = msg.replace(" | null", "").replace("null | ", "")
     msg = msg[0].lower() + msg[1:]
-    if "got" not in msg:
+    if "got" not in msg and not msg.startswith("invalid enum value"):
         found, value = _lookup(raw, path)
         if found:
             msg = f"{msg}, got {value!r}"
     return f"{path}: {msg}"
+
+
+def _key(name: str) -> str:
+    """A table key as it would be written in TOML: bare if it can be, else quoted (one line)."""
+    return name if _BARE_KEY.match(name) else json.dumps(name)
+
+
+def _name_agent(raw: Mapping[str, Any], path: str) -> str:
+    """Put back the agent name (and env key) that msgspec writes as ``[...]`` in a key path.
+
+    msgspec checks ``[agents.*]`` in file order and stops at the first error, so the agent it
+    complains about is the first one that does not convert on its own.
+    """
+    if not path.startswith("agents[...]"):
+        return path
+    agents = raw.get("agents")
+    if not isinstance(agents, Mapping):
+        return path
+    failing = [(name, value) for name, value in agents.items() if not _converts(value, schema.AgentTable)]
+    if not failing:
+        return path
+    name, value = failing[0]
+    rest = path.removeprefix("agents[...]")
+    if rest.startswith(".env[...]") and isinstance(value, Mapping) and isinstance(value.get("env"), Mapping):
+        bad = [k for k, v in value["env"].items() if not isinstance(v, str)]
+        if bad:
+            rest = f".env.{_key(bad[0])}" + rest.removeprefix(".env[...]")
+    return f"agents.{_key(name)}{rest}"
+
+
+def _converts(value: Any, type_: type[Any]) -> bool:
+    """Whether ``value`` passes msgspec's checks for ``type_``."""
+    try:
+        msgspec.convert(value, type=type_)
+    except msgspec.ValidationError:
+        return False
+    return True
 
 
 def _lookup(raw: Any, path: str) -> tuple[bool, Any]:
@@ -202,9 +241,10 @@ def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
 
     agents = builtin_agents()
     for name, agent in table.agents.items():
-        where = f"agents.{name}"
         if not TASK_ID.match(name):
-            raise PlanError(f"{label}: {where}: agent names use letters, digits, '.', '_', '-'")
+            raise PlanError(
+                f"{label}: agents.{_key(name)}: agent names use letters, digits, '.', '_', '-', got {name!r}"
+            )
         agents[name] = AgentSpec(
             name=name,
             command=tuple(_expand(arg, plan_dir) for arg in agent.command),

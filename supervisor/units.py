@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION = re.compile(
@@ -33,6 +34,9 @@ def parse_duration(value: str | int | float) -> float:
             + parts.get("s", 0.0)
             + parts.get("ms", 0.0) / 1000
         )
+    if not math.isfinite(seconds):
+        # TOML has nan and inf; nan would compare false against every limit and disable it.
+        raise ValueError(f"expected a finite duration, got {value!r}")
     if seconds < 0:
         raise ValueError(f"expected a duration >= 0, got {value!r}")
     return seconds

@@ -1,0 +1,54 @@
+"""Shared fixtures: real git repositories in tmp_path and the installed console scripts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "pagent tests",
+    "GIT_AUTHOR_EMAIL": "tests@pagent.invalid",
+    "GIT_COMMITTER_NAME": "pagent tests",
+    "GIT_COMMITTER_EMAIL": "tests@pagent.invalid",
+}
+
+
+def bin_path(name: str) -> Path:
+    """An installed console script of this package (beside the running interpreter)."""
+    return Path(sys.executable).parent / name
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in ``repo`` and return its stdout (tests fail loudly if git fails)."""
+    done = subprocess.run(
+        ["git", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **GIT_IDENTITY},
+    )
+    return done.stdout
+
+
+@pytest.fixture
+def git_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A git identity for commits made by tests and their agents."""
+    for key, value in GIT_IDENTITY.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
+def repo(tmp_path: Path, git_env: None) -> Path:
+    """A git repository with one commit on main, in tmp_path/repo."""
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "--quiet", "--initial-branch=main")
+    (path / "README.md").write_text("test repository\n")
+    git(path, "add", "README.md")
+    git(path, "commit", "--quiet", "-m", "initial commit")
+    return path
