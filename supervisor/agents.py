@@ -33,6 +33,9 @@ class OutputParser(Protocol):
     def outcome(self, exit: Exit) -> Outcome:
         """Judge the attempt once its process has ended with ``exit``."""
 
+    def notices(self) -> list[str]:
+        """Notable events since the last call (e.g. an API retry), each one line for the log."""
+
     @property
     def finished(self) -> bool:
         """True once the agent has announced its final result (the process may still run)."""
@@ -59,6 +62,9 @@ class PlainParser:
 
     def feed(self, data: bytes) -> None:
         pass
+
+    def notices(self) -> list[str]:
+        return []
 
     def outcome(self, exit: Exit) -> Outcome:
         return outcome_from_exit(exit)

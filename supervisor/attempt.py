@@ -128,6 +128,8 @@ async def run_attempt(
         last_output_wall = clock.time()
         if stream is Stream.STDOUT:
             parser.feed(data)
+            for notice in parser.notices():
+                emit(events.Notice(notice, spec.task_id))
         if now - last_event >= _OUTPUT_EVENT_EVERY and log.last_line:
             last_event = now
             emit(events.Output(spec.task_id, log.last_line))

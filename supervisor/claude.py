@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from supervisor.agents import Outcome
 from supervisor.launcher import Exit
@@ -47,6 +49,8 @@ CLAUDE_ERROR = "claude-error"
 _MAX_LINE = 8 * 1024 * 1024  # a longer line cannot be an event we need; it is skipped
 _USAGE_LIMIT = re.compile(r"hit your (?:usage )?limit|usage limit reached", re.IGNORECASE)
 _RESETS = re.compile(r"resets?\s+(?:at\s+)?([^\n.\"]{1,60})", re.IGNORECASE)
+_RESET_TIME = re.compile(r"\b(?P<h>\d{1,2})(?::(?P<m>\d{2}))?\s*(?P<ampm>am|pm)?\b", re.IGNORECASE)
+_RESET_ZONE = re.compile(r"\(([A-Za-z_]+(?:/[A-Za-z_+-]+)+|UTC)\)")
 _AUTH_TEXT = re.compile(r"invalid api key|not logged in|oauth token|please run /login|authentication", re.I)
 _BILLING_TEXT = re.compile(r"credit balance|billing", re.IGNORECASE)
 _RATE_TEXT = re.compile(r"rate.?limit|overloaded|\b429\b|\b529\b", re.IGNORECASE)
@@ -66,6 +70,7 @@ class ClaudeParser:
         self.api_retries = 0
         self.last_retry: dict[str, Any] | None = None
         self.events = 0
+        self._notices: list[str] = []
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -118,6 +123,8 @@ class ClaudeParser:
         elif kind == "system" and subtype == "api_retry":
             self.api_retries += 1
             self.last_retry = event
+            if self.status:
+                self._notices.append(self.status)
         elif kind == "assistant":
             if isinstance(event.get("error"), str):
                 self.assistant_errors.append(event["error"])
@@ -129,6 +136,11 @@ class ClaudeParser:
                 del self.assistant_texts[:-5]
         elif kind == "result":
             self.result = event
+
+    def notices(self) -> list[str]:
+        """API retries seen since the last call, as "retrying API, 529, attempt 2/10"."""
+        taken, self._notices = self._notices, []
+        return taken
 
     # -- judging ---------------------------------------------------------------------------------
 
@@ -207,6 +219,35 @@ class ClaudeParser:
             "result_text": str(result.get("result", ""))[:2000] if result else None,
             "resets": self.resets(),
         }
+
+
+def seconds_until_reset(resets: str, now: float) -> float | None:
+    """Seconds from ``now`` until the time of day a usage-limit message names, or ``None``.
+
+    Understands "3pm", "3:30 pm", "15:00", each optionally followed by "(Area/City)"; without a
+    zone the machine's local time is meant. The next such moment after ``now`` is taken.
+    """
+    match = _RESET_TIME.search(resets)
+    if match is None:
+        return None
+    hour, minute = int(match["h"]), int(match["m"] or 0)
+    if match["ampm"]:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if match["ampm"].lower() == "pm" else 0)
+    if hour > 23 or minute > 59:
+        return None
+    zone: tzinfo | None = None
+    if tz_match := _RESET_ZONE.search(resets):
+        try:
+            zone = ZoneInfo(tz_match[1])
+        except (ValueError, ZoneInfoNotFoundError):
+            zone = None
+    current = datetime.fromtimestamp(now, zone) if zone else datetime.fromtimestamp(now).astimezone()
+    target = current.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if target <= current:
+        target += timedelta(days=1)
+    return (target - current).total_seconds()
 
 
 def _number(value: Any) -> Any:

@@ -85,7 +85,10 @@ def format_summary(view: dict[str, Any], run_dir: str) -> str:
     """The end-of-run summary: counts, duration, failed tasks with reasons, where to look."""
     counts = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in view["counts"].items())
     took = format_duration(view["duration"])
-    lines = [f"run {view['run_id']} of {view['plan']}: {view['status']} in {took} ({counts})"]
+    cost = f", ${view['cost_usd']:.4f}" if view.get("cost_usd") is not None else ""
+    lines = [f"run {view['run_id']} of {view['plan']}: {view['status']} in {took} ({counts}{cost})"]
+    if view.get("note"):
+        lines.append(f"  {view['note']}")
     for task in view["tasks"]:
         if task["state"] != "succeeded":
             why = f" ({task['reason']})" if task["reason"] else ""

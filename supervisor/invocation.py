@@ -8,6 +8,7 @@ result then carries exit code 130 or 143.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -16,12 +17,12 @@ from typing import Any
 
 import anyio
 
-from supervisor import events
+from supervisor import events, preflight
 from supervisor.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, UsageError
 from supervisor.launcher import Launcher
 from supervisor.local import LocalLauncher
 from supervisor.lock import PlanLock, ensure_state_dir
-from supervisor.model import RunStatus
+from supervisor.model import RunRecord, RunStatus, TaskState
 from supervisor.plan import Plan
 from supervisor.runner import Runner, Workspace
 from supervisor.runs import find_run, new_run, recover, reopen_run, run_directory
@@ -46,6 +47,22 @@ def store_for(plan: Plan) -> Store:
     return Store(plan.state_dir / "state.db")
 
 
+async def _preflight(plan: Plan, store: Store, earlier: RunRecord | None, launcher: Launcher) -> str:
+    """Check every agent with ``preflight`` on that this invocation will use; their versions."""
+    done = (
+        set()
+        if earlier is None
+        else {r.task_id for r in store.tasks(earlier.run_id) if r.state is TaskState.SUCCEEDED}
+    )
+    agents = {task.settings.agent for task in plan.tasks if task.id not in done}
+    versions = []
+    for name in sorted(agents):
+        agent = plan.agents[name]
+        if agent.preflight:
+            versions.append(f"{name}: {await preflight.check(agent, launcher, dict(os.environ))}")
+    return "; ".join(versions)
+
+
 async def execute_plan(
     plan: Plan,
     *,
@@ -66,16 +83,20 @@ async def execute_plan(
             grace = max(task.settings.kill_grace for task in plan.tasks)
             for message in await recover(plan, store, grace):
                 emit(events.Notice(message))
-            now = time.time()
-            if retry_failed:
-                run = reopen_run(plan, store, find_run(plan, store, run_id), repo)
+            launcher = launcher or LocalLauncher()
+            earlier = find_run(plan, store, run_id) if retry_failed else None
+            versions = await _preflight(plan, store, earlier, launcher)
+            if earlier is not None:
+                run = reopen_run(plan, store, earlier, repo)
             else:
-                run = new_run(plan, store, repo, now)
+                run = new_run(plan, store, repo, time.time())
+            if versions:
+                store.update_run(run.run_id, agent_version=versions)
             runner = Runner(
                 plan,
                 run,
                 store,
-                launcher or LocalLauncher(),
+                launcher,
                 Workspace(repo.root, run.base_commit or repo.base_commit),
                 emit=emit,
                 retry=retry_failed,

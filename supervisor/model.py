@@ -67,6 +67,10 @@ STALLED = "stalled"
 INTERRUPTED = "interrupted"
 OOM_KILLED = "oom-killed"
 LAUNCH_FAILED = "launch-failed"
+MAX_COST = "max-cost"  # the plan's max_cost_usd was reached before the task could start
+
+# What an agent kind may measure per attempt that has a column of its own in the state.
+METRIC_COLUMNS = ("session_id", "turns", "cost_usd", "api_ms", "tokens_in", "tokens_out")
 
 
 def exit_reason(code: int) -> str:
@@ -95,6 +99,8 @@ class RunRecord:
     pid_started: float | None = None
     repo: str | None = None
     base_commit: str | None = None
+    agent_version: str | None = None  # e.g. `claude --version`, recorded by the preflight
+    note: str | None = None  # why the run stopped launching tasks early, if it did
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,14 @@ class AttemptRecord:
     procs: int | None = None
     last_output_at: float | None = None
     sampled_at: float | None = None
-    note: str | None = None
+    note: str | None = None  # live status from the agent kind ("retrying API, 529, attempt 2/10")
+    session_id: str | None = None
+    turns: int | None = None
+    cost_usd: float | None = None
+    api_ms: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    detail: str | None = None  # JSON: what the agent kind reported beyond the columns
 
 
 def new_run_id(now: float | None = None) -> str:

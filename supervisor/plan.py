@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 import tomllib
@@ -28,6 +29,11 @@ from supervisor.units import parse_duration, parse_size
 AgentKind = Literal["plain", "claude"]
 Isolation = Literal["worktree", "none"]
 
+# Failure classes that are not retried unless a task lists them in ``retry_on``.
+RETRYABLE_ON_REQUEST = frozenset({"max-turns", "budget"})
+_DURATIONS = frozenset(
+    {"retry_delay", "timeout", "stall_timeout", "kill_grace", "rate_limit_delay", "max_wait"}
+)
 TASK_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>.*)`$", re.DOTALL)
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -42,6 +48,7 @@ class AgentSpec:
     env: Mapping[str, str]
     kind: AgentKind
     extra_args: tuple[str, ...] = ()
+    preflight: bool = False  # check the agent works before a run (Claude agents: on by default)
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,12 @@ class TaskSettings:
     isolation: Isolation = "worktree"
     min_free_memory: int = 512 * 1024**2
     extra_args: tuple[str, ...] = ()
+    max_budget_usd: float | None = None
+    resume_on_retry: bool = False
+    retry_on: tuple[str, ...] = ()
+    rate_limit_delay: float = 5 * 60.0
+    rate_limit_retries: int = 5
+    max_wait: float = 5 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,7 @@ class Plan:
     base: str | None
     jobs: int
     worktree_root: Path | None
+    max_cost_usd: float | None
     agents: Mapping[str, AgentSpec]
     waves: tuple[Wave, ...]
 
@@ -135,6 +149,7 @@ def builtin_agents() -> dict[str, AgentSpec]:
             command=("claude", "-p", "--output-format", "stream-json", "--verbose"),
             env=MappingProxyType({}),
             kind="claude",
+            preflight=True,
         ),
         "demo": AgentSpec(
             name="demo",
@@ -238,6 +253,12 @@ def _lookup(raw: Any, path: str) -> tuple[bool, Any]:
 def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
     """Apply the cross-field rules and convert the checked tables into the frozen model."""
     plan_dir = path.parent
+    # The name becomes part of branch names (pagent/<name>/<task>) and of the worktree
+    # directory, so a name git refuses would fail every task at night instead of now.
+    plan_name = table.name or path.stem
+    if problem := branch_problem(plan_name):
+        origin = "" if table.name else " (from the file name; set 'name' to choose another)"
+        raise PlanError(f"{label}: name: {plan_name!r}{origin} cannot be used in branch names: it {problem}")
 
     agents = builtin_agents()
     for name, agent in table.agents.items():
@@ -245,12 +266,17 @@ def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
             raise PlanError(
                 f"{label}: agents.{_key(name)}: agent names use letters, digits, '.', '_', '-', got {name!r}"
             )
+        try:
+            _check_extra_args((*agent.command, *agent.extra_args))
+        except ValueError as exc:
+            raise PlanError(f"{label}: agents.{_key(name)}.extra_args: {exc}") from None
         agents[name] = AgentSpec(
             name=name,
             command=tuple(_expand(arg, plan_dir) for arg in agent.command),
             env=MappingProxyType({k: _expand(v, plan_dir) for k, v in agent.env.items()}),
             kind=agent.kind,
             extra_args=tuple(agent.extra_args),
+            preflight=agent.kind == "claude" if agent.preflight is None else agent.preflight,
         )
 
     defaults = _merge(TaskSettings(), table.defaults, label, "defaults", agents)
@@ -298,11 +324,12 @@ def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
 
     return Plan(
         path=path,
-        name=table.name or path.stem,
+        name=plan_name,
         repo=(plan_dir / table.repo).resolve() if table.repo else None,
         base=table.base,
         jobs=table.jobs,
         worktree_root=(plan_dir / table.worktree_root).resolve() if table.worktree_root else None,
+        max_cost_usd=table.max_cost_usd,
         agents=MappingProxyType(agents),
         waves=tuple(waves),
     )
@@ -349,13 +376,20 @@ def _merge(
             continue
         key = f"{where}.{field.name}"
         try:
-            if field.name in {"retry_delay", "timeout", "stall_timeout", "kill_grace"}:
+            if field.name in _DURATIONS:
                 value = parse_duration(value)
                 if field.name in {"timeout", "stall_timeout"} and value <= 0:
                     raise ValueError(f"expected a duration > 0, got {getattr(table, field.name)!r}")
             elif field.name == "min_free_memory":
                 value = parse_size(value)
             elif field.name == "extra_args":
+                value = tuple(value)
+                _check_extra_args(value)
+            elif field.name == "retry_on":
+                unknown = sorted(set(value) - RETRYABLE_ON_REQUEST)
+                if unknown:
+                    allowed = ", ".join(sorted(RETRYABLE_ON_REQUEST))
+                    raise ValueError(f"cannot retry on {unknown[0]!r} (allowed: {allowed})")
                 value = tuple(value)
             elif field.name == "workdir":
                 value = _check_workdir(value)
@@ -366,6 +400,15 @@ def _merge(
             raise PlanError(f"{label}: {key}: {exc}") from None
         changes[field.name] = value
     return replace(base, **changes)
+
+
+def _check_extra_args(args: tuple[str, ...]) -> None:
+    """Refuse what cannot work: Claude Code refuses --dangerously-skip-permissions as root."""
+    if "--dangerously-skip-permissions" in args and os.geteuid() == 0:
+        raise ValueError(
+            "--dangerously-skip-permissions is refused by Claude Code when running as root; "
+            "use --permission-mode acceptEdits (or run as another user)"
+        )
 
 
 def _check_workdir(value: str) -> str:
@@ -382,6 +425,8 @@ def branch_problem(name: str) -> str | None:  # noqa: PLR0911 - one return per r
         return "must not start with '-'"
     if name == "@" or "@{" in name:
         return "must not be '@' or contain '@{'"
+    if name == "HEAD":
+        return "must not be 'HEAD'"
     if ".." in name or "//" in name:
         return "must not contain '..' or '//'"
     if name.startswith("/") or name.endswith("/") or name.endswith("."):

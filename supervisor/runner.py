@@ -9,7 +9,7 @@ announces. The runner never prints: it emits ``supervisor.events``.
 
 from __future__ import annotations
 
-import os
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -21,10 +21,14 @@ import anyio
 
 from supervisor import events, policy, proctree
 from supervisor.attempt import AttemptResult, Clock, run_attempt
+from supervisor.claude import RATE_LIMITED, seconds_until_reset
+from supervisor.command import build_spec
 from supervisor.errors import GitError
-from supervisor.launcher import AttemptSpec, Launcher
+from supervisor.launcher import Launcher
 from supervisor.model import (
     INTERRUPTED,
+    MAX_COST,
+    METRIC_COLUMNS,
     AttemptRecord,
     RunRecord,
     RunStatus,
@@ -33,6 +37,7 @@ from supervisor.model import (
     check_transition,
 )
 from supervisor.plan import Plan, Task
+from supervisor.runs import run_directory
 from supervisor.store import Store
 from supervisor.worktree import ensure_worktree
 
@@ -58,11 +63,6 @@ class Workspace:
 
     repo: Path
     base_commit: str
-
-
-def run_dir(plan: Plan, run_id: str) -> Path:
-    """The directory of one run's logs, prompts and summary."""
-    return plan.state_dir / "runs" / run_id
 
 
 class Runner:
@@ -99,11 +99,14 @@ class Runner:
         self._limiter = anyio.CapacityLimiter(plan.jobs)
         self._git_lock = anyio.Lock()
         self._waiting_for_memory = False
+        # The run's recorded spend so far (a retried run keeps its earlier spend).
+        self.spent = sum(a.cost_usd or 0.0 for a in store.attempts(run.run_id))
+        self.stopped_kinds: dict[str, str] = {}
 
     @property
     def dir(self) -> Path:
         """This run's directory."""
-        return run_dir(self.plan, self.run.run_id)
+        return run_directory(self.plan, self.run.run_id)
 
     def interrupt(self) -> None:
         """Start nothing new and stop every running attempt; ``execute`` then returns."""
@@ -156,75 +159,93 @@ class Runner:
     async def _run_task(self, task: Task) -> None:
         record = self.records[task.id]
         settings = task.settings
-        agent = self.plan.agents[settings.agent]
+        kind = self.plan.agents[settings.agent].kind
         started = self.clock.monotonic()
         try:
             cwd = await self._prepare_workdir(task, record)
         except (GitError, OSError) as exc:
-            self._set(task.id, state=TaskState.FAILED, reason=f"worktree: {exc}")
-            self.emit(
-                events.TaskFinished(task.id, TaskState.FAILED, record.attempts, f"worktree: {exc}", None)
-            )
+            self._give_up(task.id, TaskState.FAILED, f"worktree: {exc}")
             return
-        tries = 0
+        tries = failures = rate_limited = 0
         while True:
             if not await self._until_stopped(self._admit, task):
                 break
             async with self._limiter:
                 if self.stop_requested.is_set():
                     break
+                if (why := self._launch_blocked(kind)) is not None:
+                    self._give_up(task.id, TaskState.FAILED if tries else TaskState.NOT_RUN, why)
+                    return
                 tries += 1
-                result = await self._attempt(task, agent.kind, cwd, tries)
-            record = self.records[task.id]
-            if result.succeeded:
-                self._finish_task(task.id, TaskState.SUCCEEDED, result, started)
+                result = await self._attempt(task, cwd)
+            number = self.records[task.id].attempts
+            if result.succeeded or result.reason == INTERRUPTED:
+                state = TaskState.SUCCEEDED if result.succeeded else TaskState.INTERRUPTED
+                self._finish_task(task.id, state, result, started)
                 return
-            decision = policy.decide(result.reason, tries, settings, self.rng)
-            if result.reason != INTERRUPTED and decision.retry and not self.stop_requested.is_set():
+            rate_limited += result.reason == RATE_LIMITED
+            decision = policy.decide(
+                result.reason,
+                failures=failures + 1,
+                rate_limited=rate_limited,
+                settings=settings,
+                reset_in=self._reset_in(result),
+                rng=self.rng,
+            )
+            failures += decision.counted
+            if decision.stop_kind:
+                self._stop_kind(kind, result)
+            if decision.retry and not self.stop_requested.is_set():
                 self._set(task.id, state=TaskState.PENDING, reason=result.reason)
-                self.emit(events.AttemptFailed(task.id, record.attempts, result.reason, decision.delay))
+                self.emit(events.AttemptFailed(task.id, number, result.reason, decision.delay))
                 if await self._until_stopped(self.clock.sleep, decision.delay):
                     continue
                 break
-            final = TaskState.INTERRUPTED if result.reason == INTERRUPTED else TaskState.FAILED
-            self.emit(events.AttemptFailed(task.id, record.attempts, result.reason, None))
-            self._finish_task(task.id, final, result, started)
+            self.emit(events.AttemptFailed(task.id, number, result.reason, None))
+            self._finish_task(task.id, TaskState.FAILED, result, started)
             return
         # Stopped while waiting (for memory, a slot or a retry): nothing of it is running now.
-        state = TaskState.INTERRUPTED if tries else TaskState.NOT_RUN
-        self._set(task.id, state=state, reason=INTERRUPTED)
-        self.emit(events.TaskFinished(task.id, state, self.records[task.id].attempts, INTERRUPTED, None))
+        self._give_up(task.id, TaskState.INTERRUPTED if tries else TaskState.NOT_RUN, INTERRUPTED)
 
-    async def _attempt(self, task: Task, kind: str, cwd: Path, tries: int) -> AttemptResult:
+    def _launch_blocked(self, kind: str) -> str | None:
+        """Why no new attempt of this agent kind may start now, or ``None``."""
+        if self.plan.max_cost_usd is not None and self.spent >= self.plan.max_cost_usd:
+            return MAX_COST
+        return self.stopped_kinds.get(kind)
+
+    def _stop_kind(self, kind: str, result: AttemptResult) -> None:
+        """Start no further task of ``kind``: each would fail like this one (auth, usage limit)."""
+        if kind in self.stopped_kinds:
+            return
+        self.stopped_kinds[kind] = result.reason
+        text = str(result.metrics.get("result_text") or "").strip().splitlines()
+        detail = f" ({text[0][:200]})" if text else ""
+        note = f"{kind} agents stopped: {result.reason}{detail}; no further {kind} task was started"
+        self.store.update_run(self.run.run_id, note=note)
+        self.emit(events.Notice(note))
+
+    def _reset_in(self, result: AttemptResult) -> float | None:
+        resets = result.metrics.get("resets")
+        return None if not resets else seconds_until_reset(str(resets), self.clock.time())
+
+    def _give_up(self, task_id: str, state: TaskState, reason: str) -> None:
+        self._set(task_id, state=state, reason=reason)
+        self.emit(events.TaskFinished(task_id, state, self.records[task_id].attempts, reason, None))
+
+    async def _attempt(self, task: Task, cwd: Path) -> AttemptResult:
         record = self.records[task.id]
         number = record.attempts + 1
         log_path = self.dir / "logs" / f"{task.id}.{number}.log"
-        prompt_path = self.dir / "prompts" / f"{task.id}.{number}.txt"
-        prompt_path.parent.mkdir(parents=True, exist_ok=True)
-        prompt_path.write_text(task.prompt, encoding="utf-8")
-        cookie = f"{self.plan.uid}:{self.run.run_id}:{task.id}:{number}"
-        agent = self.plan.agents[task.settings.agent]
-        argv = (*agent.command, *agent.extra_args, *task.settings.extra_args)
-        env = {
-            **os.environ,
-            **agent.env,
-            "PAGENT_RUN_ID": self.run.run_id,
-            "PAGENT_TASK_ID": task.id,
-            "PAGENT_WAVE": task.wave_name,
-            "PAGENT_ATTEMPT": str(number),
-            "PAGENT_WORKTREE": record.worktree or str(cwd),
-            "PAGENT_PROMPT_FILE": str(prompt_path),
-            proctree.COOKIE_VAR: cookie,
-        }
-        spec = AttemptSpec(
-            run_id=self.run.run_id,
-            task_id=task.id,
-            attempt=number,
-            argv=argv,
+        previous = self.store.attempts(self.run.run_id, task.id)[-1:] if number > 1 else []
+        spec = build_spec(
+            self.plan,
+            self.run,
+            task,
+            number=number,
             cwd=cwd,
-            env=env,
-            stdin_path=prompt_path,
-            cookie=cookie,
+            worktree=record.worktree,
+            run_dir=self.dir,
+            previous=previous[0] if previous else None,
         )
         now = self.clock.time()
         attempt = AttemptRecord(
@@ -233,28 +254,22 @@ class Runner:
             number=number,
             started_at=now,
             log_path=str(log_path),
-            cookie=cookie,
+            cookie=spec.cookie,
         )
         # Persist the attempt (and its cookie) before the process exists: a crash right after
         # the launch still leaves enough to find and stop it.
         check_transition(record.state, TaskState.RUNNING)
-        self.store.add_attempt(
-            attempt,
-            state=TaskState.RUNNING,
-            attempts=number,
-            reason=None,
-            started_at=record.started_at or now,
-        )
-        self.records[task.id] = replace(
-            record,
-            state=TaskState.RUNNING,
-            attempts=number,
-            reason=None,
-            started_at=record.started_at or now,
-        )
+        changes: dict[str, Any] = {
+            "state": TaskState.RUNNING,
+            "attempts": number,
+            "reason": None,
+            "started_at": record.started_at or now,
+        }
+        self.store.add_attempt(attempt, **changes)
+        self.records[task.id] = replace(record, **changes)
         result = await run_attempt(
             spec=spec,
-            kind=kind,
+            kind=self.plan.agents[task.settings.agent].kind,
             settings=task.settings,
             log_path=log_path,
             launcher=self.launcher,
@@ -264,6 +279,8 @@ class Runner:
             emit=self.emit,
         )
         exit_code = None if result.exit is None else result.exit.code
+        metrics = dict(result.metrics)
+        columns = {key: metrics.pop(key, None) for key in METRIC_COLUMNS}
         self.store.update_attempt(
             self.run.run_id,
             task.id,
@@ -271,7 +288,10 @@ class Runner:
             ended_at=self.clock.time(),
             exit_code=exit_code,
             reason=result.reason,
+            detail=json.dumps(metrics) if metrics else None,
+            **columns,
         )
+        self.spent += columns["cost_usd"] or 0.0
         self.records[task.id] = replace(self.records[task.id], exit_code=exit_code)
         return result
 

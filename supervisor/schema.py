@@ -36,6 +36,12 @@ class SettingsTable(_Strict, frozen=True):
     isolation: Literal["worktree", "none"] | None = None
     min_free_memory: Size | None = None
     extra_args: list[str] | None = None
+    max_budget_usd: NonNegFloat | None = None
+    resume_on_retry: bool | None = None
+    retry_on: list[str] | None = None
+    rate_limit_delay: Duration | None = None
+    rate_limit_retries: NonNegInt | None = None
+    max_wait: Duration | None = None
 
 
 class TaskTable(SettingsTable, kw_only=True, frozen=True):
@@ -61,6 +67,7 @@ class AgentTable(_Strict, frozen=True):
     env: dict[str, str] = {}
     kind: Literal["plain", "claude"] = "plain"
     extra_args: list[str] = []
+    preflight: bool | None = None
 
 
 class PlanTable(_Strict, frozen=True):
@@ -71,6 +78,7 @@ class PlanTable(_Strict, frozen=True):
     base: NonEmptyStr | None = None
     jobs: PositiveInt = 2
     worktree_root: NonEmptyStr | None = None
+    max_cost_usd: NonNegFloat | None = None
     defaults: SettingsTable = SettingsTable()
     agents: dict[str, AgentTable] = {}
     waves: list[WaveTable] = []

@@ -33,7 +33,9 @@ CREATE TABLE IF NOT EXISTS runs (
     pid INTEGER,
     pid_started REAL,
     repo TEXT,
-    base_commit TEXT
+    base_commit TEXT,
+    agent_version TEXT,
+    note TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_plan ON runs (plan_key, run_id);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -69,6 +71,13 @@ CREATE TABLE IF NOT EXISTS attempts (
     last_output_at REAL,
     sampled_at REAL,
     note TEXT,
+    session_id TEXT,
+    turns INTEGER,
+    cost_usd REAL,
+    api_ms REAL,
+    tokens_in INTEGER,
+    tokens_out INTEGER,
+    detail TEXT,
     PRIMARY KEY (run_id, task_id, number)
 );
 """
@@ -221,8 +230,14 @@ class Store:
 
     def _update_in_tx(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
         # Column names come from our own code, never from input: safe to format in.
-        sets = ", ".join(f"{column} = ?" for column in changes)
         where = " AND ".join(f"{column} = ?" for column in key)
+        if not changes:
+            # "UPDATE ... SET WHERE" is a syntax error; an empty change still needs its row.
+            row = self._db.execute(f"SELECT 1 FROM {table} WHERE {where}", list(key.values())).fetchone()
+            if row is None:
+                raise LookupError(f"no row in {table} for {dict(key)}")
+            return
+        sets = ", ".join(f"{column} = ?" for column in changes)
         cursor = self._db.execute(
             f"UPDATE {table} SET {sets} WHERE {where}", [*changes.values(), *key.values()]
         )

@@ -6,6 +6,7 @@ active, after it, and for any earlier run.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
 from typing import Any
@@ -34,7 +35,13 @@ def task_view(record: TaskRecord, attempts: list[AttemptRecord], now: float) -> 
         "started_at": record.started_at,
         "ended_at": record.ended_at,
         "duration": None if record.started_at is None or end is None else round(end - record.started_at, 3),
+        "session_id": latest.session_id if latest else None,
+        "turns": latest.turns if latest else None,
+        "cost_usd": latest.cost_usd if latest else None,
+        "total_cost_usd": _total_cost(attempts),
     }
+    if latest is not None and latest.detail:
+        view["agent"] = json.loads(latest.detail)
     if record.state is TaskState.PENDING and record.reason:
         view["reason"] = record.reason
     if latest is not None and latest.ended_at is None and record.state is TaskState.RUNNING:
@@ -50,11 +57,18 @@ def task_view(record: TaskRecord, attempts: list[AttemptRecord], now: float) -> 
     return view
 
 
+def _total_cost(attempts: list[AttemptRecord]) -> float | None:
+    """The summed cost of attempts that reported one; ``None`` if none did."""
+    costs = [a.cost_usd for a in attempts if a.cost_usd is not None]
+    return round(sum(costs), 6) if costs else None
+
+
 def run_view(store: Store, run: RunRecord, now: float | None = None) -> dict[str, Any]:
     """The whole run: its record, counts by state and every task view, in plan order."""
     now = time.time() if now is None else now
     by_task: dict[str, list[AttemptRecord]] = defaultdict(list)
-    for attempt in store.attempts(run.run_id):
+    all_attempts = store.attempts(run.run_id)
+    for attempt in all_attempts:
         by_task[attempt.task_id].append(attempt)
     tasks = [task_view(record, by_task[record.task_id], now) for record in store.tasks(run.run_id)]
     counts = Counter(task["state"] for task in tasks)
@@ -71,5 +85,8 @@ def run_view(store: Store, run: RunRecord, now: float | None = None) -> dict[str
         "pid": run.pid,
         "base_commit": run.base_commit,
         "counts": {state: counts[state] for state in STATE_ORDER if counts[state]},
+        "cost_usd": _total_cost(all_attempts),
+        "agent_version": run.agent_version,
+        "note": run.note,
         "tasks": tasks,
     }

@@ -1,0 +1,67 @@
+"""What exactly to start for one attempt: argv, environment, prompt file, cookie.
+
+Pure apart from writing the prompt file. The agent's own ``extra_args`` come first, then the
+task's; for Claude agents ``--max-budget-usd`` and ``--resume`` are added from the settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from supervisor import proctree
+from supervisor.launcher import AttemptSpec
+from supervisor.model import AttemptRecord, RunRecord
+from supervisor.plan import Plan, Task
+
+
+def argv_for(plan: Plan, task: Task, previous: AttemptRecord | None) -> tuple[str, ...]:
+    """The attempt's argv: the agent's command and extra_args, the task's, and Claude flags."""
+    agent = plan.agents[task.settings.agent]
+    argv = [*agent.command, *agent.extra_args, *task.settings.extra_args]
+    if agent.kind == "claude":
+        if task.settings.max_budget_usd is not None:
+            argv += ["--max-budget-usd", f"{task.settings.max_budget_usd:g}"]
+        if task.settings.resume_on_retry and previous is not None and previous.session_id:
+            argv += ["--resume", previous.session_id]
+    return tuple(argv)
+
+
+def build_spec(
+    plan: Plan,
+    run: RunRecord,
+    task: Task,
+    *,
+    number: int,
+    cwd: Path,
+    worktree: str | None,
+    run_dir: Path,
+    previous: AttemptRecord | None,
+) -> AttemptSpec:
+    """The spec of attempt ``number`` of ``task``; writes its prompt file under ``run_dir``."""
+    prompt_path = run_dir / "prompts" / f"{task.id}.{number}.txt"
+    prompt_path.parent.mkdir(parents=True, exist_ok=True)
+    prompt_path.write_text(task.prompt, encoding="utf-8")
+    cookie = f"{plan.uid}:{run.run_id}:{task.id}:{number}"
+    agent = plan.agents[task.settings.agent]
+    env = {
+        **os.environ,
+        **agent.env,
+        "PAGENT_RUN_ID": run.run_id,
+        "PAGENT_TASK_ID": task.id,
+        "PAGENT_WAVE": task.wave_name,
+        "PAGENT_ATTEMPT": str(number),
+        "PAGENT_WORKTREE": worktree or str(cwd),
+        "PAGENT_PROMPT_FILE": str(prompt_path),
+        proctree.COOKIE_VAR: cookie,
+    }
+    return AttemptSpec(
+        run_id=run.run_id,
+        task_id=task.id,
+        attempt=number,
+        argv=argv_for(plan, task, previous),
+        cwd=cwd,
+        env=env,
+        stdin_path=prompt_path,
+        cookie=cookie,
+    )
