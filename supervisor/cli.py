@@ -16,11 +16,13 @@ from typing import Any, TypeVar
 import anyio
 import click
 
-from supervisor import __version__
-from supervisor.console import EventPrinter, configure_logging, format_status, format_summary
-from supervisor.errors import EXIT_SIGINT, EXIT_USAGE, PagentError, UsageError
+from supervisor import __version__, history, progress
+from supervisor.cleanup import clean as clean_worktrees
+from supervisor.console import EventPrinter, configure_logging, format_runs, format_status, format_summary
+from supervisor.errors import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, PagentError, UsageError
 from supervisor.invocation import execute_plan
 from supervisor.plan import Plan, load_plan
+from supervisor.progress import ProgressView
 from supervisor.runs import find_run, run_directory
 from supervisor.store import Store
 from supervisor.views import run_view
@@ -32,7 +34,8 @@ RUN_OPT = click.option("--run", "run_id", metavar="ID", help="An earlier run (de
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"pagent: {message}", err=True)
+    for line in message.splitlines() or [""]:
+        click.echo(f"pagent: {line}", err=True)
     sys.exit(code)
 
 
@@ -50,6 +53,12 @@ def handle_errors(func: F) -> F:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", EXIT_SIGINT)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # a bug: still one line, unless --debug
+            if debug:
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)", EXIT_FAILED)
         return None
 
     return wrapper  # type: ignore[return-value]
@@ -103,11 +112,14 @@ def _run(
         click.echo(_describe_plan(plan))
         return
     configure_logging(log_format)
-    result = anyio.run(
-        functools.partial(
-            execute_plan, plan, retry_failed=retry_failed, run_id=run_id, emit=EventPrinter(quiet)
-        )
-    )
+    printer = EventPrinter(quiet)
+    run = functools.partial(execute_plan, plan, retry_failed=retry_failed, run_id=run_id)
+    if not quiet and log_format == "text" and sys.stderr.isatty():
+        view = ProgressView()
+        with progress.live(view):
+            result = anyio.run(functools.partial(run, emit=progress.tee(view, printer)))
+    else:
+        result = anyio.run(functools.partial(run, emit=printer))
     click.echo(format_summary(result.view, str(run_directory(plan, result.run_id))))
     sys.exit(result.exit_code)
 
@@ -202,6 +214,39 @@ def logs(plan_path: Path, task_id: str, attempt: int | None, run_id: str | None)
     except FileNotFoundError:
         raise UsageError(f"log of attempt {chosen.number} is gone: {chosen.log_path}") from None
     sys.stdout.buffer.flush()
+
+
+@pagent.command()
+@PLAN_ARG
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as a JSON list.")
+@handle_errors
+def runs(plan_path: Path, as_json: bool) -> None:
+    """List the runs of PLAN: id, start, duration, status, tasks by state, cost."""
+    plan = load_plan(plan_path)
+    store = _store(plan)
+    try:
+        rows = history.list_runs(plan, store)
+    finally:
+        store.close()
+    click.echo(json.dumps(rows, indent=2) if as_json else format_runs(rows))
+
+
+@pagent.command()
+@PLAN_ARG
+@RUN_OPT
+@click.option("--force", is_flag=True, help="Also remove worktrees with uncommitted changes (they are lost).")
+@handle_errors
+def clean(plan_path: Path, run_id: str | None, force: bool) -> None:
+    """Remove PLAN's worktrees (every run's, or one run's); keep every branch.
+
+    Refuses, removing nothing, while a worktree holds uncommitted or untracked changes (unless
+    --force) and while a run of the plan is active.
+    """
+    plan = load_plan(plan_path)
+    cleaned = clean_worktrees(plan, run_id, force)
+    click.echo(f"removed {len(cleaned.removed)} worktree(s); branches kept: {len(cleaned.branches)}")
+    for branch in cleaned.branches:
+        click.echo(f"  {branch}")
 
 
 def main() -> None:  # pragma: no cover - console-script entry

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any, TextIO
 
 import structlog
@@ -16,14 +17,31 @@ from supervisor import events
 from supervisor.units import format_duration
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time, so a live view can redirect it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(fmt: str, stream: TextIO | None = None) -> None:
-    """Set structlog up once for this process: ``fmt`` is "text" or "json"."""
-    stream = stream or sys.stderr
+    """Set structlog up once for this process: ``fmt`` is "text" or "json".
+
+    Colours only when the stream is a terminal: under cron, or with output to a file, the lines
+    carry no escape sequence at all.
+    """
+    target: Any = stream or _CurrentStderr()
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
     else:
-        colors = stream.isatty()
+        colors = target.isatty()
         renderer = structlog.dev.ConsoleRenderer(
             colors=colors, sort_keys=False, pad_event_to=0 if not colors else 20
         )
@@ -34,7 +52,7 @@ def configure_logging(fmt: str, stream: TextIO | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=structlog.PrintLoggerFactory(file=target),
         cache_logger_on_first_use=False,
     )
 
@@ -47,7 +65,7 @@ class EventPrinter:
         self.log = structlog.get_logger("pagent")
 
     def __call__(self, event: events.Event) -> None:
-        if self.quiet or isinstance(event, events.Output):
+        if self.quiet or isinstance(event, events.Output | events.CostUpdate):
             return
         match event:
             case events.RunStarted():
@@ -97,6 +115,19 @@ def format_summary(view: dict[str, Any], run_dir: str) -> str:
     if any(task["state"] != "succeeded" for task in view["tasks"]):
         lines.append(f"rerun what did not succeed: pagent-run {view['plan_path']} --retry-failed")
     return "\n".join(lines)
+
+
+def format_runs(rows: list[dict[str, Any]]) -> str:
+    """``pagent runs``: one line per run, oldest first."""
+    table = [("RUN", "STARTED", "TOOK", "STATUS", "TASKS", "COST")]
+    for row in rows:
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["started_at"]))
+        took = "-" if row["duration"] is None else format_duration(row["duration"])
+        counts = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in row["counts"].items())
+        cost = "-" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}"
+        table.append((row["run_id"], started, took, row["status"], counts, cost))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table)
 
 
 def format_status(view: dict[str, Any]) -> str:

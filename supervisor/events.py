@@ -73,4 +73,13 @@ class Output:
     line: str
 
 
-Event = RunStarted | WaveStarted | AttemptStarted | AttemptFailed | TaskFinished | Notice | Output
+@dataclass(frozen=True)
+class CostUpdate:
+    """The run's recorded spend changed (an attempt reported its cost)."""
+
+    total_usd: float
+
+
+Event = (
+    RunStarted | WaveStarted | AttemptStarted | AttemptFailed | TaskFinished | Notice | Output | CostUpdate
+)

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from supervisor import events, preflight
+from supervisor import events, history, preflight
 from supervisor.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, UsageError
 from supervisor.launcher import Launcher
 from supervisor.local import LocalLauncher
@@ -92,6 +92,10 @@ async def execute_plan(
                 run = new_run(plan, store, repo, time.time())
             if versions:
                 store.update_run(run.run_id, agent_version=versions)
+            if plan.keep_runs is not None and earlier is None:
+                pruned = history.prune(plan, store, plan.keep_runs)
+                if pruned:
+                    emit(events.Notice(f"keep_runs = {plan.keep_runs}: forgot {len(pruned)} older run(s)"))
             runner = Runner(
                 plan,
                 run,

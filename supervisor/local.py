@@ -26,6 +26,7 @@ from supervisor.launcher import AttemptSpec, Exit, OutputCallback, Sample, Strea
 
 _PR_SET_PDEATHSIG = 1
 _READ_SIZE = 256 * 1024
+_DEFAULT_GRACE = 1.0  # for clean-up the caller left to the launcher without ever naming a grace
 
 
 def _pdeathsig_setter() -> Callable[[], None] | None:
@@ -62,6 +63,8 @@ class LocalHandle:
         self._pidfd = os.pidfd_open(popen.pid) if hasattr(os, "pidfd_open") else None
         self._exit: Exit | None = None
         self._readers_done = anyio.Event()
+        self._finished = False
+        self.grace = _DEFAULT_GRACE  # the latest grace the caller asked for
 
     async def wait(self) -> Exit:
         """Return once the main process has ended (reaping it)."""
@@ -77,20 +80,32 @@ class LocalHandle:
 
     async def stop(self, grace: float) -> None:
         """SIGTERM the whole tree, then SIGKILL what is left after ``grace`` seconds."""
+        self.grace = grace
         procs = proctree.tree(self._proc, self.pid, self._spec.cookie)
         await proctree.stop_processes(procs, self.pid, grace)
 
     async def finish(self, grace: float) -> int:
-        """Stop the leftovers of an ended main process and wait (``grace`` at most) for EOF."""
+        """Stop the leftovers of an ended main process and wait (``grace`` at most) for EOF.
+
+        A leftover that cannot be found (it left the group and dropped the cookie) may hold the
+        pipes open for ever: after ``grace`` the output is cut off, never waited for again.
+        """
+        self.grace = grace
+        self._finished = True
         procs = proctree.tree(None, self.pid, self._spec.cookie)
-        if procs or proctree.group_members(self.pid):
+        if procs:
             await proctree.stop_processes(procs, self.pid, grace)
         with anyio.move_on_after(grace):
             await self._readers_done.wait()
         return len(procs)
 
     def sample(self) -> Sample | None:
-        """CPU seconds, RSS and process count of the main process and its descendants."""
+        """CPU seconds, RSS and process count of the main process and its descendants.
+
+        CPU time includes what exited, reaped descendants used (the kernel adds it to their
+        parent's ``children_*`` times): an agent computing through many short-lived processes
+        shows a growing total, not one that jumps up and down with whichever child is alive.
+        """
         procs = [self._proc, *proctree.descendants(self._proc)]
         cpu = 0.0
         rss = 0
@@ -99,7 +114,7 @@ class LocalHandle:
             try:
                 with proc.oneshot():
                     times = proc.cpu_times()
-                    cpu += times.user + times.system
+                    cpu += times.user + times.system + times.children_user + times.children_system
                     rss += proc.memory_info().rss
                     count += 1
             except psutil.Error:
@@ -158,13 +173,14 @@ class LocalLauncher:
                 try:
                     yield handle
                 finally:
-                    # Whatever the caller did, nothing of this attempt may outlive the block.
+                    # Whatever the caller did, nothing of this attempt may outlive the block; what
+                    # the caller already did (stop, finish) is not waited for a second time.
                     with anyio.CancelScope(shield=True):
                         if handle._exit is None:
-                            await handle.stop(grace=1.0)
+                            await handle.stop(handle.grace)
                             await handle.wait()
-                        if not handle._readers_done.is_set():
-                            await handle.finish(grace=1.0)
+                        if not handle._finished:
+                            await handle.finish(handle.grace)
                     tg.cancel_scope.cancel()
         finally:
             for pipe, _ in pipes:

@@ -105,6 +105,7 @@ class Plan:
     jobs: int
     worktree_root: Path | None
     max_cost_usd: float | None
+    keep_runs: int | None
     agents: Mapping[str, AgentSpec]
     waves: tuple[Wave, ...]
 
@@ -330,6 +331,7 @@ def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
         jobs=table.jobs,
         worktree_root=(plan_dir / table.worktree_root).resolve() if table.worktree_root else None,
         max_cost_usd=table.max_cost_usd,
+        keep_runs=table.keep_runs,
         agents=MappingProxyType(agents),
         waves=tuple(waves),
     )

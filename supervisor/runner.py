@@ -291,7 +291,9 @@ class Runner:
             detail=json.dumps(metrics) if metrics else None,
             **columns,
         )
-        self.spent += columns["cost_usd"] or 0.0
+        if columns["cost_usd"] is not None:
+            self.spent += columns["cost_usd"]
+            self.emit(events.CostUpdate(self.spent))
         self.records[task.id] = replace(self.records[task.id], exit_code=exit_code)
         return result
 

@@ -79,6 +79,7 @@ class PlanTable(_Strict, frozen=True):
     jobs: PositiveInt = 2
     worktree_root: NonEmptyStr | None = None
     max_cost_usd: NonNegFloat | None = None
+    keep_runs: PositiveInt | None = None
     defaults: SettingsTable = SettingsTable()
     agents: dict[str, AgentTable] = {}
     waves: list[WaveTable] = []

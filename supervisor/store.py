@@ -101,6 +101,15 @@ class Store:
         if version == 0:
             # executescript commits on its own; every statement is idempotent.
             self._db.executescript(_SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database written by an older version up to date: columns are only ever added."""
+        for table, cls in (("runs", RunRecord), ("tasks", TaskRecord), ("attempts", AttemptRecord)):
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for field in dataclasses.fields(cls):
+                if field.name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {field.name}")
 
     def close(self) -> None:
         """Close the connection; the file stays."""
@@ -187,6 +196,20 @@ class Store:
             "SELECT * FROM runs WHERE plan_key = ? ORDER BY run_id DESC LIMIT 1", (plan_key,)
         ).fetchone()
         return None if row is None else _record(RunRecord, row)
+
+    def state_counts(self, run_id: str) -> dict[str, int]:
+        """How many task runs of a run are in each state."""
+        rows = self._db.execute(
+            "SELECT state, COUNT(*) FROM tasks WHERE run_id = ? GROUP BY state", (run_id,)
+        ).fetchall()
+        return {row[0]: row[1] for row in rows}
+
+    def run_cost(self, run_id: str) -> float | None:
+        """The summed cost of a run's attempts that reported one; ``None`` if none did."""
+        row = self._db.execute(
+            "SELECT SUM(cost_usd) FROM attempts WHERE run_id = ? AND cost_usd IS NOT NULL", (run_id,)
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
 
     def tasks(self, run_id: str) -> list[TaskRecord]:
         """The task runs of a run, in wave order then plan order."""
