@@ -22,6 +22,8 @@ reason             recognised by
 ``api-error N``    any other ``is_error`` result with ``api_error_status`` N
 ``claude-error``   any other ``is_error`` result
 ``no-result``      the stream ended without a ``result`` event
+``needs-input``    a successful result with ``permission_denials``: a person must widen the
+                   allowed tools or answer in the prompt (never retried blindly)
 =================  ==========================================================================
 """
 
@@ -44,6 +46,7 @@ RATE_LIMITED = "rate-limited"
 MAX_TURNS = "max-turns"
 BUDGET = "budget"
 NO_RESULT = "no-result"
+NEEDS_INPUT = "needs-input"
 CLAUDE_ERROR = "claude-error"
 
 _MAX_LINE = 8 * 1024 * 1024  # a longer line cannot be an event we need; it is skipped
@@ -166,6 +169,8 @@ class ClaudeParser:
         if self.result is None:
             return Outcome(succeeded=False, reason=NO_RESULT, metrics=metrics)
         if self.result.get("is_error") is False and self.result.get("subtype", "success") == "success":
+            if metrics["permission_denials"]:
+                return Outcome(succeeded=False, reason=NEEDS_INPUT, metrics=metrics)
             return Outcome(succeeded=True, reason=OK, metrics=metrics)
         return Outcome(succeeded=False, reason=self.failure_class(), metrics=metrics)
 

@@ -23,6 +23,7 @@ from supervisor.errors import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, PagentError,
 from supervisor.invocation import execute_plan
 from supervisor.plan import Plan, load_plan
 from supervisor.progress import ProgressView
+from supervisor.report import write_report
 from supervisor.runs import find_run, run_directory
 from supervisor.store import Store
 from supervisor.views import run_view
@@ -249,14 +250,47 @@ def clean(plan_path: Path, run_id: str | None, force: bool) -> None:
         click.echo(f"  {branch}")
 
 
+@pagent.command()
+@PLAN_ARG
+@RUN_OPT
+@click.option("--open", "open_", is_flag=True, help="Open the report in the default browser.")
+@handle_errors
+def report(plan_path: Path, run_id: str | None, open_: bool) -> None:
+    """Write the run's self-contained report.html (afresh, so it is current) and print its path."""
+    plan = load_plan(plan_path)
+    store = _store(plan)
+    try:
+        run = find_run(plan, store, run_id)
+        view = run_view(store, run)
+    finally:
+        store.close()
+    path = write_report(view, run_directory(plan, run.run_id) / "report.html")
+    click.echo(str(path))
+    if open_:
+        click.launch(str(path))
+
+
+def _entry(command: click.Command, name: str) -> None:
+    """Run ``command``; click's own usage errors become one ``pagent:`` line and exit 2."""
+    try:
+        command.main(prog_name=name, standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("interrupted", EXIT_SIGINT)
+    except click.ClickException as exc:
+        _fail(exc.format_message().replace("\n", " "), exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(0)
+
+
 def main() -> None:  # pragma: no cover - console-script entry
     """Entry point of ``pagent``."""
-    pagent(prog_name="pagent")
+    _entry(pagent, "pagent")
 
 
 def main_run() -> None:  # pragma: no cover - console-script entry
     """Entry point of ``pagent-run``."""
-    pagent_run(prog_name="pagent-run")
+    _entry(pagent_run, "pagent-run")
 
 
 __all__ = ["EXIT_USAGE", "main", "main_run", "pagent", "pagent_run"]

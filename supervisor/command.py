@@ -1,7 +1,8 @@
 """What exactly to start for one attempt: argv, environment, prompt file, cookie.
 
-Pure apart from writing the prompt file. The agent's own ``extra_args`` come first, then the
-task's; for Claude agents ``--max-budget-usd`` and ``--resume`` are added from the settings.
+Pure apart from writing the prompt file (context + the rendered template, see ``prompts``).
+The agent's own ``extra_args`` come first, then the task's; for Claude agents
+``--max-budget-usd`` and ``--resume`` are added from the settings.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from supervisor import proctree
 from supervisor.launcher import AttemptSpec
 from supervisor.model import AttemptRecord, RunRecord
 from supervisor.plan import Plan, Task
+from supervisor.prompts import compose, previous_failure, render
 
 
 def argv_for(plan: Plan, task: Task, previous: AttemptRecord | None) -> tuple[str, ...]:
@@ -34,6 +36,7 @@ def build_spec(
     *,
     number: int,
     cwd: Path,
+    branch: str | None,
     worktree: str | None,
     run_dir: Path,
     previous: AttemptRecord | None,
@@ -41,7 +44,16 @@ def build_spec(
     """The spec of attempt ``number`` of ``task``; writes its prompt file under ``run_dir``."""
     prompt_path = run_dir / "prompts" / f"{task.id}.{number}.txt"
     prompt_path.parent.mkdir(parents=True, exist_ok=True)
-    prompt_path.write_text(task.prompt, encoding="utf-8")
+    values = {
+        "task_id": task.id,
+        "wave": task.wave_name,
+        "branch": branch or "",
+        "base": plan.base or "HEAD",
+        "worktree": worktree or str(cwd),
+        "attempt": number,
+        "previous_failure": previous_failure(previous.reason, previous.log_path) if previous else "",
+    }
+    prompt_path.write_text(compose(task.context, render(task.prompt, values)), encoding="utf-8")
     cookie = f"{plan.uid}:{run.run_id}:{task.id}:{number}"
     agent = plan.agents[task.settings.agent]
     env = {

@@ -24,11 +24,12 @@ from supervisor.local import LocalLauncher
 from supervisor.lock import PlanLock, ensure_state_dir
 from supervisor.model import RunRecord, RunStatus, TaskState
 from supervisor.plan import Plan
+from supervisor.report import write_report
 from supervisor.runner import Runner, Workspace
 from supervisor.runs import find_run, new_run, recover, reopen_run, run_directory
 from supervisor.store import Store
 from supervisor.views import run_view
-from supervisor.worktree import resolve_repo
+from supervisor.worktree import default_worktree_root, resolve_repo
 
 
 @dataclass(frozen=True)
@@ -41,18 +42,16 @@ class RunResult:
     view: dict[str, Any]
 
 
-def store_for(plan: Plan) -> Store:
-    """The plan directory's state database (created on first use)."""
-    ensure_state_dir(plan.state_dir)
-    return Store(plan.state_dir / "state.db")
-
-
 async def _preflight(plan: Plan, store: Store, earlier: RunRecord | None, launcher: Launcher) -> str:
     """Check every agent with ``preflight`` on that this invocation will use; their versions."""
     done = (
         set()
         if earlier is None
-        else {r.task_id for r in store.tasks(earlier.run_id) if r.state is TaskState.SUCCEEDED}
+        else {
+            r.task_id
+            for r in store.tasks(earlier.run_id)
+            if r.state in (TaskState.SUCCEEDED, TaskState.CONFLICT)
+        }
     )
     agents = {task.settings.agent for task in plan.tasks if task.id not in done}
     versions = []
@@ -101,7 +100,11 @@ async def execute_plan(
                 run,
                 store,
                 launcher,
-                Workspace(repo.root, run.base_commit or repo.base_commit),
+                Workspace(
+                    repo.root,
+                    run.base_commit or repo.base_commit,
+                    default_worktree_root(plan, repo) / run.run_id,
+                ),
                 emit=emit,
                 retry=retry_failed,
             )
@@ -134,6 +137,7 @@ async def execute_plan(
             summary_path = run_directory(plan, run.run_id) / "summary.json"
             summary_path.parent.mkdir(parents=True, exist_ok=True)
             summary_path.write_text(json.dumps(view, indent=2) + "\n", encoding="utf-8")
+            write_report(view, summary_path.parent / "report.html")
             return RunResult(run.run_id, status, exit_code, view)
         finally:
             store.close()

@@ -87,16 +87,16 @@ class LocalHandle:
     async def finish(self, grace: float) -> int:
         """Stop the leftovers of an ended main process and wait (``grace`` at most) for EOF.
 
-        A leftover that cannot be found (it left the group and dropped the cookie) may hold the
+        A leftover that cannot be found (it left the session and dropped the cookie) may hold the
         pipes open for ever: after ``grace`` the output is cut off, never waited for again.
         """
         self.grace = grace
-        self._finished = True
         procs = proctree.tree(None, self.pid, self._spec.cookie)
         if procs:
             await proctree.stop_processes(procs, self.pid, grace)
         with anyio.move_on_after(grace):
             await self._readers_done.wait()
+        self._finished = True  # not when cancelled half-way: the launcher's clean-up redoes it
         return len(procs)
 
     def sample(self) -> Sample | None:
@@ -137,7 +137,10 @@ class LocalLauncher:
     @asynccontextmanager
     async def start(self, spec: AttemptSpec, on_output: OutputCallback) -> AsyncIterator[LocalHandle]:
         """Start the attempt; on leaving, its tree is gone and its pipes are closed."""
-        # Popen returns as soon as the child has exec'd: it does not block the loop for long.
+        # Popen returns as soon as the child has exec'd: it does not block the loop for long. It
+        # must run on the event loop's thread, never in a worker thread: Linux sends the
+        # parent-death signal when the *thread* that forked the child ends, and anyio's idle
+        # worker threads end after ten seconds.
         with open(spec.stdin_path, "rb") as stdin:  # noqa: ASYNC230 - a local file, opened once
             popen = subprocess.Popen(  # noqa: ASYNC220
                 list(spec.argv),

@@ -22,6 +22,7 @@ class TaskState(enum.StrEnum):
     FAILED = "failed"
     NOT_RUN = "not_run"
     INTERRUPTED = "interrupted"
+    CONFLICT = "conflict"  # succeeded, but its branch conflicts in the integration branch
 
     @property
     def finished(self) -> bool:
@@ -50,7 +51,9 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.FAILED: frozenset({TaskState.PENDING}),
     TaskState.NOT_RUN: frozenset({TaskState.PENDING}),
     TaskState.INTERRUPTED: frozenset({TaskState.PENDING}),
-    TaskState.SUCCEEDED: frozenset(),
+    TaskState.SUCCEEDED: frozenset({TaskState.CONFLICT}),
+    # A conflict is resolved by hand (merge the task branch yourself); --retry-failed keeps it.
+    TaskState.CONFLICT: frozenset(),
 }
 
 
@@ -101,6 +104,9 @@ class RunRecord:
     base_commit: str | None = None
     agent_version: str | None = None  # e.g. `claude --version`, recorded by the preflight
     note: str | None = None  # why the run stopped launching tasks early, if it did
+    integration_branch: str | None = None
+    overlaps: str | None = None  # JSON list of {"tasks": [a, b], "paths": [...]}
+    integration: str | None = None  # JSON list of merge results, in merge order
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,9 @@ class TaskRecord:
     exit_code: int | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    start_commit: str | None = None  # where the task's branch started (base, or a dependency)
+    diff: str | None = None  # JSON DiffStats after the latest attempt
+    conflicts: str | None = None  # JSON list of paths, for state "conflict"
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,9 @@ class AttemptRecord:
 
 
 def new_run_id(now: float | None = None) -> str:
-    """A new run id: UTC time to the second, sortable, plus random hex against collisions."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
-    return f"{stamp}-{secrets.token_hex(2)}"
+    """A new run id, "20261124-020000.123-ab12": UTC time to the millisecond (so ids sort by
+    start time), plus random hex against collisions."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    millis = int(now * 1000) % 1000
+    return f"{stamp}.{millis:03d}-{secrets.token_hex(2)}"

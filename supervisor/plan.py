@@ -24,13 +24,14 @@ import msgspec
 
 from supervisor import schema
 from supervisor.errors import PlanError
+from supervisor.prompts import SEPARATOR, template_problem
 from supervisor.units import parse_duration, parse_size
 
 AgentKind = Literal["plain", "claude"]
 Isolation = Literal["worktree", "none"]
 
 # Failure classes that are not retried unless a task lists them in ``retry_on``.
-RETRYABLE_ON_REQUEST = frozenset({"max-turns", "budget"})
+RETRYABLE_ON_REQUEST = frozenset({"max-turns", "budget", "needs-input"})
 _DURATIONS = frozenset(
     {"retry_delay", "timeout", "stall_timeout", "kill_grace", "rate_limit_delay", "max_wait"}
 )
@@ -71,6 +72,11 @@ class TaskSettings:
     rate_limit_delay: float = 5 * 60.0
     rate_limit_retries: int = 5
     max_wait: float = 5 * 3600.0
+    auto_commit: bool = True
+    verify: tuple[str, ...] = ()
+    require_changes: bool = False
+    done_marker: str | None = None
+    confine: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,9 +86,12 @@ class Task:
     id: str
     wave: int
     wave_name: str
-    prompt: str
+    prompt: str  # the task's own prompt, a template (see supervisor.prompts)
     branch: str | None
     settings: TaskSettings
+    context: str = ""  # the plan's and the wave's context files, verbatim
+    depends_on: tuple[str, ...] = ()
+    stack: bool = False  # start from the (single) dependency's branch instead of base
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,7 @@ class Plan:
     worktree_root: Path | None
     max_cost_usd: float | None
     keep_runs: int | None
+    integrate_branch: str | None
     agents: Mapping[str, AgentSpec]
     waves: tuple[Wave, ...]
 
@@ -281,6 +291,9 @@ def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
         )
 
     defaults = _merge(TaskSettings(), table.defaults, label, "defaults", agents)
+    plan_context = _read_context(plan_dir, table.context_file, label, "context_file")
+    if table.integrate is not None and (problem := branch_problem(table.integrate.branch)):
+        raise PlanError(f"{label}: integrate.branch: {table.integrate.branch!r} {problem}")
     waves: list[Wave] = []
     seen: dict[str, str] = {}
     branches: dict[str, str] = {}
@@ -291,6 +304,8 @@ def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
         if not wave_table.tasks:
             raise PlanError(f"{label}: waves[{w}]: wave {wave_name!r} has no [[waves.tasks]]")
         tasks: list[Task] = []
+        wave_context = _read_context(plan_dir, wave_table.context_file, label, f"waves[{w}].context_file")
+        context = SEPARATOR.join(text for text in (plan_context, wave_context) if text)
         for t, task_table in enumerate(wave_table.tasks):
             where = f"waves[{w}].tasks[{t}]"
             task_id = task_table.id
@@ -311,6 +326,9 @@ def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
                         f"{branches[task_table.branch]}"
                     )
                 branches[task_table.branch] = where
+            settings = _merge(defaults, task_table, label, where, agents)
+            if settings.confine and not settings.workdir:
+                raise PlanError(f"{label}: {where}.confine: needs 'workdir' (the directory to stay in)")
             tasks.append(
                 Task(
                     id=task_id,
@@ -318,11 +336,15 @@ def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
                     wave_name=wave_name,
                     prompt=_prompt(task_table, plan_dir, label, where),
                     branch=task_table.branch,
-                    settings=_merge(defaults, task_table, label, where, agents),
+                    settings=settings,
+                    context=context,
+                    depends_on=tuple(task_table.depends_on),
+                    stack=task_table.stack,
                 )
             )
         waves.append(Wave(index=w, name=wave_name, tasks=tuple(tasks)))
 
+    _check_dependencies(waves, label)
     return Plan(
         path=path,
         name=plan_name,
@@ -332,6 +354,7 @@ def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
         worktree_root=(plan_dir / table.worktree_root).resolve() if table.worktree_root else None,
         max_cost_usd=table.max_cost_usd,
         keep_runs=table.keep_runs,
+        integrate_branch=table.integrate.branch if table.integrate else None,
         agents=MappingProxyType(agents),
         waves=tuple(waves),
     )
@@ -360,7 +383,61 @@ def _prompt(task: schema.TaskTable, plan_dir: Path, label: str, where: str) -> s
         raise PlanError(f"{label}: {where}: missing 'prompt' or 'prompt_file'")
     if not text.strip():
         raise PlanError(f"{label}: {where}: the prompt is empty")
+    if problem := template_problem(text):
+        key = "prompt_file" if task.prompt_file is not None else "prompt"
+        raise PlanError(f"{label}: {where}.{key}: {problem}")
     return text
+
+
+def _read_context(plan_dir: Path, name: str | None, label: str, key: str) -> str:
+    """A context file's text (verbatim), or "" when none is set."""
+    if name is None:
+        return ""
+    path = plan_dir / name
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise PlanError(f"{label}: {key}: no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{label}: {key}: cannot read {path}: {exc}") from None
+
+
+def _check_dependencies(waves: list[Wave], label: str) -> None:
+    """``depends_on`` names tasks of the same or an earlier wave, without cycles; ``stack``
+    needs exactly one dependency and a worktree."""
+    where = {t.id: f"waves[{w.index}].tasks[{i}]" for w in waves for i, t in enumerate(w.tasks)}
+    wave_of = {t.id: t.wave for w in waves for t in w.tasks}
+    graph: dict[str, tuple[str, ...]] = {}
+    for wave in waves:
+        for task in wave.tasks:
+            key = f"{label}: {where[task.id]}"
+            for dep in task.depends_on:
+                if dep not in wave_of:
+                    raise PlanError(f"{key}.depends_on: unknown task {dep!r}")
+                if dep == task.id:
+                    raise PlanError(f"{key}.depends_on: a task cannot depend on itself")
+                if wave_of[dep] > task.wave:
+                    raise PlanError(f"{key}.depends_on: {dep!r} runs in a later wave")
+            if task.stack and len(task.depends_on) != 1:
+                raise PlanError(f"{key}.stack: needs exactly one task in 'depends_on'")
+            if task.stack and task.settings.isolation != "worktree":
+                raise PlanError(f"{key}.stack: needs isolation = 'worktree'")
+            graph[task.id] = task.depends_on
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for dep in graph[node]:
+            if state.get(dep) == 1:
+                cycle = " -> ".join([*path[path.index(dep) :], dep]) if dep in path else dep
+                raise PlanError(f"{label}: {where[node]}.depends_on: dependency cycle: {cycle}")
+            if state.get(dep) is None:
+                visit(dep, [*path, dep])
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node, [node])
 
 
 def _merge(
@@ -393,8 +470,10 @@ def _merge(
                     allowed = ", ".join(sorted(RETRYABLE_ON_REQUEST))
                     raise ValueError(f"cannot retry on {unknown[0]!r} (allowed: {allowed})")
                 value = tuple(value)
-            elif field.name == "workdir":
+            elif field.name in {"workdir", "done_marker"}:
                 value = _check_workdir(value)
+            elif field.name == "verify":
+                value = tuple(value)
             elif field.name == "agent" and value not in agents:
                 known = ", ".join(sorted(agents))
                 raise ValueError(f"unknown agent {value!r} (known: {known})")

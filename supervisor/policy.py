@@ -11,7 +11,8 @@ reason                 what happens
 ``rate-limited``       retried after ``rate_limit_delay * 2**(n-1)`` (+0-25% jitter), not counted
                        against ``retries``, up to ``rate_limit_retries`` times; then as below
 ``max-turns``,         not retried unless the task lists the reason in ``retry_on``
-``budget``
+``budget``,
+``needs-input``
 anything else          retried ``retries`` times, the k-th retry after ``retry_delay * 2**(k-1)``
                        (+0-25% jitter, at most one hour)
 =====================  =========================================================================

@@ -1,11 +1,16 @@
 """What the OS tells about an attempt's processes (psutil), and the one way to stop them.
 
 An attempt's *tree* is every process that belongs to it: its main process, that process's
-descendants, every member of its process group, and every process whose environment carries
-the attempt's cookie (``PAGENT_COOKIE``) -- the last catches double-forked daemons that left
-both the tree and the group, the way Jenkins' ProcessTreeKiller finds a build's leftovers by
-its BUILD_ID. psutil only observes; stopping is ``stop_processes``: SIGTERM to all, up to
-``grace`` seconds, then SIGKILL.
+descendants, every member of its session (the main process leads a session and a process group
+of its own, so this takes in the group, orphans whose parent has exited, and children moved to
+another group as job-control shells do), and every process whose environment carries the
+attempt's cookie (``PAGENT_COOKIE``) -- the last catches double-forked daemons that started a
+session of their own, the way Jenkins' ProcessTreeKiller finds a build's leftovers by its
+BUILD_ID. A process that left the session *and* dropped the cookie cannot be told apart from
+any other process on the machine and is not found.
+
+psutil only observes; stopping is ``stop_processes``: SIGTERM to all, up to ``grace`` seconds,
+then SIGKILL.
 """
 
 from __future__ import annotations
@@ -70,6 +75,16 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
+def session_members(sid: int) -> list[psutil.Process]:
+    """Every live process in session ``sid``."""
+    members = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getsid(proc.pid) == sid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+    return members
+
+
 def with_cookie(prefix: str) -> list[psutil.Process]:
     """Every live process whose ``PAGENT_COOKIE`` starts with ``prefix`` (the whole cookie, or
     a run's prefix during crash recovery). Processes we may not inspect are skipped."""
@@ -87,14 +102,18 @@ def with_cookie(prefix: str) -> list[psutil.Process]:
     return found
 
 
-def tree(main: psutil.Process | None, pgid: int | None, cookie: str) -> list[psutil.Process]:
-    """The attempt's whole tree as defined in this module's docstring, without duplicates."""
+def tree(main: psutil.Process | None, leader: int | None, cookie: str) -> list[psutil.Process]:
+    """The attempt's whole tree as defined in this module's docstring, without duplicates.
+
+    ``leader`` is the pid of the attempt's main process, which leads its own session and process
+    group (their ids equal its pid); ``main`` is that process while it still runs.
+    """
     procs: dict[int, psutil.Process] = {}
     if main is not None and alive(main):
         procs[main.pid] = main
         procs.update((p.pid, p) for p in descendants(main))
-    if pgid is not None:
-        procs.update((p.pid, p) for p in group_members(pgid) if p.pid not in procs)
+    if leader is not None:
+        procs.update((p.pid, p) for p in session_members(leader) if p.pid not in procs)
     procs.update((p.pid, p) for p in with_cookie(cookie) if p.pid not in procs)
     return list(procs.values())
 

@@ -73,9 +73,19 @@ def new_run(plan: Plan, store: Store, repo: RepoInfo, now: float) -> RunRecord:
         pid_started=pid_started,
         repo=str(repo.root),
         base_commit=repo.base_commit,
+        integration_branch=_integration_branch(plan, run_id, repo),
     )
     store.create_run(run, _task_records(plan, run_id, repo, list(plan.tasks)))
     return run
+
+
+def _integration_branch(plan: Plan, run_id: str, repo: RepoInfo) -> str | None:
+    """The run's integration branch: the plan's name, or that plus the run id if it exists."""
+    if plan.integrate_branch is None:
+        return None
+    taken = existing_branches(repo.root)
+    name = plan.integrate_branch
+    return name if name not in taken else f"{name}-{run_id}"
 
 
 def find_run(plan: Plan, store: Store, run_id: str | None) -> RunRecord:
@@ -100,7 +110,8 @@ def reopen_run(plan: Plan, store: Store, run: RunRecord, repo: RepoInfo) -> RunR
     records = {r.task_id: r for r in store.tasks(run.run_id)}
     for task in plan.tasks:
         record = records.get(task.id)
-        if record is not None and record.state is not TaskState.SUCCEEDED:
+        # A conflict is resolved by hand (its agent's work succeeded); it is not rerun.
+        if record is not None and record.state not in (TaskState.SUCCEEDED, TaskState.CONFLICT):
             check_transition(record.state, TaskState.PENDING)
             store.update_task(
                 run.run_id,

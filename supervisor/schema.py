@@ -42,6 +42,11 @@ class SettingsTable(_Strict, frozen=True):
     rate_limit_delay: Duration | None = None
     rate_limit_retries: NonNegInt | None = None
     max_wait: Duration | None = None
+    auto_commit: bool | None = None
+    verify: Annotated[list[NonEmptyStr], msgspec.Meta(min_length=1)] | None = None
+    require_changes: bool | None = None
+    done_marker: NonEmptyStr | None = None
+    confine: bool | None = None
 
 
 class TaskTable(SettingsTable, kw_only=True, frozen=True):
@@ -51,12 +56,15 @@ class TaskTable(SettingsTable, kw_only=True, frozen=True):
     prompt: str | None = None
     prompt_file: NonEmptyStr | None = None
     branch: NonEmptyStr | None = None
+    depends_on: list[str] = []
+    stack: bool = False
 
 
 class WaveTable(_Strict, frozen=True):
     """One ``[[waves]]`` entry."""
 
     name: NonEmptyStr | None = None
+    context_file: NonEmptyStr | None = None
     tasks: list[TaskTable] = []
 
 
@@ -70,6 +78,12 @@ class AgentTable(_Strict, frozen=True):
     preflight: bool | None = None
 
 
+class IntegrateTable(_Strict, frozen=True):
+    """``[integrate]``: merge each wave's succeeded branches into one branch."""
+
+    branch: NonEmptyStr
+
+
 class PlanTable(_Strict, frozen=True):
     """The whole plan file."""
 
@@ -80,6 +94,8 @@ class PlanTable(_Strict, frozen=True):
     worktree_root: NonEmptyStr | None = None
     max_cost_usd: NonNegFloat | None = None
     keep_runs: PositiveInt | None = None
+    context_file: NonEmptyStr | None = None
+    integrate: IntegrateTable | None = None
     defaults: SettingsTable = SettingsTable()
     agents: dict[str, AgentTable] = {}
     waves: list[WaveTable] = []

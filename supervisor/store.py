@@ -35,7 +35,10 @@ CREATE TABLE IF NOT EXISTS runs (
     repo TEXT,
     base_commit TEXT,
     agent_version TEXT,
-    note TEXT
+    note TEXT,
+    integration_branch TEXT,
+    overlaps TEXT,
+    integration TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_plan ON runs (plan_key, run_id);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -51,6 +54,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     exit_code INTEGER,
     started_at REAL,
     ended_at REAL,
+    start_commit TEXT,
+    diff TEXT,
+    conflicts TEXT,
     PRIMARY KEY (run_id, task_id)
 );
 CREATE TABLE IF NOT EXISTS attempts (
@@ -184,16 +190,17 @@ class Store:
         return None if row is None else _record(RunRecord, row)
 
     def runs(self, plan_key: str) -> list[RunRecord]:
-        """Every run of a plan, oldest first (run ids sort by time)."""
+        """Every run of a plan, oldest first."""
+        # Run ids sort by time only to the second (then by a random suffix): start time first.
         rows = self._db.execute(
-            "SELECT * FROM runs WHERE plan_key = ? ORDER BY run_id", (plan_key,)
+            "SELECT * FROM runs WHERE plan_key = ? ORDER BY started_at, run_id", (plan_key,)
         ).fetchall()
         return [_record(RunRecord, row) for row in rows]
 
     def latest_run(self, plan_key: str) -> RunRecord | None:
         """The newest run of a plan, or ``None``."""
         row = self._db.execute(
-            "SELECT * FROM runs WHERE plan_key = ? ORDER BY run_id DESC LIMIT 1", (plan_key,)
+            "SELECT * FROM runs WHERE plan_key = ? ORDER BY started_at DESC, run_id DESC LIMIT 1", (plan_key,)
         ).fetchone()
         return None if row is None else _record(RunRecord, row)
 

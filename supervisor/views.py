@@ -39,6 +39,20 @@ def task_view(record: TaskRecord, attempts: list[AttemptRecord], now: float) -> 
         "turns": latest.turns if latest else None,
         "cost_usd": latest.cost_usd if latest else None,
         "total_cost_usd": _total_cost(attempts),
+        "diff": json.loads(record.diff) if record.diff else None,
+        "conflicts": json.loads(record.conflicts) if record.conflicts else None,
+        "history": [
+            {
+                "attempt": a.number,
+                "started_at": a.started_at,
+                "ended_at": a.ended_at,
+                "reason": a.reason,
+                "exit_code": a.exit_code,
+                "cost_usd": a.cost_usd,
+                "log": a.log_path,
+            }
+            for a in attempts
+        ],
     }
     if latest is not None and latest.detail:
         view["agent"] = json.loads(latest.detail)
@@ -88,5 +102,11 @@ def run_view(store: Store, run: RunRecord, now: float | None = None) -> dict[str
         "cost_usd": _total_cost(all_attempts),
         "agent_version": run.agent_version,
         "note": run.note,
+        "overlaps": json.loads(run.overlaps) if run.overlaps else [],
+        "integration": (
+            {"branch": run.integration_branch, "merges": json.loads(run.integration or "[]")}
+            if run.integration_branch
+            else None
+        ),
         "tasks": tasks,
     }

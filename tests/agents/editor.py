@@ -1,0 +1,34 @@
+"""A fake agent that edits its worktree as the prompt says, one action per line:
+
+  write PATH N        write N numbered lines to PATH (creating directories)
+  line PATH TEXT      write the single line TEXT to PATH
+  commit MESSAGE      git add -A and commit
+  exit CODE           exit with CODE now
+  marker PATH         create the completion marker PATH
+Lines that are not actions (e.g. a shared context) are ignored.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+for raw in sys.stdin.read().splitlines():
+    action, _, rest = raw.strip().partition(" ")
+    if action == "write":
+        path, count = rest.rsplit(" ", 1)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text("".join(f"line {i}\n" for i in range(int(count))))
+    elif action == "line":
+        path, text = rest.split(" ", 1)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n")
+    elif action == "commit":
+        subprocess.run(["git", "add", "-A"], check=True)
+        subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", rest or "work"], check=True)
+    elif action == "marker":
+        Path(rest).touch()
+    elif action == "exit":
+        sys.exit(int(rest))
+print("editor done", flush=True)
