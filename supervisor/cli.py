@@ -22,6 +22,7 @@ from supervisor.console import EventPrinter, configure_logging, format_runs, for
 from supervisor.errors import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, PagentError, UsageError
 from supervisor.invocation import execute_plan
 from supervisor.plan import Plan, load_plan
+from supervisor.lock import is_locked
 from supervisor.progress import ProgressView
 from supervisor.report import write_report
 from supervisor.runs import find_run, run_directory
@@ -184,6 +185,10 @@ def status(plan_path: Path, run_id: str | None, as_json: bool) -> None:
         view = run_view(store, find_run(plan, store, run_id))
     finally:
         store.close()
+    if view["status"] == "running" and is_locked(plan.state_dir, plan.key) is None:
+        # Recorded as running, but no process holds the plan: its supervisor died.
+        view["status"] = "abandoned"
+        view["note"] = "its supervisor is gone; the next pagent-run of this plan repairs the record"
     click.echo(json.dumps(view, indent=2) if as_json else format_status(view))
 
 

@@ -137,6 +137,8 @@ def format_status(view: dict[str, Any]) -> str:
         f"{format_duration(view['duration'])}, "
         + ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in view["counts"].items())
     )
+    if view.get("note"):
+        header += f"\n  {view['note']}"
     rows = [("TASK", "WAVE", "STATE", "ATT", "REASON", "BRANCH", "DETAIL")]
     for task in view["tasks"]:
         detail = ""

@@ -16,6 +16,11 @@ class PagentError(Exception):
 
     exit_code = EXIT_FAILED
 
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
 
 class PlanError(PagentError):
     """The plan (or a flag that refers to it) is invalid; nothing has been created."""

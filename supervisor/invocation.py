@@ -17,8 +17,8 @@ from typing import Any
 
 import anyio
 
-from supervisor import events, history, preflight
-from supervisor.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, UsageError
+from supervisor import events, history, preflight, proctree
+from supervisor.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, PagentError, UsageError
 from supervisor.launcher import Launcher
 from supervisor.local import LocalLauncher
 from supervisor.lock import PlanLock, ensure_state_dir
@@ -29,7 +29,7 @@ from supervisor.runner import Runner, Workspace
 from supervisor.runs import find_run, new_run, recover, reopen_run, run_directory
 from supervisor.store import Store
 from supervisor.views import run_view
-from supervisor.worktree import default_worktree_root, resolve_repo
+from supervisor.worktree import RepoInfo, default_worktree_root, resolve_repo
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,10 @@ async def _preflight(plan: Plan, store: Store, earlier: RunRecord | None, launch
     return "; ".join(versions)
 
 
+class Interrupted(PagentError):
+    """SIGINT or SIGTERM arrived before the run began: nothing was started."""
+
+
 async def execute_plan(
     plan: Plan,
     *,
@@ -69,75 +73,117 @@ async def execute_plan(
     run_id: str | None = None,
     emit: Callable[[events.Event], None] = lambda event: None,
     launcher: Launcher | None = None,
+    available_memory: Callable[[], int] = proctree.available_memory,
+    memory_poll: float = 2.0,
 ) -> RunResult:
     """Run ``plan`` (or retry its latest / given run) to the end; see the module docstring."""
     repo = resolve_repo(plan)  # exit 2 on a wrong repo or base, before anything is created
     if retry_failed and not (plan.state_dir / "state.db").exists():
         raise UsageError(f"{plan.path.name}: no run yet")
     ensure_state_dir(plan.state_dir)
-    with PlanLock(plan.state_dir, plan.key) as lock:
-        lock.acquire(plan.path.name)
-        store = Store(plan.state_dir / "state.db")
-        try:
-            grace = max(task.settings.kill_grace for task in plan.tasks)
-            for message in await recover(plan, store, grace):
-                emit(events.Notice(message))
-            launcher = launcher or LocalLauncher()
-            earlier = find_run(plan, store, run_id) if retry_failed else None
-            versions = await _preflight(plan, store, earlier, launcher)
-            if earlier is not None:
-                run = reopen_run(plan, store, earlier, repo)
-            else:
-                run = new_run(plan, store, repo, time.time())
-            if versions:
-                store.update_run(run.run_id, agent_version=versions)
-            if plan.keep_runs is not None and earlier is None:
-                pruned = history.prune(plan, store, plan.keep_runs)
-                if pruned:
-                    emit(events.Notice(f"keep_runs = {plan.keep_runs}: forgot {len(pruned)} older run(s)"))
-            runner = Runner(
-                plan,
-                run,
-                store,
-                launcher,
-                Workspace(
-                    repo.root,
-                    run.base_commit or repo.base_commit,
-                    default_worktree_root(plan, repo) / run.run_id,
-                ),
-                emit=emit,
-                retry=retry_failed,
-            )
-            received: list[int] = []
-            async with anyio.create_task_group() as tg:
+    received: list[int] = []
+    runners: list[Runner] = []
+    result: RunResult | None = None
+    # Signals are ours from the start: during recovery and preflight a signal simply ends the
+    # invocation (nothing has started); once the runner exists it stops every agent first.
+    async with anyio.create_task_group() as tg:
 
-                async def on_signals() -> None:
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                        async for signum in signals:
-                            if not received:
-                                emit(
-                                    events.Notice(
-                                        f"received {signal.Signals(signum).name}: stopping every agent"
-                                    )
-                                )
-                            received.append(signum)
-                            runner.interrupt()
+        async def on_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    if not received:
+                        name = signal.Signals(signum).name
+                        emit(events.Notice(f"received {name}: stopping every agent"))
+                    received.append(signum)
+                    if runners:
+                        runners[0].interrupt()
+                    else:
+                        tg.cancel_scope.cancel()
 
-                tg.start_soon(on_signals)
-                status = await runner.execute()
-                tg.cancel_scope.cancel()
-            if received:
-                exit_code = EXIT_SIGINT if received[0] == signal.SIGINT else EXIT_SIGTERM
-            else:
-                exit_code = EXIT_OK if status is RunStatus.SUCCEEDED else EXIT_FAILED
-            store.update_run(run.run_id, exit_code=exit_code)
-            final = store.run(run.run_id)
-            assert final is not None
-            view = run_view(store, final)
-            summary_path = run_directory(plan, run.run_id) / "summary.json"
-            summary_path.parent.mkdir(parents=True, exist_ok=True)
-            summary_path.write_text(json.dumps(view, indent=2) + "\n", encoding="utf-8")
-            write_report(view, summary_path.parent / "report.html")
-            return RunResult(run.run_id, status, exit_code, view)
-        finally:
-            store.close()
+        tg.start_soon(on_signals)
+        with PlanLock(plan.state_dir, plan.key) as lock:
+            lock.acquire(plan.path.name)
+            store = Store(plan.state_dir / "state.db")
+            try:
+                result = await _run(
+                    plan,
+                    store,
+                    repo,
+                    retry_failed=retry_failed,
+                    run_id=run_id,
+                    emit=emit,
+                    launcher=launcher or LocalLauncher(),
+                    available_memory=available_memory,
+                    memory_poll=memory_poll,
+                    runners=runners,
+                    received=received,
+                )
+            finally:
+                store.close()
+        tg.cancel_scope.cancel()
+    if result is None:
+        code = EXIT_SIGINT if received and received[0] == signal.SIGINT else EXIT_SIGTERM
+        raise Interrupted(f"{plan.path.name}: interrupted before any task started", code)
+    return result
+
+
+async def _run(
+    plan: Plan,
+    store: Store,
+    repo: RepoInfo,
+    *,
+    retry_failed: bool,
+    run_id: str | None,
+    emit: Callable[[events.Event], None],
+    launcher: Launcher,
+    available_memory: Callable[[], int],
+    memory_poll: float,
+    runners: list[Runner],
+    received: list[int],
+) -> RunResult:
+    """The part of ``execute_plan`` that runs under the plan's lock."""
+    grace = max(task.settings.kill_grace for task in plan.tasks)
+    for message in await recover(plan, store, grace):
+        emit(events.Notice(message))
+    earlier = find_run(plan, store, run_id) if retry_failed else None
+    versions = await _preflight(plan, store, earlier, launcher)
+    if earlier is not None:
+        run = reopen_run(plan, store, earlier, repo)
+    else:
+        run = new_run(plan, store, repo, time.time())
+    if versions:
+        store.update_run(run.run_id, agent_version=versions)
+    if plan.keep_runs is not None and earlier is None:
+        pruned = history.prune(plan, store, plan.keep_runs)
+        if pruned:
+            emit(events.Notice(f"keep_runs = {plan.keep_runs}: forgot {len(pruned)} older run(s)"))
+    runner = Runner(
+        plan,
+        run,
+        store,
+        launcher,
+        Workspace(
+            repo.root, run.base_commit or repo.base_commit, default_worktree_root(plan, repo) / run.run_id
+        ),
+        emit=emit,
+        retry=retry_failed,
+        available_memory=available_memory,
+        memory_poll=memory_poll,
+    )
+    runners.append(runner)
+    if received:  # a signal arrived while the run was being set up
+        runner.interrupt()
+    status = await runner.execute()
+    if received:
+        exit_code = EXIT_SIGINT if received[0] == signal.SIGINT else EXIT_SIGTERM
+    else:
+        exit_code = EXIT_OK if status is RunStatus.SUCCEEDED else EXIT_FAILED
+    store.update_run(run.run_id, exit_code=exit_code)
+    final = store.run(run.run_id)
+    assert final is not None
+    view = run_view(store, final)
+    summary_path = run_directory(plan, run.run_id) / "summary.json"
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(view, indent=2) + "\n", encoding="utf-8")
+    write_report(view, summary_path.parent / "report.html")
+    return RunResult(run.run_id, status, exit_code, view)

@@ -28,8 +28,6 @@ from supervisor.runs import run_directory
 from supervisor.store import Store
 from supervisor.taskrun import run_task
 
-_MEMORY_POLL = 2.0  # seconds between checks while waiting for free memory
-
 
 class SystemClock:
     """The real clock."""
@@ -69,8 +67,10 @@ class Runner:
         rng: random.Random | None = None,
         available_memory: Callable[[], int] = proctree.available_memory,
         retry: bool = False,
+        memory_poll: float = 2.0,
     ) -> None:
         self.retry = retry
+        self.memory_poll = memory_poll
         self.plan = plan
         self.run = run
         self.store = store
@@ -159,7 +159,7 @@ class Runner:
                         task.id,
                     )
                 )
-            await self.clock.sleep(_MEMORY_POLL)
+            await self.clock.sleep(self.memory_poll)
         self._waiting_for_memory = False
 
     async def until_stopped(self, wait: Callable[..., Awaitable[Any]], *args: Any) -> bool:

@@ -55,7 +55,7 @@ def task_view(record: TaskRecord, attempts: list[AttemptRecord], now: float) -> 
         ],
     }
     if latest is not None and latest.detail:
-        view["agent"] = json.loads(latest.detail)
+        view["detail"] = json.loads(latest.detail)
     if record.state is TaskState.PENDING and record.reason:
         view["reason"] = record.reason
     if latest is not None and latest.ended_at is None and record.state is TaskState.RUNNING:

@@ -1,4 +1,4 @@
-"""Locate or install the real Claude Code CLI for tests, and the environment to run it offline.
+"""Locate or install the real Claude Code CLI for tests, and run it offline, bounded.
 
 The CLI is installed from the npm registry into a cache directory shared by all test
 processes (``PAGENT_CLAUDE_CACHE``, else ``<repo>/.cache/claude-cli-<version>``), once: an
@@ -8,12 +8,20 @@ a half-finished install from being reused.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 CLAUDE_CODE_VERSION = "2.1.328"
 CLAUDE_CODE_PACKAGE = f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}"
@@ -23,6 +31,8 @@ _INSTALL_TIMEOUT_S = 900.0
 _VERSION_TIMEOUT_S = 60.0
 _MARKER = ".pagent-installed"
 _REPO = Path(__file__).resolve().parent.parent
+# Any non-empty key passes the CLI's local check; the fake server never verifies it.
+FAKE_API_KEY = "sk-ant-api03-fake-key-for-offline-tests"
 
 
 @dataclass(frozen=True)
@@ -72,11 +82,20 @@ def _install(cache: Path) -> str:
     npm = shutil.which("npm")
     if npm is None:
         return "npm is not on PATH, so the Claude Code CLI cannot be installed"
-    command = [npm, "install", "--prefix", str(cache), "--no-audit", "--no-fund",
-               "--loglevel=error", CLAUDE_CODE_PACKAGE]
+    command = [
+        npm,
+        "install",
+        "--prefix",
+        str(cache),
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+        CLAUDE_CODE_PACKAGE,
+    ]
     try:
-        done = subprocess.run(command, capture_output=True, text=True,
-                              timeout=_INSTALL_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=_INSTALL_TIMEOUT_S, check=False
+        )
     except subprocess.TimeoutExpired:
         return f"npm install {CLAUDE_CODE_PACKAGE} took over {_INSTALL_TIMEOUT_S:.0f} s"
     if done.returncode != 0:
@@ -90,37 +109,132 @@ def _check_version(executable: Path) -> str:
     if not os.access(executable, os.X_OK):
         return f"the install has no executable {str(executable)!r}"
     try:
-        done = subprocess.run([str(executable), "--version"], capture_output=True, text=True,
-                              timeout=_VERSION_TIMEOUT_S, check=False,
-                              stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [str(executable), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=_VERSION_TIMEOUT_S,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{str(executable)!r} --version failed: {exc}"
     if not done.stdout.startswith(CLAUDE_CODE_VERSION):
-        return (f"{str(executable)!r} --version printed {done.stdout.strip()!r}, "
-                f"expected {CLAUDE_CODE_VERSION}")
+        return (
+            f"{str(executable)!r} --version printed {done.stdout.strip()!r}, expected {CLAUDE_CODE_VERSION}"
+        )
     return ""
 
 
-def claude_env(base_url: str, home: Path, *, api_key: str | None = "sk-ant-fake-key",
-               max_retries: int = 2) -> dict[str, str]:
+def claude_env(
+    base_url: str | None,
+    home: Path,
+    *,
+    api_key: str | None = FAKE_API_KEY,
+    oauth_token: str | None = None,
+    max_retries: int = 2,
+) -> dict[str, str]:
     """Return a complete environment that runs the CLI offline against `base_url`.
 
     Built from scratch rather than from ``os.environ`` so that an outer agent's variables
     (``ANTHROPIC_*``, ``CLAUDE_CODE_*``, ``CLAUDECODE``) cannot leak into the run.  `home`
-    must be a throwaway directory: the CLI writes its config, sessions and backups there.
-    With ``api_key=None`` the run has no credentials at all.
+    must be an existing throwaway directory: the CLI writes its config, sessions and backups
+    there.  `oauth_token` makes the CLI behave as a subscriber (it then reads the
+    ``anthropic-ratelimit-unified-*`` headers and reports plan usage limits); with neither
+    credential the run has none at all.  `base_url` None leaves the CLI's default API host,
+    which is only safe in a run that never reaches the network (no credentials).
     """
     env = {
         # The Bash tool needs the usual PATH; the CLI itself is a self-contained binary.
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "HOME": str(home),
         "LANG": "C.UTF-8",
-        "ANTHROPIC_BASE_URL": base_url,
         # Without it the CLI resolves telemetry hosts over DNS and sends `HEAD /api/hello`.
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         # Bounds the retries of 5xx/429/529; the first retry waits ~0.5 s, then it doubles.
         "CLAUDE_CODE_MAX_RETRIES": str(max_retries),
     }
+    if base_url is not None:
+        env["ANTHROPIC_BASE_URL"] = base_url
     if api_key is not None:
         env["ANTHROPIC_API_KEY"] = api_key
+    if oauth_token is not None:
+        env["CLAUDE_CODE_OAUTH_TOKEN"] = oauth_token
     return env
+
+
+@dataclass(frozen=True)
+class ClaudeRun:
+    """The outcome of one bounded CLI run: its exit code (None if killed on timeout)."""
+
+    returncode: int | None
+    stdout: str
+    stderr: str
+    elapsed_s: float
+    timed_out: bool
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The stream-json objects printed on stdout, in order; other lines are skipped."""
+        found: list[dict[str, Any]] = []
+        for line in self.stdout.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                found.append(event)
+        return found
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        """The last ``result`` event, or None when the CLI printed none."""
+        results = [event for event in self.events if event.get("type") == "result"]
+        return results[-1] if results else None
+
+
+STREAM_JSON_ARGS = ("-p", "--output-format", "stream-json", "--verbose")
+
+
+def run_claude(
+    executable: Path,
+    *,
+    prompt: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    args: Sequence[str] = ("--permission-mode", "acceptEdits"),
+    timeout_s: float = 60.0,
+) -> ClaudeRun:
+    """Run ``claude -p --output-format stream-json --verbose`` plus `args` in `cwd`.
+
+    The prompt goes to stdin, which is then closed: ``-p`` waits for EOF.  The run never
+    outlives `timeout_s`: on expiry its whole process group is killed (the CLI's tool
+    children included) and the output so far is returned with ``timed_out=True``.
+    """
+    command = [str(executable), *STREAM_JSON_ARGS, *args]
+    started = time.monotonic()
+    # A session of its own makes the CLI the leader of a process group we can kill whole.
+    with subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(prompt, timeout=timeout_s)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        # Also after a normal exit: a tool's background child must not outlive the test.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if timed_out:
+            stdout, stderr = proc.communicate()
+    return ClaudeRun(
+        None if timed_out else proc.returncode, stdout, stderr, time.monotonic() - started, timed_out
+    )

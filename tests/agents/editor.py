@@ -5,11 +5,13 @@
   commit MESSAGE      git add -A and commit
   exit CODE           exit with CODE now
   marker PATH         create the completion marker PATH
+  fail-on-attempt N   on attempt N: print "boom on attempt N" to stderr and exit 3
 Lines that are not actions (e.g. a shared context) are ignored.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,4 +33,7 @@ for raw in sys.stdin.read().splitlines():
         Path(rest).touch()
     elif action == "exit":
         sys.exit(int(rest))
+    elif action == "fail-on-attempt" and os.environ["PAGENT_ATTEMPT"] == rest:
+        print(f"boom on attempt {rest}", file=sys.stderr)
+        sys.exit(3)
 print("editor done", flush=True)

@@ -1,0 +1,149 @@
+"""The watchdog's verdicts from invented timestamps and CPU figures: no process, no clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from supervisor.model import STALLED, TIMEOUT
+from supervisor.watchdog import STALL_CPU_FRACTION, Watchdog, tick_interval
+
+T0 = 1000.0  # the attempt's start on an invented monotonic clock
+
+
+def watchdog(timeout: float = 60.0, stall_timeout: float = 2.0) -> Watchdog:
+    return Watchdog(timeout=timeout, stall_timeout=stall_timeout, started=T0)
+
+
+def test_a_fresh_attempt_has_no_verdict() -> None:
+    """Right after the start nothing is wrong, whatever the limits."""
+    assert watchdog().verdict(T0) is None
+
+
+def test_silent_idle_attempt_is_stalled_exactly_at_stall_timeout() -> None:
+    """No output and no CPU figures at all: stalled once stall_timeout has passed, not before."""
+    dog = watchdog(stall_timeout=2.0)
+    assert dog.verdict(T0 + 1.99) is None
+    assert dog.verdict(T0 + 2.0) == STALLED
+
+
+def test_timeout_is_wall_clock_and_wins_over_activity_and_stall() -> None:
+    """The timeout counts from the start, however busy the attempt is, and is reported first."""
+    dog = watchdog(timeout=10.0, stall_timeout=2.0)
+    for second in range(1, 10):
+        dog.output(T0 + second)
+    assert dog.verdict(T0 + 9.99) is None
+    assert dog.verdict(T0 + 10.0) == TIMEOUT
+    assert watchdog(timeout=10.0, stall_timeout=2.0).verdict(T0 + 30.0) == TIMEOUT
+
+
+def test_output_keeps_an_attempt_alive_for_another_stall_timeout() -> None:
+    """Each output restarts the stall countdown; silence after the last one still stalls."""
+    dog = watchdog(stall_timeout=2.0)
+    dog.output(T0 + 1.5)
+    dog.output(T0 + 3.0)
+    assert dog.verdict(T0 + 4.99) is None
+    assert dog.verdict(T0 + 5.0) == STALLED
+
+
+def test_output_reported_out_of_order_never_moves_activity_back() -> None:
+    """A late report of older output (or output "before" the start) cannot shorten the countdown."""
+    dog = watchdog(stall_timeout=2.0)
+    dog.output(T0 + 1.0)
+    dog.output(T0 + 0.5)
+    dog.output(T0 - 5.0)
+    assert dog.verdict(T0 + 2.9) is None
+    assert dog.verdict(T0 + 3.0) == STALLED
+
+
+def test_cpu_above_the_threshold_counts_as_alive() -> None:
+    """A silent attempt using more than STALL_CPU_FRACTION of a core between samples is alive."""
+    dog = watchdog(stall_timeout=2.0)
+    cpu = 5.0
+    for tick in range(1, 9):  # samples every 0.5 s for 4 s, each at 1.5 x the threshold
+        cpu += 0.5 * STALL_CPU_FRACTION * 1.5
+        dog.sampled(T0 + tick * 0.5, cpu)
+        assert dog.verdict(T0 + tick * 0.5) is None
+    assert dog.verdict(T0 + 4.0 + 1.99) is None
+    assert dog.verdict(T0 + 4.0 + 2.0) == STALLED
+
+
+def test_cpu_below_the_threshold_is_not_alive() -> None:
+    """A dead connection's trickle of CPU (below STALL_CPU_FRACTION) does not stop the countdown."""
+    dog = watchdog(stall_timeout=2.0)
+    cpu = 5.0
+    for tick in range(1, 4):
+        cpu += 0.5 * STALL_CPU_FRACTION * 0.5
+        dog.sampled(T0 + tick * 0.5, cpu)
+        assert dog.verdict(T0 + tick * 0.5) is None
+    cpu += 0.5 * STALL_CPU_FRACTION * 0.5
+    dog.sampled(T0 + 2.0, cpu)
+    assert dog.verdict(T0 + 2.0) == STALLED
+
+
+def test_the_threshold_sits_between_an_idle_claude_and_real_work() -> None:
+    """The documented figures: the stuck Claude CLI (~0.4% of a core) is idle, 10% is work."""
+    assert 0.004 < STALL_CPU_FRACTION < 0.1
+
+
+def test_the_first_sample_is_only_a_baseline() -> None:
+    """CPU time used before the first sample (however much) is not activity: nothing to compare."""
+    dog = watchdog(stall_timeout=2.0)
+    dog.sampled(T0 + 0.5, 1000.0)
+    assert dog.verdict(T0 + 2.0) == STALLED
+
+
+def test_a_drop_in_cpu_time_is_not_activity_and_becomes_the_new_baseline() -> None:
+    """When a busy child exits the tree's total falls: no activity, no error, and later use counts."""
+    dog = watchdog(stall_timeout=2.0)
+    dog.sampled(T0 + 0.5, 50.0)
+    dog.sampled(T0 + 1.0, 20.0)  # a child with 30 s of CPU left the tree
+    assert dog.verdict(T0 + 2.0) == STALLED
+    dog.sampled(T0 + 2.5, 20.0 + 1.5 * 0.5)  # 50% of a core since the drop
+    assert dog.verdict(T0 + 4.49) is None
+    assert dog.verdict(T0 + 4.5) == STALLED
+
+
+def test_a_drop_hides_no_usage_measured_from_the_lower_total() -> None:
+    """Usage is measured from the last sample, so activity right after a drop still counts."""
+    dog = watchdog(stall_timeout=2.0)
+    dog.sampled(T0 + 0.5, 50.0)
+    dog.sampled(T0 + 1.0, 20.0)
+    dog.sampled(T0 + 1.5, 20.25)
+    assert dog.verdict(T0 + 3.49) is None
+
+
+def test_two_samples_at_the_same_instant_decide_nothing() -> None:
+    """A zero interval between samples is neither activity nor a division by zero."""
+    dog = watchdog(stall_timeout=2.0)
+    dog.sampled(T0 + 1.0, 1.0)
+    dog.sampled(T0 + 1.0, 9.0)
+    assert dog.verdict(T0 + 2.0) == STALLED
+
+
+@pytest.mark.parametrize(
+    ("timeout", "stall_timeout", "expected"),
+    [
+        (45 * 60.0, 10 * 60.0, 5.0),  # the defaults: capped at 5 s
+        (3.0, 2.0, 0.5),  # the issue's settings: a quarter of the tighter limit
+        (3.0, 600.0, 0.75),  # the timeout can be the tighter limit
+        (0.4, 0.4, 0.2),  # never busier than every 0.2 s
+        (19.9, 20.0, 4.975),
+    ],
+)
+def test_tick_interval_is_a_quarter_of_the_tighter_limit_within_bounds(
+    timeout: float, stall_timeout: float, expected: float
+) -> None:
+    """Checks come often enough to act within a quarter of a limit, between 0.2 s and 5 s."""
+    assert tick_interval(timeout, stall_timeout) == pytest.approx(expected)
+
+
+def test_a_verdict_comes_within_one_tick_of_the_limit() -> None:
+    """Checked at every tick, a stalled attempt is caught less than one tick after stall_timeout."""
+    timeout, stall_timeout = 3.0, 2.0
+    tick = tick_interval(timeout, stall_timeout)
+    dog = Watchdog(timeout=timeout, stall_timeout=stall_timeout, started=T0)
+    now = T0
+    while dog.verdict(now) is None:
+        now += tick
+    assert dog.verdict(now) == STALLED
+    assert stall_timeout <= now - T0 < stall_timeout + tick
