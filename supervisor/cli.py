@@ -21,8 +21,8 @@ from supervisor.cleanup import clean as clean_worktrees
 from supervisor.console import EventPrinter, configure_logging, format_runs, format_status, format_summary
 from supervisor.errors import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, PagentError, UsageError
 from supervisor.invocation import execute_plan
-from supervisor.plan import Plan, load_plan
 from supervisor.lock import is_locked
+from supervisor.plan import Plan, load_plan
 from supervisor.progress import ProgressView
 from supervisor.report import write_report
 from supervisor.runs import find_run, run_directory
