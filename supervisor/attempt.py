@@ -119,6 +119,7 @@ async def run_attempt(
     watchdog = Watchdog(settings.timeout, settings.stall_timeout, started=clock.monotonic())
     last_event = 0.0
     last_output_wall: float | None = None
+    result_seen = anyio.Event()
 
     def on_output(data: bytes, stream: Stream) -> None:
         nonlocal last_event, last_output_wall
@@ -130,6 +131,8 @@ async def run_attempt(
             parser.feed(data)
             for notice in parser.notices():
                 emit(events.Notice(notice, spec.task_id))
+            if parser.finished:
+                result_seen.set()
         if now - last_event >= _OUTPUT_EVENT_EVERY and log.last_line:
             last_event = now
             emit(events.Output(spec.task_id, log.last_line))
@@ -152,7 +155,6 @@ async def run_attempt(
 
             async def watch() -> None:
                 tick = tick_interval(settings.timeout, settings.stall_timeout)
-                finished_at: float | None = None
                 previous: tuple[float, float] | None = None
                 while True:
                     await clock.sleep(tick)
@@ -178,12 +180,7 @@ async def run_attempt(
                             note=parser.status,
                         )
                     if parser.finished:
-                        # The agent announced its result; give it kill_grace to exit by itself.
-                        finished_at = finished_at if finished_at is not None else now
-                        if now - finished_at >= settings.kill_grace:
-                            await stop("exited-late")
-                            return
-                        continue
+                        continue  # only exited_late() decides now
                     if (reason := watchdog.verdict(now)) is not None:
                         await stop(reason)
                         return
@@ -192,9 +189,16 @@ async def run_attempt(
                 await stop_requested.wait()
                 await stop(INTERRUPTED)
 
+            async def exited_late() -> None:
+                # The agent announced its result: it has kill_grace to exit by itself.
+                await result_seen.wait()
+                await clock.sleep(settings.kill_grace)
+                await stop("exited-late")
+
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch)
                 tg.start_soon(interrupt)
+                tg.start_soon(exited_late)
                 exit = await handle.wait()
                 tg.cancel_scope.cancel()
             leftovers = await handle.finish(settings.kill_grace)

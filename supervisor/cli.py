@@ -74,6 +74,20 @@ def _store(plan: Plan) -> Store:
     return Store(path)
 
 
+def _view(plan: Plan, run_id: str | None) -> dict[str, Any]:
+    """The view of the plan's latest (or given) run, as ``status`` and ``report`` show it."""
+    store = _store(plan)
+    try:
+        view = run_view(store, find_run(plan, store, run_id))
+    finally:
+        store.close()
+    if view["status"] == "running" and is_locked(plan.state_dir, plan.key) is None:
+        # Recorded as running, but no process holds the plan: its supervisor died.
+        view["status"] = "abandoned"
+        view["note"] = "its supervisor is gone; the next pagent-run of this plan repairs the record"
+    return view
+
+
 def _run_options(func: F) -> F:
     options = [
         click.option(
@@ -179,16 +193,7 @@ def validate(plan_path: Path) -> None:
 @handle_errors
 def status(plan_path: Path, run_id: str | None, as_json: bool) -> None:
     """Show the latest (or given) run of PLAN: every task's state, attempts and live figures."""
-    plan = load_plan(plan_path)
-    store = _store(plan)
-    try:
-        view = run_view(store, find_run(plan, store, run_id))
-    finally:
-        store.close()
-    if view["status"] == "running" and is_locked(plan.state_dir, plan.key) is None:
-        # Recorded as running, but no process holds the plan: its supervisor died.
-        view["status"] = "abandoned"
-        view["note"] = "its supervisor is gone; the next pagent-run of this plan repairs the record"
+    view = _view(load_plan(plan_path), run_id)
     click.echo(json.dumps(view, indent=2) if as_json else format_status(view))
 
 
@@ -263,13 +268,8 @@ def clean(plan_path: Path, run_id: str | None, force: bool) -> None:
 def report(plan_path: Path, run_id: str | None, open_: bool) -> None:
     """Write the run's self-contained report.html (afresh, so it is current) and print its path."""
     plan = load_plan(plan_path)
-    store = _store(plan)
-    try:
-        run = find_run(plan, store, run_id)
-        view = run_view(store, run)
-    finally:
-        store.close()
-    path = write_report(view, run_directory(plan, run.run_id) / "report.html")
+    view = _view(plan, run_id)
+    path = write_report(view, run_directory(plan, view["run_id"]) / "report.html")
     click.echo(str(path))
     if open_:
         click.launch(str(path))

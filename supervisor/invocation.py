@@ -82,10 +82,55 @@ async def execute_plan(
         raise UsageError(f"{plan.path.name}: no run yet")
     ensure_state_dir(plan.state_dir)
     received: list[int] = []
+    with PlanLock(plan.state_dir, plan.key) as lock:
+        lock.acquire(plan.path.name)
+        store = Store(plan.state_dir / "state.db")
+        try:
+            result = await _with_signals(
+                plan,
+                store,
+                repo,
+                retry_failed,
+                run_id,
+                emit,
+                launcher or LocalLauncher(),
+                available_memory,
+                memory_poll,
+                received,
+            )
+        except BaseExceptionGroup as group:
+            # The task group wraps what the core raised on purpose; the CLI wants it bare.
+            only = group.exceptions[0] if len(group.exceptions) == 1 else None
+            if isinstance(only, PagentError):
+                raise only from None
+            raise
+        finally:
+            store.close()
+    if result is None:
+        code = EXIT_SIGINT if received and received[0] == signal.SIGINT else EXIT_SIGTERM
+        raise Interrupted(f"{plan.path.name}: interrupted before any task started", code)
+    return result
+
+
+async def _with_signals(  # noqa: PLR0917 - private; mirrors execute_plan's options
+    plan: Plan,
+    store: Store,
+    repo: RepoInfo,
+    retry_failed: bool,
+    run_id: str | None,
+    emit: Callable[[events.Event], None],
+    launcher: Launcher,
+    available_memory: Callable[[], int],
+    memory_poll: float,
+    received: list[int],
+) -> RunResult | None:
+    """Run under the plan's lock with SIGINT/SIGTERM handled; ``None`` if a signal came first.
+
+    Signals are ours from the start: during recovery and preflight a signal simply ends the
+    invocation (nothing has started); once the runner exists it stops every agent first.
+    """
     runners: list[Runner] = []
     result: RunResult | None = None
-    # Signals are ours from the start: during recovery and preflight a signal simply ends the
-    # invocation (nothing has started); once the runner exists it stops every agent first.
     async with anyio.create_task_group() as tg:
 
         async def on_signals() -> None:
@@ -101,29 +146,20 @@ async def execute_plan(
                         tg.cancel_scope.cancel()
 
         tg.start_soon(on_signals)
-        with PlanLock(plan.state_dir, plan.key) as lock:
-            lock.acquire(plan.path.name)
-            store = Store(plan.state_dir / "state.db")
-            try:
-                result = await _run(
-                    plan,
-                    store,
-                    repo,
-                    retry_failed=retry_failed,
-                    run_id=run_id,
-                    emit=emit,
-                    launcher=launcher or LocalLauncher(),
-                    available_memory=available_memory,
-                    memory_poll=memory_poll,
-                    runners=runners,
-                    received=received,
-                )
-            finally:
-                store.close()
+        result = await _run(
+            plan,
+            store,
+            repo,
+            retry_failed=retry_failed,
+            run_id=run_id,
+            emit=emit,
+            launcher=launcher,
+            available_memory=available_memory,
+            memory_poll=memory_poll,
+            runners=runners,
+            received=received,
+        )
         tg.cancel_scope.cancel()
-    if result is None:
-        code = EXIT_SIGINT if received and received[0] == signal.SIGINT else EXIT_SIGTERM
-        raise Interrupted(f"{plan.path.name}: interrupted before any task started", code)
     return result
 
 

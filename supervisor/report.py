@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from supervisor.views import needs_person
+
 # Attempt reasons that mean "stopped from outside", as opposed to "the work failed".
 _WARN_REASONS = {"interrupted", "stalled", "timeout"}
 _STATE_CLASS = {
@@ -128,6 +130,7 @@ def render_report(
         '<meta name=viewport content="width=device-width,initial-scale=1">\n',
         f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n",
         _header(view, title),
+        _needs_person(tasks),
         _timeline(view, tasks),
         _task_table(tasks, Path(report_dir), conflicted),
         _overlaps(overlaps, view.get("merge_order")),
@@ -244,6 +247,23 @@ def _timeline(view: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
         )
     out.append("</div>\n</div>\n</section>\n")
     return "".join(out)
+
+
+def _needs_person(tasks: list[dict[str, Any]]) -> str:
+    """First thing in the report: tasks only a person can unblock, with what Claude was denied."""
+    items = []
+    for task in tasks:
+        lines = needs_person(task)
+        if lines:
+            body = "".join(f"<li><code>{_e(line)}</code></li>" for line in lines)
+            items.append(f"<li><b>{_e(task.get('id'))}</b> needs input<ul>{body}</ul></li>")
+    if not items:
+        return ""
+    hint = (
+        "<p class=muted>Widen <code>--allowedTools</code> / the permission mode, or answer in the "
+        "prompt, then <code>pagent-run PLAN --retry-failed</code>.</p>"
+    )
+    return f"<section>\n<h2>Needs a person</h2>\n{hint}<ul>{''.join(items)}</ul>\n</section>\n"
 
 
 def _task_table(tasks: list[dict[str, Any]], report_dir: Path, conflicted: dict[str, Any]) -> str:

@@ -71,6 +71,28 @@ def task_view(record: TaskRecord, attempts: list[AttemptRecord], now: float) -> 
     return view
 
 
+def needs_person(task: dict[str, Any]) -> list[str]:
+    """What a person must look at for a task that ended ``needs-input``: one line per tool call
+    Claude was denied ("Bash: rm -rf build"), or the question it asked. Empty otherwise."""
+    if task.get("reason") != "needs-input":
+        return []
+    detail = task.get("detail") or {}
+    lines = []
+    for denial in detail.get("permission_denials") or []:
+        if not isinstance(denial, dict):
+            continue
+        tool = str(denial.get("tool_name", "?"))
+        given = denial.get("tool_input")
+        if isinstance(given, dict):
+            shown = given.get("command") or given.get("file_path") or given.get("url") or json.dumps(given)
+        else:
+            shown = json.dumps(given)
+        lines.append(f"denied {tool}: {str(shown)[:300]}")
+    if detail.get("asked"):
+        lines.append(f"asked: {str(detail['asked'])[-300:]}")
+    return lines
+
+
 def _total_cost(attempts: list[AttemptRecord]) -> float | None:
     """The summed cost of attempts that reported one; ``None`` if none did."""
     costs = [a.cost_usd for a in attempts if a.cost_usd is not None]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +35,29 @@ def git(repo: Path, *args: str) -> str:
         env={**os.environ, **GIT_IDENTITY},
     )
     return done.stdout
+
+
+def cli(
+    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run a command (an installed console script, usually) to its end: no stdin, output captured."""
+    return subprocess.run(
+        [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        check=False,
+    )
+
+
+def status_json(plan: Path, *extra: str) -> dict[str, Any]:
+    """``pagent status PLAN --json`` (plus ``extra`` options), which must succeed."""
+    done = cli(bin_path("pagent"), "status", plan, "--json", *extra)
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
 
 
 @pytest.fixture

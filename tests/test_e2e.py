@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import bin_path, git
+from tests.conftest import bin_path, cli, git, status_json
 
 AGENT = Path(__file__).parent / "agents" / "scripted.py"
 
@@ -33,24 +33,6 @@ def write_plan(plans: Path, repo: Path, waves: dict[str, dict[str, str]], retrie
     path = plans / "plan.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def run(*args: str | Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(a) for a in args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-
-
-def status(plan: Path) -> dict[str, Any]:
-    done = run(bin_path("pagent"), "status", plan, "--json")
-    assert done.returncode == 0, done.stderr
-    data: dict[str, Any] = json.loads(done.stdout)
-    return data
 
 
 def journal(plan: Path) -> list[dict[str, Any]]:
@@ -84,11 +66,11 @@ def test_two_waves_retries_failure_and_retry_failed(tmp_path: Path, repo: Path) 
         },
     )
 
-    first = run(bin_path("pagent-run"), plan)
+    first = cli(bin_path("pagent-run"), plan)
     assert first.returncode == 1, first.stderr
     assert "Traceback" not in first.stderr
 
-    view = status(plan)
+    view = status_json(plan)
     tasks = {t["id"]: t for t in view["tasks"]}
     assert {k: (t["state"], t["attempts"]) for k, t in tasks.items()} == {
         "a": ("succeeded", 1),
@@ -117,25 +99,25 @@ def test_two_waves_retries_failure_and_retry_failed(tmp_path: Path, repo: Path) 
     assert not (repo / "result").exists()
 
     # pagent logs shows an attempt's stdout and stderr.
-    logs = run(bin_path("pagent"), "logs", plan, "flaky", "--attempt", "1")
+    logs = cli(bin_path("pagent"), "logs", plan, "flaky", "--attempt", "1")
     assert logs.returncode == 0
     assert "agent flaky attempt 1 on stdout" in logs.stdout
     assert "agent flaky attempt 1 on stderr" in logs.stdout
     assert "failing on purpose" in logs.stdout
-    latest = run(bin_path("pagent"), "logs", plan, "flaky")
+    latest = cli(bin_path("pagent"), "logs", plan, "flaky")
     assert "attempt 3 on stdout" in latest.stdout
 
     # Fix the cause; --retry-failed runs only the failed and the never-run tasks.
     (plan.parent / "fixed.flag").write_text("")
     before = len(entries)
-    second = run(bin_path("pagent-run"), plan, "--retry-failed")
+    second = cli(bin_path("pagent-run"), plan, "--retry-failed")
     assert second.returncode == 0, second.stderr
     rerun = [e["task"] for e in journal(plan)[before:] if e["event"] == "start"]
     assert sorted(rerun) == ["last", "needs-fix"]
-    final = {t["id"]: (t["state"], t["attempts"]) for t in status(plan)["tasks"]}
+    final = {t["id"]: (t["state"], t["attempts"]) for t in status_json(plan)["tasks"]}
     assert final["needs-fix"] == ("succeeded", 4)
     assert final["last"] == ("succeeded", 1)
-    assert status(plan)["run_id"] == view["run_id"]
+    assert status_json(plan)["run_id"] == view["run_id"]
 
 
 def test_logs_are_raw_bytes_with_long_lines_and_invalid_utf8(tmp_path: Path, repo: Path) -> None:
@@ -155,7 +137,7 @@ def test_logs_are_raw_bytes_with_long_lines_and_invalid_utf8(tmp_path: Path, rep
         f'[agents.raw]\ncommand = ["{{python}}", "{agent}"]\n'
         '[[waves]]\n[[waves.tasks]]\nid = "raw"\nprompt = "x"\n'
     )
-    done = run(bin_path("pagent-run"), plan)
+    done = cli(bin_path("pagent-run"), plan)
     assert done.returncode == 0, done.stderr
     log = subprocess.run(
         [bin_path("pagent"), "logs", plan, "raw"], capture_output=True, timeout=30, check=True
@@ -167,7 +149,7 @@ def test_logs_are_raw_bytes_with_long_lines_and_invalid_utf8(tmp_path: Path, rep
 def test_commands_on_a_plan_that_never_ran(tmp_path: Path, repo: Path, flag: str) -> None:
     """--retry-failed without an earlier run is a usage error (2); --dry-run just describes."""
     plan = write_plan(tmp_path / "plans", repo, {"one": {"a": "plain"}})
-    done = run(bin_path("pagent-run"), plan, flag)
+    done = cli(bin_path("pagent-run"), plan, flag)
     if flag == "--dry-run":
         assert done.returncode == 0
         assert "a: agent fake" in done.stdout

@@ -3,12 +3,10 @@ completion markers and confinement."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import bin_path, git
+from tests.conftest import bin_path, cli, git, status_json
 
 EDITOR = Path(__file__).parent / "agents" / "editor.py"
 
@@ -24,15 +22,8 @@ def make_plan(plans: Path, tasks: str, extra: str = "") -> Path:
     return path
 
 
-def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL, check=False)
-
-
 def tasks_of(plan: Path) -> dict[str, dict[str, Any]]:
-    done = cli(bin_path("pagent"), "status", plan, "--json")
-    assert done.returncode == 0, done.stderr
-    return {t["id"]: t for t in json.loads(done.stdout)["tasks"]}
+    return {t["id"]: t for t in status_json(plan)["tasks"]}
 
 
 def prompt_of(plan: Path, task: dict[str, Any], attempt: int) -> str:
@@ -46,14 +37,19 @@ def test_context_files_and_placeholders(tmp_path: Path, repo: Path) -> None:
     plans.mkdir()
     (plans / "context.md").write_text("Conventions: tabs, not {spaces}.\n")
     (plans / "wave.md").write_text("Wave rule: touch only docs/.\n")
-    plan = make_plan(plans, '''
+    plan = make_plan(
+        plans,
+        '''
 [[waves]]
 name = "docs"
 context_file = "wave.md"
 [[waves.tasks]]
 id = "t1"
-prompt = "task {task_id} in wave {wave} on {branch} from {base}, attempt {attempt}, in {worktree}. Literal: {{braces}}"
-''', extra='context_file = "context.md"')
+prompt = """task {task_id} in wave {wave} on {branch} from {base}, \\
+  attempt {attempt}, in {worktree}. Literal: {{braces}}"""
+''',
+        extra='context_file = "context.md"',
+    )
     assert cli(bin_path("pagent-run"), plan).returncode == 0
     task = tasks_of(plan)["t1"]
     text = prompt_of(plan, task, 1)
@@ -66,7 +62,9 @@ prompt = "task {task_id} in wave {wave} on {branch} from {base}, attempt {attemp
 
 def test_previous_failure_reaches_the_retry(tmp_path: Path, repo: Path) -> None:
     """On a retry, {previous_failure} holds the last attempt's reason and the end of its log."""
-    plan = make_plan(tmp_path / "plans", '''
+    plan = make_plan(
+        tmp_path / "plans",
+        '''
 [[waves]]
 [[waves.tasks]]
 id = "flaky"
@@ -75,7 +73,8 @@ prompt = """fail-on-attempt 1
 line out.txt done
 commit out
 Before: {previous_failure}"""
-''')
+''',
+    )
     assert cli(bin_path("pagent-run"), plan).returncode == 0
     task = tasks_of(plan)["flaky"]
     assert task["attempts"] == 2
@@ -87,7 +86,9 @@ Before: {previous_failure}"""
 
 def test_done_marker_required_and_never_committed(tmp_path: Path, repo: Path) -> None:
     """With done_marker, success needs the marker; the marker is removed and never committed."""
-    plan = make_plan(tmp_path / "plans", '''
+    plan = make_plan(
+        tmp_path / "plans",
+        """
 [defaults.extra]
 [[waves]]
 [[waves.tasks]]
@@ -98,7 +99,8 @@ prompt = "line work.txt x\\nmarker .task-complete"
 id = "forgets"
 done_marker = ".task-complete"
 prompt = "line work.txt y"
-'''.replace("[defaults.extra]\n", ""))
+""".replace("[defaults.extra]\n", ""),
+    )
     assert cli(bin_path("pagent-run"), plan).returncode == 1
     tasks = tasks_of(plan)
     assert tasks["marks"]["state"] == "succeeded"
@@ -112,7 +114,9 @@ prompt = "line work.txt y"
 
 def test_confined_workdir(tmp_path: Path, repo: Path) -> None:
     """confine = true: a change outside workdir fails the attempt, naming the path."""
-    plan = make_plan(tmp_path / "plans", '''
+    plan = make_plan(
+        tmp_path / "plans",
+        """
 [[waves]]
 [[waves.tasks]]
 id = "inside"
@@ -124,7 +128,8 @@ id = "outside"
 workdir = "apps/users"
 confine = true
 prompt = "line api.py ok\\nline ../../README.md changed"
-''')
+""",
+    )
     assert cli(bin_path("pagent-run"), plan).returncode == 1
     tasks = tasks_of(plan)
     assert tasks["inside"]["state"] == "succeeded"

@@ -9,9 +9,8 @@ import select
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
-from tests.conftest import GIT_IDENTITY, bin_path, git
+from tests.conftest import GIT_IDENTITY, bin_path, cli, git, status_json
 
 HOLD_AGENT = """
 import os, pathlib, sys, time
@@ -48,27 +47,6 @@ def make_plan(tmp_path: Path, repo: Path, tasks: int = 1, extra: str = "", hold:
     return plan
 
 
-def cli(
-    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(a) for a in args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        check=False,
-    )
-
-
-def status(plan: Path, *extra: str) -> dict[str, Any]:
-    done = cli(bin_path("pagent"), "status", plan, "--json", *extra)
-    assert done.returncode == 0, done.stderr
-    data: dict[str, Any] = json.loads(done.stdout)
-    return data
-
-
 def wait_for(path: Path, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -95,7 +73,7 @@ def test_a_second_run_of_an_active_plan_exits_75_and_starts_nothing(tmp_path: Pa
         assert f"pid {first.pid}" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
         # Read-only commands work meanwhile.
-        assert status(plan)["tasks"][0]["state"] == "running"
+        assert status_json(plan)["tasks"][0]["state"] == "running"
         assert cli(bin_path("pagent"), "runs", plan).returncode == 0
         assert cli(bin_path("pagent"), "clean", plan).returncode == 75
     finally:
@@ -135,7 +113,7 @@ def test_cron_environment_plain_output_and_summary_json(tmp_path: Path, repo: Pa
     assert done.returncode == 0, text
     assert b"\x1b" not in text
     assert b"task succeeded" in text
-    view = status(plan)
+    view = status_json(plan)
     summary = json.loads((plan.parent / ".pagent" / "runs" / view["run_id"] / "summary.json").read_text())
     assert summary["counts"] == {"succeeded": 2}
     assert summary["run_id"] == view["run_id"]
@@ -164,9 +142,9 @@ def test_successive_runs_keep_every_commit_and_history(tmp_path: Path, repo: Pat
     """Two runs of one plan: new run id, both runs' commits on branches, history per run."""
     plan = make_plan(tmp_path, repo)
     assert cli(bin_path("pagent-run"), plan).returncode == 0
-    first = status(plan)
+    first = status_json(plan)
     assert cli(bin_path("pagent-run"), plan).returncode == 0
-    second = status(plan)
+    second = status_json(plan)
     assert second["run_id"] != first["run_id"]
     assert second["run_id"] > first["run_id"]  # sortable
     b1, b2 = first["tasks"][0]["branch"], second["tasks"][0]["branch"]
@@ -175,7 +153,7 @@ def test_successive_runs_keep_every_commit_and_history(tmp_path: Path, repo: Pat
     assert git(repo, "show", f"{b2}:out-t0.txt") == second["run_id"]
     runs = json.loads(cli(bin_path("pagent"), "runs", plan, "--json").stdout)
     assert [r["run_id"] for r in runs] == [first["run_id"], second["run_id"]]
-    assert status(plan, "--run", first["run_id"])["tasks"][0]["branch"] == b1
+    assert status_json(plan, "--run", first["run_id"])["tasks"][0]["branch"] == b1
     log = cli(bin_path("pagent"), "logs", plan, "t0", "--run", first["run_id"])
     assert log.returncode == 0
     unknown = cli(bin_path("pagent"), "status", plan, "--run", "nope")
@@ -187,10 +165,10 @@ def test_keep_runs_forgets_old_runs_but_keeps_their_branches(tmp_path: Path, rep
     """keep_runs = 1: after two runs only the newest is listed; the first run's branch remains."""
     plan = make_plan(tmp_path, repo, extra="keep_runs = 1")
     assert cli(bin_path("pagent-run"), plan).returncode == 0
-    first = status(plan)
+    first = status_json(plan)
     assert cli(bin_path("pagent-run"), plan).returncode == 0
     runs = json.loads(cli(bin_path("pagent"), "runs", plan, "--json").stdout)
-    assert [r["run_id"] for r in runs] == [status(plan)["run_id"]]
+    assert [r["run_id"] for r in runs] == [status_json(plan)["run_id"]]
     assert not (plan.parent / ".pagent" / "runs" / first["run_id"]).exists()
     assert git(repo, "show", f"{first['tasks'][0]['branch']}:out-t0.txt") == first["run_id"]
 
@@ -199,7 +177,7 @@ def test_clean_refuses_dirty_worktrees_and_force_removes_all(tmp_path: Path, rep
     """clean refuses (and removes nothing) while a worktree is dirty; --force removes every one."""
     plan = make_plan(tmp_path, repo, tasks=2)
     assert cli(bin_path("pagent-run"), plan).returncode == 0
-    view = status(plan)
+    view = status_json(plan)
     worktrees = [Path(t["worktree"]) for t in view["tasks"]]
     dirty = worktrees[0] / "scratch.txt"
     dirty.write_text("not committed")

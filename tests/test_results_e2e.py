@@ -3,12 +3,9 @@ dependencies and stacking, the report — on the installed CLI and a real reposi
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
-from typing import Any
 
-from tests.conftest import bin_path, git
+from tests.conftest import bin_path, cli, git, status_json
 
 EDITOR = Path(__file__).parent / "agents" / "editor.py"
 
@@ -32,24 +29,6 @@ def write_plan(plans: Path, tasks: list[tuple[int, str, str, str]], extra: str =
     return path
 
 
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(a) for a in args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-
-
-def status(plan: Path) -> dict[str, Any]:
-    done = run(bin_path("pagent"), "status", plan, "--json")
-    assert done.returncode == 0, done.stderr
-    data: dict[str, Any] = json.loads(done.stdout)
-    return data
-
-
 def test_results_of_a_two_wave_plan(tmp_path: Path, repo: Path) -> None:
     """The 'done when' of the results issue, task by task."""
     (repo / "shared.txt").write_text("original\n")
@@ -69,9 +48,9 @@ def test_results_of_a_two_wave_plan(tmp_path: Path, repo: Path) -> None:
         ],
         extra='[integrate]\nbranch = "pagent/integration"',
     )
-    done = run(bin_path("pagent-run"), plan)
+    done = cli(bin_path("pagent-run"), plan)
     assert done.returncode == 1, done.stderr
-    view = status(plan)
+    view = status_json(plan)
     tasks = {t["id"]: t for t in view["tasks"]}
 
     two = tasks["two-files"]["diff"]
@@ -89,7 +68,7 @@ def test_results_of_a_two_wave_plan(tmp_path: Path, repo: Path) -> None:
 
     assert (tasks["verify-fails"]["state"], tasks["verify-fails"]["reason"]) == ("failed", "verify")
     assert tasks["verify-fails"]["attempts"] == 2
-    verify_log = run(bin_path("pagent"), "logs", plan, "verify-fails").stdout
+    verify_log = cli(bin_path("pagent"), "logs", plan, "verify-fails").stdout
     assert "[pagent] verify: false" in verify_log
     assert "[pagent] verify: exit 1" in verify_log
 
@@ -119,6 +98,6 @@ def test_results_of_a_two_wave_plan(tmp_path: Path, repo: Path) -> None:
     html = report.read_text()
     for task_id in tasks:
         assert task_id in html
-    path = run(bin_path("pagent"), "report", plan)
+    path = cli(bin_path("pagent"), "report", plan)
     assert path.returncode == 0
     assert path.stdout.strip() == str(report)
