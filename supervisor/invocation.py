@@ -58,7 +58,8 @@ async def _preflight(plan: Plan, store: Store, earlier: RunRecord | None, launch
     for name in sorted(agents):
         agent = plan.agents[name]
         if agent.preflight:
-            versions.append(f"{name}: {await preflight.check(agent, launcher, dict(os.environ))}")
+            cookie = f"{plan.uid}:preflight:{name}"
+            versions.append(f"{name}: {await preflight.check(agent, launcher, dict(os.environ), cookie)}")
     return "; ".join(versions)
 
 

@@ -19,6 +19,7 @@ from supervisor.attempt import new_parser
 from supervisor.errors import PagentError
 from supervisor.launcher import AttemptSpec, Launcher, Stream
 from supervisor.plan import AgentSpec
+from supervisor.proctree import COOKIE_VAR
 
 PROMPT = "pagent-run preflight: reply with the single word OK and do nothing else.\n"
 TIMEOUT = 120.0  # seconds for the one-line prompt, API retries included
@@ -50,8 +51,12 @@ def version(agent: AgentSpec) -> str:
     return lines[0] if lines and done.returncode == 0 else "unknown"
 
 
-async def check(agent: AgentSpec, launcher: Launcher, env: dict[str, str]) -> str:
-    """Run the preflight of ``agent``; return its version or raise ``PreflightError``."""
+async def check(agent: AgentSpec, launcher: Launcher, env: dict[str, str], cookie: str) -> str:
+    """Run the preflight of ``agent``; return its version or raise ``PreflightError``.
+
+    ``cookie`` marks the preflight's processes like an attempt's, so that the next run's crash
+    recovery finds them if this supervisor dies meanwhile.
+    """
     found = await anyio.to_thread.run_sync(version, agent)
     parser = new_parser(agent.kind)
     with tempfile.TemporaryDirectory(prefix="pagent-preflight-") as scratch:
@@ -63,9 +68,9 @@ async def check(agent: AgentSpec, launcher: Launcher, env: dict[str, str]) -> st
             attempt=1,
             argv=(*agent.command, *agent.extra_args),
             cwd=Path(scratch),
-            env={**env, **agent.env},
+            env={**env, **agent.env, COOKIE_VAR: cookie},
             stdin_path=prompt,
-            cookie=f"preflight:{agent.name}",
+            cookie=cookie,
         )
 
         def on_output(data: bytes, stream: Stream) -> None:
