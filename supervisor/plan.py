@@ -9,9 +9,7 @@ message is one line naming the file and the key path, e.g.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import re
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -24,6 +22,7 @@ import msgspec
 
 from supervisor import schema
 from supervisor.errors import PlanError
+from supervisor.names import TASK_ID, branch_problem
 from supervisor.prompts import SEPARATOR, template_problem
 from supervisor.units import parse_duration, parse_size
 
@@ -35,9 +34,6 @@ RETRYABLE_ON_REQUEST = frozenset({"max-turns", "budget", "needs-input"})
 _DURATIONS = frozenset(
     {"retry_delay", "timeout", "stall_timeout", "kill_grace", "rate_limit_delay", "max_wait"}
 )
-TASK_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-_MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>.*)`$", re.DOTALL)
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 @dataclass(frozen=True)
@@ -186,79 +182,10 @@ def load_plan(path: str | Path) -> Plan:
     except tomllib.TOMLDecodeError as exc:
         raise PlanError(f"{label}: invalid TOML: {exc}") from None
     try:
-        table = msgspec.convert(raw, type=schema.PlanTable)
-    except msgspec.ValidationError as exc:
-        raise PlanError(f"{label}: {_describe(exc, raw)}") from None
+        table = schema.convert(raw)
+    except ValueError as exc:
+        raise PlanError(f"{label}: {exc}") from None
     return _build(path, label, table)
-
-
-def _describe(exc: msgspec.ValidationError, raw: Mapping[str, Any]) -> str:
-    """Turn msgspec's "<msg> - at `$.a[0].b`" into "a[0].b: <msg>, got <value>"."""
-    text = str(exc)
-    match = _MSGSPEC_ERROR.match(text)
-    # msgspec gives no path for the top-level table (an unknown top-level key).
-    msg, path = (match["msg"], match["path"].lstrip(".")) if match else (text, "")
-    path = _name_agent(raw, path)
-    if unknown := re.match(r"Object contains unknown field `(.*)`$", msg, re.DOTALL):
-        key = f"{path}.{_key(unknown[1])}" if path else _key(unknown[1])
-        return f"{key}: unknown key"
-    if missing := re.match(r"Object missing required field `(.*)`", msg):
-        return f"{path or 'plan'}: missing required key {missing[1]!r}"
-    msg = msg.replace(" | null", "").replace("null | ", "")
-    msg = msg[0].lower() + msg[1:]
-    if "got" not in msg and not msg.startswith("invalid enum value"):
-        found, value = _lookup(raw, path)
-        if found:
-            msg = f"{msg}, got {value!r}"
-    return f"{path}: {msg}"
-
-
-def _key(name: str) -> str:
-    """A table key as it would be written in TOML: bare if it can be, else quoted (one line)."""
-    return name if _BARE_KEY.match(name) else json.dumps(name)
-
-
-def _name_agent(raw: Mapping[str, Any], path: str) -> str:
-    """Put back the agent name (and env key) that msgspec writes as ``[...]`` in a key path.
-
-    msgspec checks ``[agents.*]`` in file order and stops at the first error, so the agent it
-    complains about is the first one that does not convert on its own.
-    """
-    if not path.startswith("agents[...]"):
-        return path
-    agents = raw.get("agents")
-    if not isinstance(agents, Mapping):
-        return path
-    failing = [(name, value) for name, value in agents.items() if not _converts(value, schema.AgentTable)]
-    if not failing:
-        return path
-    name, value = failing[0]
-    rest = path.removeprefix("agents[...]")
-    if rest.startswith(".env[...]") and isinstance(value, Mapping) and isinstance(value.get("env"), Mapping):
-        bad = [k for k, v in value["env"].items() if not isinstance(v, str)]
-        if bad:
-            rest = f".env.{_key(bad[0])}" + rest.removeprefix(".env[...]")
-    return f"agents.{_key(name)}{rest}"
-
-
-def _converts(value: Any, type_: type[Any]) -> bool:
-    """Whether ``value`` passes msgspec's checks for ``type_``."""
-    try:
-        msgspec.convert(value, type=type_)
-    except msgspec.ValidationError:
-        return False
-    return True
-
-
-def _lookup(raw: Any, path: str) -> tuple[bool, Any]:
-    """Find the value at a msgspec key path like ``waves[0].tasks[1].retries`` in the raw TOML."""
-    value = raw
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        try:
-            value = value[int(part[1:-1])] if part.startswith("[") else value[part]
-        except (KeyError, IndexError, TypeError, ValueError):
-            return False, None
-    return True, value
 
 
 def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
@@ -275,12 +202,13 @@ def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
     for name, agent in table.agents.items():
         if not TASK_ID.match(name):
             raise PlanError(
-                f"{label}: agents.{_key(name)}: agent names use letters, digits, '.', '_', '-', got {name!r}"
+                f"{label}: agents.{schema.toml_key(name)}: agent names use letters, digits, "
+                f"'.', '_', '-', got {name!r}"
             )
         try:
             _check_extra_args((*agent.command, *agent.extra_args))
         except ValueError as exc:
-            raise PlanError(f"{label}: agents.{_key(name)}.extra_args: {exc}") from None
+            raise PlanError(f"{label}: agents.{schema.toml_key(name)}.extra_args: {exc}") from None
         agents[name] = AgentSpec(
             name=name,
             command=tuple(_expand(arg, plan_dir) for arg in agent.command),
@@ -498,23 +426,3 @@ def _check_workdir(value: str) -> str:
     if Path(value).is_absolute() or ".." in parts:
         raise ValueError(f"expected a path inside the worktree, got {value!r}")
     return value
-
-
-def branch_problem(name: str) -> str | None:  # noqa: PLR0911 - one return per rule
-    """Why ``name`` is not a valid git branch name (git check-ref-format's rules), or ``None``."""
-    if name.startswith("-"):
-        return "must not start with '-'"
-    if name == "@" or "@{" in name:
-        return "must not be '@' or contain '@{'"
-    if name == "HEAD":
-        return "must not be 'HEAD'"
-    if ".." in name or "//" in name:
-        return "must not contain '..' or '//'"
-    if name.startswith("/") or name.endswith("/") or name.endswith("."):
-        return "must not start or end with '/' or end with '.'"
-    if any(ord(c) < 32 or ord(c) == 127 or c in " ~^:?*[\\" for c in name):
-        return "must not contain spaces, control characters or any of ~^:?*[\\"
-    for part in name.split("/"):
-        if part.startswith(".") or part.endswith(".lock"):
-            return "has a component starting with '.' or ending with '.lock'"
-    return None

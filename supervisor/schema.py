@@ -1,13 +1,16 @@
 """The plan file's shape as msgspec structs: types, ranges and unknown keys, nothing more.
 
 msgspec checks every key against these declarations and names the offending key path
-(``$.waves[0].tasks[2].retries``), which ``plan.py`` turns into the user's one-line error.
+(``$.waves[0].tasks[2].retries``); ``convert`` turns that into the user's one-line message.
 Cross-field rules (unique ids, known agents, prompt files...) live in ``plan.py``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -99,3 +102,85 @@ class PlanTable(_Strict, frozen=True):
     defaults: SettingsTable = SettingsTable()
     agents: dict[str, AgentTable] = {}
     waves: list[WaveTable] = []
+
+
+_MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>.*)`$", re.DOTALL)
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def convert(raw: Mapping[str, Any]) -> PlanTable:
+    """Check the parsed TOML against the declarations; ``ValueError`` with one line naming the
+    key path ("waves[0].tasks[2].retries: expected `int` >= 0, got -1") on the first problem."""
+    try:
+        return msgspec.convert(raw, type=PlanTable)
+    except msgspec.ValidationError as exc:
+        raise ValueError(_describe(exc, raw)) from None
+
+
+def _describe(exc: msgspec.ValidationError, raw: Mapping[str, Any]) -> str:
+    """Turn msgspec's "<msg> - at `$.a[0].b`" into "a[0].b: <msg>, got <value>"."""
+    text = str(exc)
+    match = _MSGSPEC_ERROR.match(text)
+    # msgspec gives no path for the top-level table (an unknown top-level key).
+    msg, path = (match["msg"], match["path"].lstrip(".")) if match else (text, "")
+    path = _name_agent(raw, path)
+    if unknown := re.match(r"Object contains unknown field `(.*)`$", msg, re.DOTALL):
+        key = f"{path}.{toml_key(unknown[1])}" if path else toml_key(unknown[1])
+        return f"{key}: unknown key"
+    if missing := re.match(r"Object missing required field `(.*)`", msg):
+        return f"{path or 'plan'}: missing required key {missing[1]!r}"
+    msg = msg.replace(" | null", "").replace("null | ", "")
+    msg = msg[0].lower() + msg[1:]
+    if "got" not in msg and not msg.startswith("invalid enum value"):
+        found, value = _lookup(raw, path)
+        if found:
+            msg = f"{msg}, got {value!r}"
+    return f"{path}: {msg}"
+
+
+def toml_key(name: str) -> str:
+    """A table key as it would be written in TOML: bare if it can be, else quoted (one line)."""
+    return name if _BARE_KEY.match(name) else json.dumps(name)
+
+
+def _name_agent(raw: Mapping[str, Any], path: str) -> str:
+    """Put back the agent name (and env key) that msgspec writes as ``[...]`` in a key path.
+
+    msgspec checks ``[agents.*]`` in file order and stops at the first error, so the agent it
+    complains about is the first one that does not convert on its own.
+    """
+    if not path.startswith("agents[...]"):
+        return path
+    agents = raw.get("agents")
+    if not isinstance(agents, Mapping):
+        return path
+    failing = [(name, value) for name, value in agents.items() if not _converts(value, AgentTable)]
+    if not failing:
+        return path
+    name, value = failing[0]
+    rest = path.removeprefix("agents[...]")
+    if rest.startswith(".env[...]") and isinstance(value, Mapping) and isinstance(value.get("env"), Mapping):
+        bad = [k for k, v in value["env"].items() if not isinstance(v, str)]
+        if bad:
+            rest = f".env.{toml_key(bad[0])}" + rest.removeprefix(".env[...]")
+    return f"agents.{toml_key(name)}{rest}"
+
+
+def _converts(value: Any, type_: type[Any]) -> bool:
+    """Whether ``value`` passes msgspec's checks for ``type_``."""
+    try:
+        msgspec.convert(value, type=type_)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def _lookup(raw: Any, path: str) -> tuple[bool, Any]:
+    """Find the value at a msgspec key path like ``waves[0].tasks[1].retries`` in the raw TOML."""
+    value = raw
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        try:
+            value = value[int(part[1:-1])] if part.startswith("[") else value[part]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return False, None
+    return True, value

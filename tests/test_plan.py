@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from supervisor.errors import PlanError
-from supervisor.plan import Plan, TaskSettings, branch_problem, builtin_agents, load_plan
+from supervisor.names import branch_problem
+from supervisor.plan import Plan, TaskSettings, builtin_agents, load_plan
 
 TASK = '[[waves]]\n[[waves.tasks]]\nid = "a"\nprompt = "Do a."\n'
 
