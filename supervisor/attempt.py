@@ -120,9 +120,10 @@ async def run_attempt(
     last_event = 0.0
     last_output_wall: float | None = None
     result_seen = anyio.Event()
+    live_status: str | None = None
 
     def on_output(data: bytes, stream: Stream) -> None:
-        nonlocal last_event, last_output_wall
+        nonlocal last_event, last_output_wall, live_status
         log.write(data)
         now = clock.monotonic()
         watchdog.output(now)
@@ -131,6 +132,10 @@ async def run_attempt(
             parser.feed(data)
             for notice in parser.notices():
                 emit(events.Notice(notice, spec.task_id))
+            if parser.status != live_status:
+                # At once, not at the next heartbeat: a retry wait can be shorter than a tick.
+                live_status = parser.status
+                store.update_attempt(spec.run_id, spec.task_id, spec.attempt, note=live_status)
             if parser.finished:
                 result_seen.set()
         if now - last_event >= _OUTPUT_EVENT_EVERY and log.last_line:

@@ -14,7 +14,9 @@ from typing import Any, TextIO
 import structlog
 
 from supervisor import events
+from supervisor.claude import NEEDS_INPUT
 from supervisor.units import format_duration
+from supervisor.views import needs_person
 
 
 class _CurrentStderr:
@@ -107,10 +109,13 @@ def format_summary(view: dict[str, Any], run_dir: str) -> str:
     lines = [f"run {view['run_id']} of {view['plan']}: {view['status']} in {took} ({counts}{cost})"]
     if view.get("note"):
         lines.append(f"  {view['note']}")
-    for task in view["tasks"]:
-        if task["state"] != "succeeded":
-            why = f" ({task['reason']})" if task["reason"] else ""
-            lines.append(f"  {task['state']:<11} {task['id']}{why}  log: {task['log'] or '-'}")
+    # Tasks waiting for a person come first, with what they were denied or asked.
+    unfinished = [task for task in view["tasks"] if task["state"] != "succeeded"]
+    unfinished.sort(key=lambda task: task["reason"] != NEEDS_INPUT)
+    for task in unfinished:
+        why = f" ({task['reason']})" if task["reason"] else ""
+        lines.append(f"  {task['state']:<11} {task['id']}{why}  log: {task['log'] or '-'}")
+        lines.extend(f"{'':<14}{line}" for line in needs_person(task))
     lines.append(f"run directory: {run_dir}")
     if any(task["state"] != "succeeded" for task in view["tasks"]):
         lines.append(f"rerun what did not succeed: pagent-run {view['plan_path']} --retry-failed")
@@ -170,6 +175,8 @@ def format_status(view: dict[str, Any]) -> str:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = [header]
-    for row in rows:
+    for row, task in zip(rows, [None, *view["tasks"]], strict=True):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+        if task is not None:
+            lines.extend(f"    {line}" for line in needs_person(task))
     return "\n".join(line.rstrip() for line in lines)

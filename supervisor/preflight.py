@@ -68,7 +68,9 @@ async def check(agent: AgentSpec, launcher: Launcher, env: dict[str, str], cooki
             attempt=1,
             argv=(*agent.command, *agent.extra_args),
             cwd=Path(scratch),
-            env={**env, **agent.env, COOKIE_VAR: cookie},
+            # The CLI retries a 401 like a 5xx, 10 times by default (about 3 minutes): bound it
+            # here, unless the user set it, so a bad key is reported as such, not as a timeout.
+            env={"CLAUDE_CODE_MAX_RETRIES": "4", **env, **agent.env, COOKIE_VAR: cookie},
             stdin_path=prompt,
             cookie=cookie,
         )

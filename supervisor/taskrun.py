@@ -18,7 +18,7 @@ import anyio
 
 from supervisor import checks, events, policy, results
 from supervisor.attempt import AttemptResult, run_attempt
-from supervisor.claude import RATE_LIMITED, seconds_until_reset
+from supervisor.claude import RATE_LIMITED, reset_in
 from supervisor.command import build_spec
 from supervisor.errors import GitError
 from supervisor.model import INTERRUPTED, METRIC_COLUMNS, AttemptRecord, TaskState, check_transition
@@ -65,13 +65,12 @@ async def run_task(runner: Runner, task: Task) -> None:
             _finish(runner, task.id, state, result, started)
             return
         rate_limited += result.reason == RATE_LIMITED
-        resets = result.metrics.get("resets")
         decision = policy.decide(
             result.reason,
             failures=failures + 1,
             rate_limited=rate_limited,
             settings=settings,
-            reset_in=seconds_until_reset(str(resets), runner.clock.time()) if resets else None,
+            reset_in=reset_in(result.metrics, runner.clock.time()),
             rng=runner.rng,
         )
         failures += decision.counted
