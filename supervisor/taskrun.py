@@ -18,11 +18,12 @@ import anyio
 
 from supervisor import checks, events, policy, results
 from supervisor.attempt import AttemptResult, run_attempt
-from supervisor.claude import RATE_LIMITED, reset_in
+from supervisor.claude import RATE_LIMITED
 from supervisor.command import build_spec
 from supervisor.errors import GitError
 from supervisor.model import INTERRUPTED, METRIC_COLUMNS, AttemptRecord, TaskState, check_transition
 from supervisor.plan import Task
+from supervisor.resets import reset_in
 from supervisor.worktree import ensure_worktree
 
 if TYPE_CHECKING:

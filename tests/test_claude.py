@@ -27,12 +27,11 @@ from supervisor.claude import (
     RATE_LIMITED,
     USAGE_LIMIT,
     ClaudeParser,
-    reset_in,
-    seconds_until_reset,
 )
 from supervisor.launcher import Exit
 from supervisor.model import INTERRUPTED, OK
 from supervisor.plan import TaskSettings
+from supervisor.resets import reset_in, seconds_until_reset
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 EXIT_0, EXIT_1 = Exit(code=0), Exit(code=1)
