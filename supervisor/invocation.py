@@ -12,7 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -67,6 +67,35 @@ class Interrupted(PagentError):
     """SIGINT or SIGTERM arrived before the run began: nothing was started."""
 
 
+@dataclass(frozen=True)
+class _Request:
+    """Everything one invocation was asked to do, resolved."""
+
+    plan: Plan
+    repo: RepoInfo
+    retry_failed: bool
+    run_id: str | None
+    emit: Callable[[events.Event], None]
+    launcher: Launcher
+    available_memory: Callable[[], int]
+    memory_poll: float
+
+
+@dataclass
+class _Signals:
+    """SIGINT/SIGTERM received so far, and the runner to interrupt once there is one."""
+
+    received: list[int] = field(default_factory=list)
+    runner: Runner | None = None
+
+    @property
+    def exit_code(self) -> int | None:
+        """130 or 143 after the first signal, else ``None``."""
+        if not self.received:
+            return None
+        return EXIT_SIGINT if self.received[0] == signal.SIGINT else EXIT_SIGTERM
+
+
 async def execute_plan(
     plan: Plan,
     *,
@@ -81,24 +110,16 @@ async def execute_plan(
     repo = resolve_repo(plan)  # exit 2 on a wrong repo or base, before anything is created
     if retry_failed and not (plan.state_dir / "state.db").exists():
         raise UsageError(f"{plan.path.name}: no run yet")
+    request = _Request(
+        plan, repo, retry_failed, run_id, emit, launcher or LocalLauncher(), available_memory, memory_poll
+    )
     ensure_state_dir(plan.state_dir)
-    received: list[int] = []
+    signals = _Signals()
     with PlanLock(plan.state_dir, plan.key) as lock:
         lock.acquire(plan.path.name)
         store = Store(plan.state_dir / "state.db")
         try:
-            result = await _with_signals(
-                plan,
-                store,
-                repo,
-                retry_failed,
-                run_id,
-                emit,
-                launcher or LocalLauncher(),
-                available_memory,
-                memory_poll,
-                received,
-            )
+            result = await _with_signals(request, store, signals)
         except BaseExceptionGroup as group:
             # The task group wraps what the core raised on purpose; the CLI wants it bare.
             only = group.exceptions[0] if len(group.exceptions) == 1 else None
@@ -108,82 +129,45 @@ async def execute_plan(
         finally:
             store.close()
     if result is None:
-        code = EXIT_SIGINT if received and received[0] == signal.SIGINT else EXIT_SIGTERM
-        raise Interrupted(f"{plan.path.name}: interrupted before any task started", code)
+        raise Interrupted(f"{plan.path.name}: interrupted before any task started", signals.exit_code)
     return result
 
 
-async def _with_signals(  # noqa: PLR0917 - private; mirrors execute_plan's options
-    plan: Plan,
-    store: Store,
-    repo: RepoInfo,
-    retry_failed: bool,
-    run_id: str | None,
-    emit: Callable[[events.Event], None],
-    launcher: Launcher,
-    available_memory: Callable[[], int],
-    memory_poll: float,
-    received: list[int],
-) -> RunResult | None:
+async def _with_signals(request: _Request, store: Store, signals: _Signals) -> RunResult | None:
     """Run under the plan's lock with SIGINT/SIGTERM handled; ``None`` if a signal came first.
 
     Signals are ours from the start: during recovery and preflight a signal simply ends the
     invocation (nothing has started); once the runner exists it stops every agent first.
     """
-    runners: list[Runner] = []
     result: RunResult | None = None
     async with anyio.create_task_group() as tg:
 
         async def on_signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    if not received:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+                async for signum in received:
+                    if not signals.received:
                         name = signal.Signals(signum).name
-                        emit(events.Notice(f"received {name}: stopping every agent"))
-                    received.append(signum)
-                    if runners:
-                        runners[0].interrupt()
+                        request.emit(events.Notice(f"received {name}: stopping every agent"))
+                    signals.received.append(signum)
+                    if signals.runner is not None:
+                        signals.runner.interrupt()
                     else:
                         tg.cancel_scope.cancel()
 
         tg.start_soon(on_signals)
-        result = await _run(
-            plan,
-            store,
-            repo,
-            retry_failed=retry_failed,
-            run_id=run_id,
-            emit=emit,
-            launcher=launcher,
-            available_memory=available_memory,
-            memory_poll=memory_poll,
-            runners=runners,
-            received=received,
-        )
+        result = await _run(request, store, signals)
         tg.cancel_scope.cancel()
     return result
 
 
-async def _run(
-    plan: Plan,
-    store: Store,
-    repo: RepoInfo,
-    *,
-    retry_failed: bool,
-    run_id: str | None,
-    emit: Callable[[events.Event], None],
-    launcher: Launcher,
-    available_memory: Callable[[], int],
-    memory_poll: float,
-    runners: list[Runner],
-    received: list[int],
-) -> RunResult:
-    """The part of ``execute_plan`` that runs under the plan's lock."""
+async def _run(request: _Request, store: Store, signals: _Signals) -> RunResult:
+    """Repair, begin the run (or reopen it), execute it, write its summary and report."""
+    plan, repo, emit = request.plan, request.repo, request.emit
     grace = max(task.settings.kill_grace for task in plan.tasks)
     for message in await recover(plan, store, grace):
         emit(events.Notice(message))
-    earlier = find_run(plan, store, run_id) if retry_failed else None
-    versions = await _preflight(plan, store, earlier, launcher)
+    earlier = find_run(plan, store, request.run_id) if request.retry_failed else None
+    versions = await _preflight(plan, store, earlier, request.launcher)
     if earlier is not None:
         run = reopen_run(plan, store, earlier, repo)
     else:
@@ -194,26 +178,24 @@ async def _run(
         pruned = history.prune(plan, store, plan.keep_runs)
         if pruned:
             emit(events.Notice(f"keep_runs = {plan.keep_runs}: forgot {len(pruned)} older run(s)"))
+    worktrees = default_worktree_root(plan, repo) / run.run_id
     runner = Runner(
         plan,
         run,
         store,
-        launcher,
-        Workspace(
-            repo.root, run.base_commit or repo.base_commit, default_worktree_root(plan, repo) / run.run_id
-        ),
+        request.launcher,
+        Workspace(repo.root, run.base_commit or repo.base_commit, worktrees),
         emit=emit,
-        retry=retry_failed,
-        available_memory=available_memory,
-        memory_poll=memory_poll,
+        retry=request.retry_failed,
+        available_memory=request.available_memory,
+        memory_poll=request.memory_poll,
     )
-    runners.append(runner)
-    if received:  # a signal arrived while the run was being set up
+    signals.runner = runner
+    if signals.received:  # a signal arrived while the run was being set up
         runner.interrupt()
     status = await runner.execute()
-    if received:
-        exit_code = EXIT_SIGINT if received[0] == signal.SIGINT else EXIT_SIGTERM
-    else:
+    exit_code = signals.exit_code
+    if exit_code is None:
         exit_code = EXIT_OK if status is RunStatus.SUCCEEDED else EXIT_FAILED
     store.update_run(run.run_id, exit_code=exit_code)
     final = store.run(run.run_id)
