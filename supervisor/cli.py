@@ -22,7 +22,7 @@ from supervisor.console import EventPrinter, configure_logging, format_runs, for
 from supervisor.errors import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, PagentError, UsageError
 from supervisor.invocation import execute_plan
 from supervisor.lock import is_locked
-from supervisor.plan import Plan, load_plan
+from supervisor.plan import Plan, PlanFile, load_plan
 from supervisor.progress import ProgressView
 from supervisor.report import write_report
 from supervisor.runs import find_run, run_directory
@@ -66,7 +66,15 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _store(plan: Plan) -> Store:
+def _locate(plan_path: Path) -> PlanFile:
+    """The plan file's location, for read-only commands: they do not need a valid plan."""
+    path = plan_path.absolute()
+    if not path.is_file():
+        raise UsageError(f"{path.name}: no such plan file: {path}")
+    return PlanFile(path)
+
+
+def _store(plan: PlanFile) -> Store:
     """The plan's state database for reading; ``UsageError`` if the plan never ran."""
     path = plan.state_dir / "state.db"
     if not path.exists():
@@ -74,7 +82,7 @@ def _store(plan: Plan) -> Store:
     return Store(path)
 
 
-def _view(plan: Plan, run_id: str | None) -> dict[str, Any]:
+def _view(plan: PlanFile, run_id: str | None) -> dict[str, Any]:
     """The view of the plan's latest (or given) run, as ``status`` and ``report`` show it."""
     store = _store(plan)
     try:
@@ -193,7 +201,7 @@ def validate(plan_path: Path) -> None:
 @handle_errors
 def status(plan_path: Path, run_id: str | None, as_json: bool) -> None:
     """Show the latest (or given) run of PLAN: every task's state, attempts and live figures."""
-    view = _view(load_plan(plan_path), run_id)
+    view = _view(_locate(plan_path), run_id)
     click.echo(json.dumps(view, indent=2) if as_json else format_status(view))
 
 
@@ -205,7 +213,7 @@ def status(plan_path: Path, run_id: str | None, as_json: bool) -> None:
 @handle_errors
 def logs(plan_path: Path, task_id: str, attempt: int | None, run_id: str | None) -> None:
     """Print the raw log (stdout and stderr, as written) of TASK's latest or given attempt."""
-    plan = load_plan(plan_path)
+    plan = _locate(plan_path)
     store = _store(plan)
     try:
         run = find_run(plan, store, run_id)
@@ -233,7 +241,7 @@ def logs(plan_path: Path, task_id: str, attempt: int | None, run_id: str | None)
 @handle_errors
 def runs(plan_path: Path, as_json: bool) -> None:
     """List the runs of PLAN: id, start, duration, status, tasks by state, cost."""
-    plan = load_plan(plan_path)
+    plan = _locate(plan_path)
     store = _store(plan)
     try:
         rows = history.list_runs(plan, store)
@@ -267,7 +275,7 @@ def clean(plan_path: Path, run_id: str | None, force: bool) -> None:
 @handle_errors
 def report(plan_path: Path, run_id: str | None, open_: bool) -> None:
     """Write the run's self-contained report.html (afresh, so it is current) and print its path."""
-    plan = load_plan(plan_path)
+    plan = _locate(plan_path)
     view = _view(plan, run_id)
     path = write_report(view, run_directory(plan, view["run_id"]) / "report.html")
     click.echo(str(path))

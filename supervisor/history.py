@@ -11,13 +11,13 @@ import shutil
 from typing import Any
 
 from supervisor.model import RunStatus
-from supervisor.plan import Plan
+from supervisor.plan import Plan, PlanFile
 from supervisor.runs import run_directory
 from supervisor.store import Store
 from supervisor.views import STATE_ORDER
 
 
-def list_runs(plan: Plan, store: Store) -> list[dict[str, Any]]:
+def list_runs(plan: PlanFile, store: Store) -> list[dict[str, Any]]:
     """Every run of ``plan``, oldest first: id, start, duration, status, counts by state, cost."""
     rows = []
     for run in store.runs(plan.key):

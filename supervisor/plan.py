@@ -18,8 +18,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-import msgspec
-
 from supervisor import schema
 from supervisor.errors import PlanError
 from supervisor.names import TASK_ID, branch_problem
@@ -100,20 +98,14 @@ class Wave:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """A fully validated plan. Paths are absolute; ``repo`` is ``None`` for "the repo holding the plan"."""
+class PlanFile:
+    """Where a plan's runs live, known from the plan file's path alone.
 
-    path: Path
-    name: str
-    repo: Path | None
-    base: str | None
-    jobs: int
-    worktree_root: Path | None
-    max_cost_usd: float | None
-    keep_runs: int | None
-    integrate_branch: str | None
-    agents: Mapping[str, AgentSpec]
-    waves: tuple[Wave, ...]
+    Read-only commands (status, logs, runs, report) need no more, so they work even while the
+    plan file is being edited into something invalid.
+    """
+
+    path: Path  # absolute
 
     @property
     def plan_dir(self) -> Path:
@@ -126,14 +118,30 @@ class Plan:
         return self.plan_dir / ".pagent"
 
     @property
+    def key(self) -> str:
+        """The name runs of this plan are filed under in the state database: the file's name."""
+        return self.path.name
+
+    @property
     def uid(self) -> str:
         """A short id of this plan file (by its absolute path), unique on this machine."""
         return hashlib.sha1(str(self.path).encode(), usedforsecurity=False).hexdigest()[:12]
 
-    @property
-    def key(self) -> str:
-        """The name runs of this plan are filed under in the state database: the file's name."""
-        return self.path.name
+
+@dataclass(frozen=True)
+class Plan(PlanFile):
+    """A fully validated plan. Paths are absolute; ``repo`` is ``None`` for "the repo holding the plan"."""
+
+    name: str
+    repo: Path | None
+    base: str | None
+    jobs: int
+    worktree_root: Path | None
+    max_cost_usd: float | None
+    keep_runs: int | None
+    integrate_branch: str | None
+    agents: Mapping[str, AgentSpec]
+    waves: tuple[Wave, ...]
 
     @property
     def tasks(self) -> tuple[Task, ...]:
@@ -377,38 +385,38 @@ def _merge(
 ) -> TaskSettings:
     """``base`` with every key that ``table`` sets replaced, units parsed and values checked."""
     changes: dict[str, Any] = {}
-    for field in msgspec.structs.fields(schema.SettingsTable):
-        value = getattr(table, field.name)
+    for name in schema.SettingsTable.__struct_fields__:
+        value = getattr(table, name)
         if value is None:
             continue
-        key = f"{where}.{field.name}"
+        key = f"{where}.{name}"
         try:
-            if field.name in _DURATIONS:
+            if name in _DURATIONS:
                 value = parse_duration(value)
-                if field.name in {"timeout", "stall_timeout"} and value <= 0:
-                    raise ValueError(f"expected a duration > 0, got {getattr(table, field.name)!r}")
-            elif field.name == "min_free_memory":
+                if name in {"timeout", "stall_timeout"} and value <= 0:
+                    raise ValueError(f"expected a duration > 0, got {getattr(table, name)!r}")
+            elif name == "min_free_memory":
                 value = parse_size(value)
-            elif field.name == "extra_args":
+            elif name == "extra_args":
                 value = tuple(value)
                 _check_extra_args(value)
-            elif field.name == "retry_on":
+            elif name == "retry_on":
                 unknown = sorted(set(value) - RETRYABLE_ON_REQUEST)
                 if unknown:
                     allowed = ", ".join(sorted(RETRYABLE_ON_REQUEST))
                     raise ValueError(f"cannot retry on {unknown[0]!r} (allowed: {allowed})")
                 value = tuple(value)
-            elif field.name in {"workdir", "done_marker"}:
+            elif name in {"workdir", "done_marker"}:
                 value = _check_workdir(value)
-            elif field.name == "verify":
+            elif name == "verify":
                 value = tuple(value)
-            elif field.name == "agent" and value not in agents:
+            elif name == "agent" and value not in agents:
                 known = ", ".join(sorted(agents))
                 raise ValueError(f"unknown agent {value!r} (known: {known})")
         except ValueError as exc:
             raise PlanError(f"{label}: {key}: {exc}") from None
-        changes[field.name] = value
-    return replace(base, **changes)
+        changes[name] = value
+    return replace(base, **changes) if changes else base
 
 
 def _check_extra_args(args: tuple[str, ...]) -> None:

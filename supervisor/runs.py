@@ -21,7 +21,7 @@ from supervisor.model import (
     check_transition,
     new_run_id,
 )
-from supervisor.plan import Plan, Task
+from supervisor.plan import Plan, PlanFile, Task
 from supervisor.store import Store
 from supervisor.worktree import RepoInfo, branch_for, default_worktree_root, existing_branches, worktree_path
 
@@ -88,7 +88,7 @@ def _integration_branch(plan: Plan, run_id: str, repo: RepoInfo) -> str | None:
     return name if name not in taken else f"{name}-{run_id}"
 
 
-def find_run(plan: Plan, store: Store, run_id: str | None) -> RunRecord:
+def find_run(plan: PlanFile, store: Store, run_id: str | None) -> RunRecord:
     """The run ``run_id`` of ``plan``, or its latest; ``UsageError`` if there is none."""
     if run_id is not None:
         run = store.run(run_id)
@@ -173,6 +173,6 @@ async def recover(plan: Plan, store: Store, grace: float) -> list[str]:
     return messages
 
 
-def run_directory(plan: Plan, run_id: str) -> Path:
+def run_directory(plan: PlanFile, run_id: str) -> Path:
     """The directory of one run's logs, prompts, summary and report."""
     return plan.state_dir / "runs" / run_id
