@@ -11,6 +11,12 @@ any other process on the machine and is not found.
 
 psutil only observes; stopping is ``stop_processes``: SIGTERM to all, up to ``grace`` seconds,
 then SIGKILL.
+
+Looking at every process on the machine at every attempt's end costs milliseconds, more than a
+short attempt itself. An attempt therefore takes a ``PidMark`` just before it starts: every
+process of its tree was created after that, and Linux hands out pids in cyclic order, so only
+pids handed out since the mark can belong to it. ``pids_since`` returns those, or every pid
+whenever it cannot be sure the counter has not gone round a whole lap in between.
 """
 
 from __future__ import annotations
@@ -20,12 +26,76 @@ import os
 import signal
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import anyio
 import psutil
 
 COOKIE_VAR = "PAGENT_COOKIE"
 _POLL = 0.05  # seconds between checks while waiting for processes to go
+_RESERVED_PIDS = 300  # after a wrap, Linux hands out pids from here on
+_COOKIE_BYTES = f"\0{COOKIE_VAR}=".encode()
+_TABLE_MAX_AGE = 0.1  # seconds a process table may be reused by ``sample``-style questions
+
+
+@dataclass(frozen=True)
+class PidMark:
+    """Where the kernel's pid counter stood at one moment (see the module docstring)."""
+
+    last_pid: int  # the pid handed out last in our pid namespace (/proc/loadavg)
+    forks: int  # processes and threads created since boot, machine-wide (/proc/stat)
+    tasks: int  # processes and threads alive, machine-wide (/proc/loadavg)
+    pid_max: int
+
+
+def _read(path: str) -> bytes:
+    """A small /proc file, read with two system calls (``open()`` would build a buffered file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 1 << 16)
+    finally:
+        os.close(fd)
+
+
+def pid_mark() -> PidMark | None:
+    """The pid counter now; ``None`` where /proc does not tell (then nothing is filtered)."""
+    try:
+        # A /proc of another pid namespace lists pids that are not ours.
+        if os.readlink("/proc/self") != str(os.getpid()):  # noqa: PTH115 - runs at every launch
+            return None
+        loadavg = _read("/proc/loadavg").split()
+        forks = int(_read("/proc/stat").split(b"\nprocesses ", 1)[1].split(None, 1)[0])
+        pid_max = int(_read("/proc/sys/kernel/pid_max"))
+        return PidMark(int(loadavg[4]), forks, int(loadavg[3].split(b"/")[1]), pid_max)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _all_pids() -> list[int]:
+    # os.listdir, not Path.iterdir: this runs at every attempt's end and builds no Path per entry.
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]  # noqa: PTH208
+
+
+def pids_since(mark: PidMark | None) -> list[int] | None:
+    """Pids of the live processes that may have been created after ``mark``.
+
+    ``None`` means "any process may have been": the caller must look at all of them. That is
+    the answer without a mark, and whenever the counter may have gone round since: the cursor
+    moves one step per pid handed out plus one per pid in use it skips, so it stays within one
+    lap while twice the tasks created plus those alive at the mark stay below the pid range.
+    """
+    if mark is None:
+        return None
+    pids = _all_pids()  # listed before the counter is read: each of them was created by then
+    now = pid_mark()
+    if now is None or now.pid_max != mark.pid_max:
+        return None
+    if 2 * (now.forks - mark.forks) + mark.tasks >= mark.pid_max - _RESERVED_PIDS:
+        return None
+    low, high = mark.last_pid, now.last_pid
+    if low <= high:
+        return [pid for pid in pids if low < pid <= high]
+    return [pid for pid in pids if pid > low or pid <= high]  # the counter wrapped once
 
 
 def identity(pid: int) -> float | None:
@@ -75,47 +145,127 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
-def session_members(sid: int) -> list[psutil.Process]:
-    """Every live process in session ``sid``."""
+def session_members(sid: int, pids: list[int] | None = None) -> list[psutil.Process]:
+    """Every live process in session ``sid`` (among ``pids`` when given)."""
     members = []
-    for proc in psutil.process_iter():
+    if pids is None:
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getsid(proc.pid) == sid and proc.status() != psutil.STATUS_ZOMBIE:
+                    members.append(proc)
+        return members
+    for pid in pids:
         with contextlib.suppress(psutil.Error, OSError):
-            if os.getsid(proc.pid) == sid and proc.status() != psutil.STATUS_ZOMBIE:
+            if os.getsid(pid) == sid and (proc := psutil.Process(pid)).status() != psutil.STATUS_ZOMBIE:
                 members.append(proc)
     return members
 
 
-def with_cookie(prefix: str) -> list[psutil.Process]:
+def _cookie_of(pid: int) -> str | None:
+    """The ``PAGENT_COOKIE`` in the environment of ``pid``, read straight from /proc."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            data = b"\0" + file.read()
+    except OSError:  # gone, or not ours to read
+        return None
+    start = data.find(_COOKIE_BYTES)
+    if start < 0:
+        return None
+    start += len(_COOKIE_BYTES)
+    end = data.find(b"\0", start)
+    return data[start : end if end >= 0 else len(data)].decode("utf-8", "replace")
+
+
+def with_cookie(prefix: str, pids: list[int] | None = None) -> list[psutil.Process]:
     """Every live process whose ``PAGENT_COOKIE`` starts with ``prefix`` (the whole cookie, or
-    a run's prefix during crash recovery). Processes we may not inspect are skipped."""
+    a run's prefix during crash recovery), among ``pids`` when given. Processes we may not
+    inspect are skipped."""
     me = os.getpid()
     found = []
-    for proc in psutil.process_iter():
-        if proc.pid == me:
-            continue
-        try:
-            value = proc.environ().get(COOKIE_VAR)
-        except psutil.Error:
-            continue
-        if value is not None and value.startswith(prefix) and alive(proc):
-            found.append(proc)
+    if pids is None:
+        for proc in psutil.process_iter():
+            if proc.pid == me:
+                continue
+            try:
+                value = proc.environ().get(COOKIE_VAR)
+            except psutil.Error:
+                continue
+            if value is not None and value.startswith(prefix) and alive(proc):
+                found.append(proc)
+        return found
+    for pid in pids:
+        if pid != me and (value := _cookie_of(pid)) is not None and value.startswith(prefix):
+            with contextlib.suppress(psutil.Error):
+                if alive(proc := psutil.Process(pid)):
+                    found.append(proc)
     return found
 
 
-def tree(main: psutil.Process | None, leader: int | None, cookie: str) -> list[psutil.Process]:
+def tree(
+    main: psutil.Process | None, leader: int | None, cookie: str, since: PidMark | None = None
+) -> list[psutil.Process]:
     """The attempt's whole tree as defined in this module's docstring, without duplicates.
 
     ``leader`` is the pid of the attempt's main process, which leads its own session and process
-    group (their ids equal its pid); ``main`` is that process while it still runs.
+    group (their ids equal its pid); ``main`` is that process while it still runs. ``since`` is
+    the attempt's ``PidMark``, taken before it started: only processes created after it are
+    looked at for session and cookie.
     """
     procs: dict[int, psutil.Process] = {}
     if main is not None and alive(main):
         procs[main.pid] = main
         procs.update((p.pid, p) for p in descendants(main))
+    pids = pids_since(since)
     if leader is not None:
-        procs.update((p.pid, p) for p in session_members(leader) if p.pid not in procs)
-    procs.update((p.pid, p) for p in with_cookie(cookie) if p.pid not in procs)
+        procs.update((p.pid, p) for p in session_members(leader, pids) if p.pid not in procs)
+    procs.update((p.pid, p) for p in with_cookie(cookie, pids) if p.pid not in procs)
     return list(procs.values())
+
+
+_table: tuple[float, dict[int, list[int]]] | None = None
+
+
+def _children_table(max_age: float) -> dict[int, list[int]] | None:
+    """Child pids of every process, from a table at most ``max_age`` seconds old, shared by all
+    callers; ``None`` without /proc."""
+    global _table  # noqa: PLW0603 - one table for the whole process, that is the point
+    now = time.monotonic()
+    if _table is not None and now - _table[0] <= max_age:
+        return _table[1]
+    children: dict[int, list[int]] = {}
+    try:
+        pids = _all_pids()
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as file:
+                data = file.read()
+            ppid = int(data[data.rindex(b")") + 2 :].split(None, 2)[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(pid)
+    _table = (now, children)
+    return children
+
+
+def recent_descendants(proc: psutil.Process, max_age: float = _TABLE_MAX_AGE) -> list[psutil.Process]:
+    """``descendants(proc)`` as a process table at most ``max_age`` seconds old shows them.
+
+    For measuring, not for stopping: many attempts sampled within ``max_age`` share one look at
+    /proc instead of one each, and a child younger than the table is seen at the next sample.
+    """
+    table = _children_table(max_age)
+    if table is None:
+        return descendants(proc)
+    found: list[psutil.Process] = []
+    todo = list(table.get(proc.pid, ()))
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(psutil.Error):
+            found.append(psutil.Process(pid))
+            todo.extend(table.get(pid, ()))
+    return found
 
 
 def _signal_all(procs: Iterable[psutil.Process], pgid: int | None, sig: int) -> None:
