@@ -61,8 +61,11 @@ class _Log:
     """The attempt's log file: raw bytes of stdout and stderr in arrival order, plus the last line."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = open(path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
+        try:
+            self._file: BinaryIO = open(path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
+        except FileNotFoundError:  # the runner makes the folder once; anyone else, here
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "wb", buffering=0)  # noqa: SIM115
         self._tail = b""
         self.last_line = ""
 
@@ -92,9 +95,11 @@ class _Log:
 def _oom_kills() -> int | None:
     """The cgroup's count of OOM kills so far, where cgroup v2 exposes it."""
     try:
-        for line in _OOM_EVENTS.read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
+        with open(_OOM_EVENTS, "rb", buffering=0) as events_file:
+            text = events_file.read(4096)
+        for line in text.splitlines():
+            key, _, value = line.partition(b" ")
+            if key == b"oom_kill":
                 return int(value)
     except (OSError, ValueError):
         return None

@@ -22,6 +22,7 @@ whenever it cannot be sure the counter has not gone round a whole lap in between
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -57,11 +58,17 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
+@functools.cache
+def _own_proc(pid: int) -> bool:
+    """Whether /proc shows our own pid namespace (asked once per process: it never changes)."""
+    return os.readlink("/proc/self") == str(pid)  # noqa: PTH115
+
+
 def pid_mark() -> PidMark | None:
     """The pid counter now; ``None`` where /proc does not tell (then nothing is filtered)."""
     try:
         # A /proc of another pid namespace lists pids that are not ours.
-        if os.readlink("/proc/self") != str(os.getpid()):  # noqa: PTH115 - runs at every launch
+        if not _own_proc(os.getpid()):
             return None
         loadavg = _read("/proc/loadavg").split()
         forks = int(_read("/proc/stat").split(b"\nprocesses ", 1)[1].split(None, 1)[0])

@@ -9,6 +9,8 @@ announces. The runner never prints: it emits ``supervisor.events``.
 
 from __future__ import annotations
 
+import functools
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -90,16 +92,25 @@ class Runner:
         # The run's recorded spend so far (a retried run keeps its earlier spend).
         self.spent = sum(a.cost_usd or 0.0 for a in store.attempts(run.run_id))
         self.stopped_kinds: dict[str, str] = {}
+        self._agent_envs: dict[str, dict[str, str]] = {}
         # Set when a task reaches a final state; dependent tasks wait on these.
         self.finished = {task_id: anyio.Event() for task_id in self.records}
         for record in self.records.values():
             if record.state.finished:
                 self.finished[record.task_id].set()
 
-    @property
+    @functools.cached_property
     def dir(self) -> Path:
         """This run's directory."""
         return run_directory(self.plan, self.run.run_id)
+
+    def agent_env(self, name: str) -> dict[str, str]:
+        """The environment every attempt of agent ``name`` starts from: the supervisor's own
+        with the agent's ``env`` on top, built once per run instead of once per attempt."""
+        env = self._agent_envs.get(name)
+        if env is None:
+            env = self._agent_envs[name] = {**os.environ, **self.plan.agents[name].env}
+        return env
 
     def interrupt(self) -> None:
         """Start nothing new and stop every running attempt; ``execute`` then returns."""
@@ -108,6 +119,8 @@ class Runner:
     async def execute(self) -> RunStatus:
         """Run every pending task, wave by wave; return (and persist) the run's final status."""
         pending = sum(r.state is TaskState.PENDING for r in self.records.values())
+        for folder in ("logs", "prompts"):  # once here, not once per attempt
+            (self.dir / folder).mkdir(parents=True, exist_ok=True)
         self.emit(events.RunStarted(self.run.run_id, self.plan.name, self.dir, pending, self.retry))
         blocked_by: str | None = None
         for wave in self.plan.waves:
@@ -149,7 +162,7 @@ class Runner:
     async def admit(self, task: Task) -> None:
         """Wait until enough memory is free to start another agent (GNU parallel's --memfree)."""
         need = task.settings.min_free_memory
-        while self.available_memory() < need:
+        while need > 0 and self.available_memory() < need:
             if not self._waiting_for_memory:
                 self._waiting_for_memory = True
                 self.emit(

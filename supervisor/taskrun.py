@@ -136,6 +136,7 @@ async def _attempt(runner: Runner, task: Task, cwd: Path) -> AttemptResult:
         worktree=record.worktree,
         run_dir=runner.dir,
         previous=previous[0] if previous else None,
+        base_env=runner.agent_env(task.settings.agent),
     )
     head_before = None
     if worktree is not None:
