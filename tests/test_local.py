@@ -1,0 +1,189 @@
+"""The local launcher's own mechanics, with real processes: launch failures, the parent-death
+signal (through ``setpriv`` and through the ``preexec_fn`` fallback) and the pid mark that limits
+the search for an attempt's processes to those created after it started."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from supervisor import local, proctree
+from supervisor.launcher import AttemptSpec
+from supervisor.local import LocalLauncher
+from tests.conftest import bin_path, cli, status_json
+
+pytestmark = pytest.mark.anyio
+
+MODES = ["setpriv", "preexec"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def launcher(mode: str, monkeypatch: pytest.MonkeyPatch) -> LocalLauncher:
+    """A launcher asking for the parent-death signal the way ``mode`` says."""
+    if mode == "preexec":
+        monkeypatch.setattr(local, "_pdeathsig_command", lambda: None)
+    elif local._pdeathsig_command() is None:
+        pytest.fail("util-linux setpriv with --pdeathsig is missing: the launcher would fork")
+    made = LocalLauncher()
+    assert (made._prefix is None) == (mode == "preexec")
+    return made
+
+
+def spec(tmp_path: Path, *argv: str, env: dict[str, str] | None = None) -> AttemptSpec:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("nothing")
+    cookie = f"test-local-{os.getpid()}-{time.monotonic_ns()}"
+    return AttemptSpec(
+        run_id="r",
+        task_id="t",
+        attempt=1,
+        argv=argv,
+        cwd=tmp_path,
+        env={**(os.environ if env is None else env), proctree.COOKIE_VAR: cookie},
+        stdin_path=prompt,
+        cookie=cookie,
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_program_that_cannot_be_executed_fails_the_launch(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Missing (by path or on PATH) and not executable: ``OSError`` from ``start``, as without a
+    wrapper in front of the agent, never an exit code of the wrapper."""
+    starter = launcher(mode, monkeypatch)
+    not_executable = tmp_path / "agent.sh"
+    not_executable.write_text("#!/bin/sh\nexit 0\n")
+    not_executable.chmod(0o644)
+    cases = [
+        (spec(tmp_path, str(tmp_path / "missing")), errno.ENOENT),
+        (spec(tmp_path, "pagent-no-such-agent", env={"PATH": "/usr/bin:/bin"}), errno.ENOENT),
+        (spec(tmp_path, str(not_executable)), errno.EACCES),
+    ]
+    for case, code in cases:
+        with pytest.raises(OSError) as raised:
+            async with starter.start(case, lambda data, stream: None):
+                pytest.fail(f"{case.argv[0]} started")
+        assert raised.value.errno == code, case.argv
+    # A program found on PATH by name starts (and the wrapper passes its exit code through).
+    async with starter.start(spec(tmp_path, "sh", "-c", "exit 3"), lambda data, stream: None) as handle:
+        exit = await handle.wait()
+        await handle.finish(1.0)
+    assert (exit.code, exit.signal) == (3, None)
+
+
+def test_an_agent_that_cannot_be_started_fails_its_task_with_launch_failed(repo: Path) -> None:
+    plan = repo / "plan.toml"
+    plan.write_text(
+        'jobs = 1\n[defaults]\nagent = "ghost"\nretries = 0\nisolation = "none"\n'
+        '[agents.ghost]\ncommand = ["{plan_dir}/no-such-agent"]\n'
+        '[[waves]]\nname = "w"\n[[waves.tasks]]\nid = "t"\nprompt = "p"\n'
+    )
+    done = cli(bin_path("pagent-run"), plan)
+    assert done.returncode == 1, done.stderr
+    task = status_json(plan)["tasks"][0]
+    assert (task["state"], task["reason"], task["attempts"]) == ("failed", "launch-failed", 1)
+    log = cli(bin_path("pagent"), "logs", plan, "t")
+    assert "cannot start" in log.stdout
+    assert "No such file or directory" in log.stdout
+
+
+DRIVER = """
+import sys, anyio
+from pathlib import Path
+from supervisor import local
+from tests.test_local import spec
+
+async def main() -> None:
+    if sys.argv[1] == "preexec":
+        local._pdeathsig_command = lambda: None
+    starter = local.LocalLauncher()
+    async with starter.start(spec(Path(sys.argv[2]), "sleep", "600"), lambda d, s: None) as handle:
+        print(handle.pid, flush=True)
+        await anyio.sleep(600)
+
+anyio.run(main)
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_agent_gets_sigterm_when_the_supervisor_dies(mode: str, tmp_path: Path) -> None:
+    """SIGKILL of the process that launched the agent (``sleep``, which has no handler for
+    SIGTERM): Linux sends it the parent-death signal at once, whichever way it was asked for."""
+    root = Path(__file__).resolve().parent.parent
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, mode, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        assert driver.stdout is not None
+        agent = psutil.Process(int(driver.stdout.readline()))
+        assert agent.cmdline() == ["sleep", "600"]  # setpriv exec'd it in the same process
+        assert os.getsid(agent.pid) == agent.pid  # its own session
+        driver.kill()
+        driver.wait(timeout=10)
+        # Not our child, so its exit status is not ours to read: it is enough that it is gone.
+        agent.wait(timeout=5)
+        assert not agent.is_running()
+    finally:
+        driver.kill()
+        driver.wait(timeout=10)
+        if driver.stdout is not None:
+            driver.stdout.close()
+
+
+def test_pids_since_lists_exactly_the_processes_started_after_the_mark() -> None:
+    older = subprocess.Popen(["sleep", "30"])
+    try:
+        mark = proctree.pid_mark()
+        assert mark is not None
+        newer = subprocess.Popen(["sleep", "30"])
+        try:
+            pids = proctree.pids_since(mark)
+            assert pids is not None
+            assert newer.pid in pids
+            assert older.pid not in pids
+            assert os.getpid() not in pids
+        finally:
+            newer.kill()
+            newer.wait()
+    finally:
+        older.kill()
+        older.wait()
+
+
+def test_pids_since_gives_up_whenever_the_counter_cannot_be_trusted() -> None:
+    """``None`` (look at every process) without a mark, when pid_max changed, and when enough
+    processes were created since that the counter may have gone round; after a wrap it lists the
+    pids on both sides of it."""
+    mark = proctree.pid_mark()
+    assert mark is not None
+    assert proctree.pids_since(None) is None
+    assert proctree.pids_since(dataclasses.replace(mark, pid_max=mark.pid_max + 1)) is None
+    assert proctree.pids_since(dataclasses.replace(mark, forks=mark.forks - mark.pid_max)) is None
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        # As if the counter had stood just above the child's pid and wrapped round since.
+        wrapped = proctree.pids_since(dataclasses.replace(mark, last_pid=child.pid + 1))
+        assert wrapped is not None
+        assert child.pid in wrapped
+        assert 1 in wrapped  # init: a low pid, handed out after the wrap as far as the mark knows
+    finally:
+        child.kill()
+        child.wait()
