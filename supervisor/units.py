@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -14,6 +15,7 @@ _SIZE = re.compile(r"^(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?)i?B?$", re.IGNOREC
 _SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
+@functools.lru_cache(maxsize=1024, typed=True)  # typed: True must not hit the entry of 1
 def parse_duration(value: str | int | float) -> float:
     """Return ``value`` in seconds: a number of seconds, or a string like "90s", "10m", "1h30m", "500ms".
 
