@@ -8,6 +8,7 @@ message is one line naming the file and the key path, e.g.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -123,7 +124,7 @@ class PlanFile:
         """The name runs of this plan are filed under in the state database: the file's name."""
         return self.path.name
 
-    @property
+    @functools.cached_property  # part of every attempt's cookie: hashed once
     def uid(self) -> str:
         """A short id of this plan file (by its absolute path), unique on this machine."""
         return hashlib.sha1(str(self.path).encode(), usedforsecurity=False).hexdigest()[:12]
