@@ -63,7 +63,7 @@ class _Log:
     def __init__(self, path: Path) -> None:
         try:
             self._file: BinaryIO = open(path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
-        except FileNotFoundError:  # the runner makes the folder once; anyone else, here
+        except FileNotFoundError:  # the run's first attempt makes the folder
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "wb", buffering=0)  # noqa: SIM115
         self._tail = b""

@@ -7,7 +7,6 @@ The agent's own ``extra_args`` come first, then the task's; for Claude agents
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -41,13 +40,13 @@ def build_spec(
     worktree: str | None,
     run_dir: Path,
     previous: AttemptRecord | None,
-    base_env: Mapping[str, str] | None = None,
+    base_env: Mapping[str, str],
 ) -> AttemptSpec:
     """The spec of attempt ``number`` of ``task``; writes its prompt file under ``run_dir``.
 
-    ``base_env`` is the supervisor's environment with the agent's ``env`` on top; the runner
-    builds it once per agent (copying ``os.environ`` per attempt was a tenth of the per-task
-    overhead), and it is built here when not given.
+    ``base_env`` is the supervisor's environment with the agent's ``env`` on top, which the
+    runner builds once per agent (``Runner.agent_env``): copying ``os.environ`` per attempt was
+    a tenth of the per-task overhead.
     """
     prompt_path = run_dir / "prompts" / f"{task.id}.{number}.txt"
     values = {
@@ -62,12 +61,10 @@ def build_spec(
     prompt = compose(task.context, render(task.prompt, values)).encode()
     try:
         prompt_path.write_bytes(prompt)
-    except FileNotFoundError:
+    except FileNotFoundError:  # the run's first attempt makes the folder
         prompt_path.parent.mkdir(parents=True, exist_ok=True)
         prompt_path.write_bytes(prompt)
     cookie = f"{plan.uid}:{run.run_id}:{task.id}:{number}"
-    if base_env is None:
-        base_env = {**os.environ, **plan.agents[task.settings.agent].env}
     env = {
         **base_env,
         "PAGENT_RUN_ID": run.run_id,

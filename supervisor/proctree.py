@@ -155,13 +155,7 @@ def group_members(pgid: int) -> list[psutil.Process]:
 def session_members(sid: int, pids: list[int] | None = None) -> list[psutil.Process]:
     """Every live process in session ``sid`` (among ``pids`` when given)."""
     members = []
-    if pids is None:
-        for proc in psutil.process_iter():
-            with contextlib.suppress(psutil.Error, OSError):
-                if os.getsid(proc.pid) == sid and proc.status() != psutil.STATUS_ZOMBIE:
-                    members.append(proc)
-        return members
-    for pid in pids:
+    for pid in psutil.pids() if pids is None else pids:
         with contextlib.suppress(psutil.Error, OSError):
             if os.getsid(pid) == sid and (proc := psutil.Process(pid)).status() != psutil.STATUS_ZOMBIE:
                 members.append(proc)

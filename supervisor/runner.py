@@ -119,8 +119,6 @@ class Runner:
     async def execute(self) -> RunStatus:
         """Run every pending task, wave by wave; return (and persist) the run's final status."""
         pending = sum(r.state is TaskState.PENDING for r in self.records.values())
-        for folder in ("logs", "prompts"):  # once here, not once per attempt
-            (self.dir / folder).mkdir(parents=True, exist_ok=True)
         self.emit(events.RunStarted(self.run.run_id, self.plan.name, self.dir, pending, self.retry))
         blocked_by: str | None = None
         for wave in self.plan.waves:
