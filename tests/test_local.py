@@ -134,7 +134,12 @@ def test_the_agent_gets_sigterm_when_the_supervisor_dies(mode: str, tmp_path: Pa
     try:
         assert driver.stdout is not None
         agent = psutil.Process(int(driver.stdout.readline()))
-        assert agent.cmdline() == ["sleep", "600"]  # setpriv exec'd it in the same process
+        # Popen returns once setpriv runs; it then sets the signal and execs the agent in the
+        # same process. Wait for that exec (bounded) before killing the launcher.
+        deadline = time.monotonic() + 10
+        while agent.cmdline() != ["sleep", "600"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert agent.cmdline() == ["sleep", "600"]
         assert os.getsid(agent.pid) == agent.pid  # its own session
         driver.kill()
         driver.wait(timeout=10)
