@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.harness import Context, Section, Target, empty_repo, interleave, run_pagent
-from supervisor.model import AttemptRecord, RunRecord, RunStatus, TaskRecord, TaskState, new_run_id
-from supervisor.store import Store
+from supervisor.state.records import AttemptRecord, RunRecord, RunStatus, TaskRecord, TaskState, new_run_id
+from supervisor.state.store import Store
 
 LIMIT = 1.0  # seconds
 TARGETED = ("pagent validate", "pagent status")

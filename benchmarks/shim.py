@@ -33,7 +33,7 @@ def main() -> None:
     path = sys.argv[1]
     sys.argv = ["pagent", *sys.argv[2:]]
     atexit.register(_dump, path, time.monotonic())
-    from supervisor.cli import main as pagent
+    from supervisor.ui.cli import main as pagent
 
     pagent()
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.lowlevel
 
-from supervisor.launcher import AttemptSpec, Exit, OutputCallback, Sample, Stream
+from supervisor.launch.seam import AttemptSpec, Exit, OutputCallback, Sample, Stream
 
 
 @dataclass(frozen=True)

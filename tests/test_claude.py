@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from supervisor import policy
-from supervisor.claude import (
+from supervisor.agents.claude import (
     API_TIMEOUT,
     AUTH,
     BILLING,
@@ -28,10 +27,11 @@ from supervisor.claude import (
     USAGE_LIMIT,
     ClaudeParser,
 )
-from supervisor.launcher import Exit
-from supervisor.model import INTERRUPTED, OK
-from supervisor.plan import TaskSettings
-from supervisor.resets import reset_in, seconds_until_reset
+from supervisor.agents.resets import reset_in, seconds_until_reset
+from supervisor.engine import policy
+from supervisor.launch.seam import Exit
+from supervisor.plan.model import TaskSettings
+from supervisor.state.records import INTERRUPTED, OK
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 EXIT_0, EXIT_1 = Exit(code=0), Exit(code=1)
@@ -788,11 +788,11 @@ def _usage_limited_stream(now: float, resets_at: float) -> bytes:
 @pytest.mark.anyio
 async def test_runner_waits_for_the_reset_the_cli_reported(tmp_path: Path) -> None:
     """The usage-limit wait comes from the event's exact reset (20 min), not the text (3 h)."""
-    from supervisor.plan import load_plan
-    from supervisor.runner import Runner, Workspace
-    from supervisor.runs import new_run
-    from supervisor.store import Store
-    from supervisor.worktree import RepoInfo
+    from supervisor.engine.runner import Runner, Workspace
+    from supervisor.engine.runs import new_run
+    from supervisor.plan.load import load_plan
+    from supervisor.state.store import Store
+    from supervisor.workspace.git import RepoInfo
     from tests.fakes import FakeClock, FakeLauncher, Play
 
     plan_path = tmp_path / "plan.toml"

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import tomli_w
 
-from supervisor.preflight import PROMPT as PREFLIGHT_PROMPT
+from supervisor.agents.preflight import PROMPT as PREFLIGHT_PROMPT
 from tests.claude_cli import claude_env, ensure_claude_cli
 from tests.conftest import GIT_IDENTITY, bin_path, git
 from tests.fake_anthropic import (

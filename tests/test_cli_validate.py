@@ -19,7 +19,7 @@ import pytest
 import structlog
 from click.testing import CliRunner
 
-from supervisor.cli import pagent, pagent_run
+from supervisor.ui.cli import pagent, pagent_run
 
 BIN = Path(sys.executable).parent
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.plan import load_plan
+from supervisor.plan.load import load_plan
 
 ROOT = Path(__file__).parent.parent
 
@@ -22,7 +22,7 @@ def test_reference_plan_documents_every_setting() -> None:
     """configs/plan.toml mentions every key a task setting can have."""
     from dataclasses import fields
 
-    from supervisor.plan import TaskSettings
+    from supervisor.plan.model import TaskSettings
 
     text = (ROOT / "configs" / "plan.toml").read_text()
     missing = [f.name for f in fields(TaskSettings) if f"{f.name} =" not in text]

@@ -20,12 +20,13 @@ import anyio
 import psutil
 import pytest
 
-from supervisor import events, proctree
-from supervisor.invocation import RunResult, execute_plan
-from supervisor.launcher import AttemptSpec
-from supervisor.local import LocalLauncher
-from supervisor.plan import load_plan
-from supervisor.store import Store
+from supervisor.engine import events
+from supervisor.engine.invocation import RunResult, execute_plan
+from supervisor.launch import proctree
+from supervisor.launch.local import LocalLauncher
+from supervisor.launch.seam import AttemptSpec
+from supervisor.plan.load import load_plan
+from supervisor.state.store import Store
 from tests.agents import LIVENESS, agent, await_file, kill_all, running, write_plan
 from tests.conftest import bin_path
 

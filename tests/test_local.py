@@ -15,9 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from supervisor import local, proctree
-from supervisor.launcher import AttemptSpec
-from supervisor.local import LocalLauncher
+from supervisor.launch import local, proctree
+from supervisor.launch.local import LocalLauncher
+from supervisor.launch.seam import AttemptSpec
 from tests.conftest import bin_path, cli, status_json
 
 pytestmark = pytest.mark.anyio
@@ -103,7 +103,7 @@ def test_an_agent_that_cannot_be_started_fails_its_task_with_launch_failed(repo:
 DRIVER = """
 import sys, anyio
 from pathlib import Path
-from supervisor import local
+from supervisor.launch import local
 from tests.test_local import spec
 
 async def main() -> None:

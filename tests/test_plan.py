@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from supervisor.errors import PlanError
-from supervisor.names import branch_problem
-from supervisor.plan import Plan, TaskSettings, builtin_agents, load_plan
+from supervisor.plan.load import builtin_agents, load_plan
+from supervisor.plan.model import Plan, TaskSettings
+from supervisor.plan.names import branch_problem
 
 TASK = '[[waves]]\n[[waves.tasks]]\nid = "a"\nprompt = "Do a."\n'
 
@@ -204,7 +205,7 @@ def test_builtin_agents_are_known_without_declaring_them(full_plan: Plan) -> Non
     assert full_plan.agents["claude"].kind == "claude"
     assert full_plan.agents["claude"].command[0] == "claude"
     assert full_plan.agents["demo"].kind == "plain"
-    assert full_plan.agents["demo"].command == (sys.executable, "-m", "supervisor.demo_agent")
+    assert full_plan.agents["demo"].command == (sys.executable, "-m", "supervisor.agents.demo")
     assert full_plan.task("Claude_4").settings.agent == "claude"
 
 

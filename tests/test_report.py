@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from supervisor.model import AttemptRecord, RunRecord, RunStatus, TaskRecord, TaskState
-from supervisor.report import render_report, write_report
-from supervisor.store import Store
-from supervisor.views import run_view
+from supervisor.state.records import AttemptRecord, RunRecord, RunStatus, TaskRecord, TaskState
+from supervisor.state.store import Store
+from supervisor.state.views import run_view
+from supervisor.ui.report import render_report, write_report
 
 RUN = "20261124-020000-ab12"
 T0 = 1_790_000_000.0

@@ -9,17 +9,8 @@ from pathlib import Path
 import pytest
 
 from supervisor.errors import GitError
-from supervisor.results import (
-    DiffStats,
-    MergeResult,
-    Overlap,
-    auto_commit,
-    diff_stats,
-    head,
-    integrate,
-    merge_order,
-    overlaps,
-)
+from supervisor.results.integration import MergeResult, Overlap, integrate, merge_order, overlaps
+from supervisor.workspace.facts import DiffStats, auto_commit, diff_stats, head
 from tests.conftest import git
 
 MARKER = ".pagent-done"

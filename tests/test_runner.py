@@ -9,13 +9,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from supervisor import events
-from supervisor.model import RunStatus
-from supervisor.plan import Plan, load_plan
-from supervisor.runner import Runner, Workspace
-from supervisor.runs import find_run, new_run, reopen_run
-from supervisor.store import Store
-from supervisor.worktree import RepoInfo
+from supervisor.engine import events
+from supervisor.engine.runner import Runner, Workspace
+from supervisor.engine.runs import find_run, new_run, reopen_run
+from supervisor.plan.load import load_plan
+from supervisor.plan.model import Plan
+from supervisor.state.records import RunStatus
+from supervisor.state.store import Store
+from supervisor.workspace.git import RepoInfo
 from tests.fakes import FakeClock, FakeLauncher, Play
 
 pytestmark = pytest.mark.anyio

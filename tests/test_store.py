@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.model import (
+from supervisor.state.records import (
     TRANSITIONS,
     AttemptRecord,
     RunRecord,
@@ -19,7 +19,7 @@ from supervisor.model import (
     check_transition,
     new_run_id,
 )
-from supervisor.store import Store
+from supervisor.state.store import Store
 
 PLAN = "nightly.toml"
 

@@ -21,9 +21,9 @@ from typing import Any
 import psutil
 import pytest
 
-from supervisor import proctree
-from supervisor.plan import load_plan
-from supervisor.store import Store
+from supervisor.launch import proctree
+from supervisor.plan.load import load_plan
+from supervisor.state.store import Store
 from tests.agents import agent, kill_all, running, wait_for, write_plan
 from tests.conftest import bin_path
 

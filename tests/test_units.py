@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.units import format_duration, parse_duration, parse_size
+from supervisor.plan.units import format_duration, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.model import STALLED, TIMEOUT
-from supervisor.watchdog import STALL_CPU_FRACTION, Watchdog, tick_interval
+from supervisor.engine.watchdog import STALL_CPU_FRACTION, Watchdog, tick_interval
+from supervisor.state.records import STALLED, TIMEOUT
 
 T0 = 1000.0  # the attempt's start on an invented monotonic clock
 

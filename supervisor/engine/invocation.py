@@ -1,0 +1,212 @@
+"""One invocation of ``pagent-run``: lock, repair, begin the run, execute it, write the summary.
+
+``execute_plan`` is what the CLI calls inside ``anyio.run``. It handles SIGINT and SIGTERM: the
+runner starts nothing new, stops every running attempt and records it ``interrupted``; the
+result then carries exit code 130 or 143.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from supervisor.agents import preflight
+from supervisor.engine import events
+from supervisor.engine.runner import Runner, Workspace
+from supervisor.engine.runs import find_run, new_run, recover, reopen_run, run_directory
+from supervisor.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, PagentError, UsageError
+from supervisor.launch import proctree
+from supervisor.launch.local import LocalLauncher
+from supervisor.launch.seam import Launcher
+from supervisor.plan.model import Plan
+from supervisor.state import history
+from supervisor.state.lock import PlanLock, ensure_state_dir
+from supervisor.state.records import RunRecord, RunStatus, TaskState
+from supervisor.state.store import Store
+from supervisor.state.views import run_view
+from supervisor.ui.report import write_report
+from supervisor.workspace.git import RepoInfo, resolve_repo
+from supervisor.workspace.worktree import default_worktree_root
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What an invocation ended with: the run, its view (as in summary.json) and the exit code."""
+
+    run_id: str
+    status: RunStatus
+    exit_code: int
+    view: dict[str, Any]
+
+
+async def _preflight(plan: Plan, store: Store, earlier: RunRecord | None, launcher: Launcher) -> str:
+    """Check every agent with ``preflight`` on that this invocation will use; their versions."""
+    done = (
+        set()
+        if earlier is None
+        else {
+            r.task_id
+            for r in store.tasks(earlier.run_id)
+            if r.state in (TaskState.SUCCEEDED, TaskState.CONFLICT)
+        }
+    )
+    agents = {task.settings.agent for task in plan.tasks if task.id not in done}
+    versions = []
+    for name in sorted(agents):
+        agent = plan.agents[name]
+        if agent.preflight:
+            cookie = f"{plan.uid}:preflight:{name}"
+            versions.append(f"{name}: {await preflight.check(agent, launcher, dict(os.environ), cookie)}")
+    return "; ".join(versions)
+
+
+class Interrupted(PagentError):
+    """SIGINT or SIGTERM arrived before the run began: nothing was started."""
+
+
+@dataclass(frozen=True)
+class _Request:
+    """Everything one invocation was asked to do, resolved."""
+
+    plan: Plan
+    repo: RepoInfo
+    retry_failed: bool
+    run_id: str | None
+    emit: Callable[[events.Event], None]
+    launcher: Launcher
+    available_memory: Callable[[], int]
+    memory_poll: float
+
+
+@dataclass
+class _Signals:
+    """SIGINT/SIGTERM received so far, and the runner to interrupt once there is one."""
+
+    received: list[int] = field(default_factory=list)
+    runner: Runner | None = None
+
+    @property
+    def exit_code(self) -> int | None:
+        """130 or 143 after the first signal, else ``None``."""
+        if not self.received:
+            return None
+        return EXIT_SIGINT if self.received[0] == signal.SIGINT else EXIT_SIGTERM
+
+
+async def execute_plan(
+    plan: Plan,
+    *,
+    retry_failed: bool = False,
+    run_id: str | None = None,
+    emit: Callable[[events.Event], None] = lambda event: None,
+    launcher: Launcher | None = None,
+    available_memory: Callable[[], int] = proctree.available_memory,
+    memory_poll: float = 2.0,
+) -> RunResult:
+    """Run ``plan`` (or retry its latest / given run) to the end; see the module docstring."""
+    repo = resolve_repo(plan)  # exit 2 on a wrong repo or base, before anything is created
+    if retry_failed and not (plan.state_dir / "state.db").exists():
+        raise UsageError(f"{plan.path.name}: no run yet")
+    request = _Request(
+        plan, repo, retry_failed, run_id, emit, launcher or LocalLauncher(), available_memory, memory_poll
+    )
+    ensure_state_dir(plan.state_dir)
+    signals = _Signals()
+    with PlanLock(plan.state_dir, plan.key) as lock:
+        lock.acquire(plan.path.name)
+        store = Store(plan.state_dir / "state.db")
+        try:
+            result = await _with_signals(request, store, signals)
+        except BaseExceptionGroup as group:
+            # The task group wraps what the core raised on purpose; the CLI wants it bare.
+            only = group.exceptions[0] if len(group.exceptions) == 1 else None
+            if isinstance(only, PagentError):
+                raise only from None
+            raise
+        finally:
+            store.close()
+    if result is None:
+        raise Interrupted(f"{plan.path.name}: interrupted before any task started", signals.exit_code)
+    return result
+
+
+async def _with_signals(request: _Request, store: Store, signals: _Signals) -> RunResult | None:
+    """Run under the plan's lock with SIGINT/SIGTERM handled; ``None`` if a signal came first.
+
+    Signals are ours from the start: during recovery and preflight a signal simply ends the
+    invocation (nothing has started); once the runner exists it stops every agent first.
+    """
+    result: RunResult | None = None
+    async with anyio.create_task_group() as tg:
+
+        async def on_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+                async for signum in received:
+                    if not signals.received:
+                        name = signal.Signals(signum).name
+                        request.emit(events.Notice(f"received {name}: stopping every agent"))
+                    signals.received.append(signum)
+                    if signals.runner is not None:
+                        signals.runner.interrupt()
+                    else:
+                        tg.cancel_scope.cancel()
+
+        tg.start_soon(on_signals)
+        result = await _run(request, store, signals)
+        tg.cancel_scope.cancel()
+    return result
+
+
+async def _run(request: _Request, store: Store, signals: _Signals) -> RunResult:
+    """Repair, begin the run (or reopen it), execute it, write its summary and report."""
+    plan, repo, emit = request.plan, request.repo, request.emit
+    grace = max(task.settings.kill_grace for task in plan.tasks)
+    for message in await recover(plan, store, grace):
+        emit(events.Notice(message))
+    earlier = find_run(plan, store, request.run_id) if request.retry_failed else None
+    versions = await _preflight(plan, store, earlier, request.launcher)
+    if earlier is not None:
+        run = reopen_run(plan, store, earlier, repo)
+    else:
+        run = new_run(plan, store, repo, time.time())
+    if versions:
+        store.update_run(run.run_id, agent_version=versions)
+    if plan.keep_runs is not None and earlier is None:
+        pruned = history.prune(plan, store, plan.keep_runs)
+        if pruned:
+            emit(events.Notice(f"keep_runs = {plan.keep_runs}: forgot {len(pruned)} older run(s)"))
+    worktrees = default_worktree_root(plan, repo) / run.run_id
+    runner = Runner(
+        plan,
+        run,
+        store,
+        request.launcher,
+        Workspace(repo.root, run.base_commit or repo.base_commit, worktrees),
+        emit=emit,
+        retry=request.retry_failed,
+        available_memory=request.available_memory,
+        memory_poll=request.memory_poll,
+    )
+    signals.runner = runner
+    if signals.received:  # a signal arrived while the run was being set up
+        runner.interrupt()
+    status = await runner.execute()
+    exit_code = signals.exit_code
+    if exit_code is None:
+        exit_code = EXIT_OK if status is RunStatus.SUCCEEDED else EXIT_FAILED
+    store.update_run(run.run_id, exit_code=exit_code)
+    final = store.run(run.run_id)
+    assert final is not None
+    view = run_view(store, final)
+    summary_path = run_directory(plan, run.run_id) / "summary.json"
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(view, indent=2) + "\n", encoding="utf-8")
+    write_report(view, summary_path.parent / "report.html")
+    return RunResult(run.run_id, status, exit_code, view)

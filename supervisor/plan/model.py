@@ -1,0 +1,142 @@
+"""The plan as frozen dataclasses: agents, task settings, tasks, waves, and where a plan lives.
+
+Nothing here reads a file or validates anything: ``supervisor.plan.load`` builds these from the
+TOML after checking every key, so code that holds a ``Plan`` can trust every field.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+AgentKind = Literal["plain", "claude"]
+Isolation = Literal["worktree", "none"]
+
+# Failure classes that are not retried unless a task lists them in ``retry_on``.
+RETRYABLE_ON_REQUEST = frozenset({"max-turns", "budget", "needs-input"})
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """How to start one agent: argv (no shell, ever), extra environment and output kind."""
+
+    name: str
+    command: tuple[str, ...]
+    env: Mapping[str, str]
+    kind: AgentKind
+    extra_args: tuple[str, ...] = ()
+    preflight: bool = False  # check the agent works before a run (Claude agents: on by default)
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """Everything ``[defaults]`` sets and a task may override, with units already parsed."""
+
+    agent: str = "claude"
+    retries: int = 2
+    retry_delay: float = 30.0
+    timeout: float = 45 * 60.0
+    stall_timeout: float = 10 * 60.0
+    kill_grace: float = 10.0
+    workdir: str | None = None
+    isolation: Isolation = "worktree"
+    min_free_memory: int = 512 * 1024**2
+    extra_args: tuple[str, ...] = ()
+    max_budget_usd: float | None = None
+    resume_on_retry: bool = False
+    retry_on: tuple[str, ...] = ()
+    rate_limit_delay: float = 5 * 60.0
+    rate_limit_retries: int = 5
+    max_wait: float = 5 * 3600.0
+    auto_commit: bool = True
+    verify: tuple[str, ...] = ()
+    require_changes: bool = False
+    done_marker: str | None = None
+    confine: bool = False
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of the plan, its prompt read and its settings merged over the defaults."""
+
+    id: str
+    wave: int
+    wave_name: str
+    prompt: str  # the task's own prompt, a template (see supervisor.prompts)
+    branch: str | None
+    settings: TaskSettings
+    context: str = ""  # the plan's and the wave's context files, verbatim
+    depends_on: tuple[str, ...] = ()
+    stack: bool = False  # start from the (single) dependency's branch instead of base
+
+
+@dataclass(frozen=True)
+class Wave:
+    """Tasks that may run side by side; the next wave starts when all of these have ended."""
+
+    index: int
+    name: str
+    tasks: tuple[Task, ...]
+
+
+@dataclass(frozen=True)
+class PlanFile:
+    """Where a plan's runs live, known from the plan file's path alone.
+
+    Read-only commands (status, logs, runs, report) need no more, so they work even while the
+    plan file is being edited into something invalid.
+    """
+
+    path: Path  # absolute
+
+    @property
+    def plan_dir(self) -> Path:
+        """The directory holding the plan file; relative paths in the plan are relative to it."""
+        return self.path.parent
+
+    @property
+    def state_dir(self) -> Path:
+        """Where runs, logs and the lock live: ``.pagent/`` beside the plan file."""
+        return self.plan_dir / ".pagent"
+
+    @property
+    def key(self) -> str:
+        """The name runs of this plan are filed under in the state database: the file's name."""
+        return self.path.name
+
+    @functools.cached_property  # part of every attempt's cookie: hashed once
+    def uid(self) -> str:
+        """A short id of this plan file (by its absolute path), unique on this machine."""
+        return hashlib.sha1(str(self.path).encode(), usedforsecurity=False).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Plan(PlanFile):
+    """A fully validated plan. Paths are absolute; ``repo`` is ``None`` for "the repo holding the plan"."""
+
+    name: str
+    repo: Path | None
+    base: str | None
+    jobs: int
+    worktree_root: Path | None
+    max_cost_usd: float | None
+    keep_runs: int | None
+    integrate_branch: str | None
+    agents: Mapping[str, AgentSpec]
+    waves: tuple[Wave, ...]
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        """Every task, in wave order."""
+        return tuple(task for wave in self.waves for task in wave.tasks)
+
+    def task(self, task_id: str) -> Task:
+        """The task called ``task_id``; ``KeyError`` if there is none."""
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        raise KeyError(task_id)

@@ -1,0 +1,134 @@
+"""Plain-data views of a run for ``pagent status --json``, ``summary.json`` and the console.
+
+A view is built from the store alone (no process is touched), so it works while a run is
+active, after it, and for any earlier run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+from supervisor.state.records import AttemptRecord, RunRecord, TaskRecord, TaskState
+from supervisor.state.store import Store
+
+STATE_ORDER = [state.value for state in TaskState]
+
+
+def task_view(record: TaskRecord, attempts: list[AttemptRecord], now: float) -> dict[str, Any]:
+    """One task run as a JSON-ready dict; ``reason`` and ``log`` are the latest attempt's."""
+    latest = attempts[-1] if attempts else None
+    end = record.ended_at or (now if record.state is TaskState.RUNNING else None)
+    view: dict[str, Any] = {
+        "id": record.task_id,
+        "wave": record.wave_name,
+        "wave_index": record.wave,
+        "state": record.state.value,
+        "attempts": record.attempts,
+        "exit_code": record.exit_code,
+        "reason": (latest.reason if latest and latest.reason else record.reason),
+        "branch": record.branch,
+        "worktree": record.worktree,
+        "log": latest.log_path if latest else None,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+        "duration": None if record.started_at is None or end is None else round(end - record.started_at, 3),
+        "session_id": latest.session_id if latest else None,
+        "turns": latest.turns if latest else None,
+        "cost_usd": latest.cost_usd if latest else None,
+        "total_cost_usd": _total_cost(attempts),
+        "diff": json.loads(record.diff) if record.diff else None,
+        "conflicts": json.loads(record.conflicts) if record.conflicts else None,
+        "history": [
+            {
+                "attempt": a.number,
+                "started_at": a.started_at,
+                "ended_at": a.ended_at,
+                "reason": a.reason,
+                "exit_code": a.exit_code,
+                "cost_usd": a.cost_usd,
+                "log": a.log_path,
+            }
+            for a in attempts
+        ],
+    }
+    if latest is not None and latest.detail:
+        view["detail"] = json.loads(latest.detail)
+    if record.state is TaskState.PENDING and record.reason:
+        view["reason"] = record.reason
+    if latest is not None and latest.ended_at is None and record.state is TaskState.RUNNING:
+        view["live"] = {
+            "pid": latest.pid,
+            "cpu_percent": None if latest.cpu_percent is None else round(latest.cpu_percent, 1),
+            "rss": latest.rss,
+            "procs": latest.procs,
+            "since_output": None if latest.last_output_at is None else round(now - latest.last_output_at, 1),
+            "sampled_at": latest.sampled_at,
+            "status": latest.note,
+        }
+    return view
+
+
+def needs_person(task: dict[str, Any]) -> list[str]:
+    """What a person must look at for a task that ended ``needs-input``: one line per tool call
+    Claude was denied ("Bash: rm -rf build"), or the question it asked. Empty otherwise."""
+    if task.get("reason") != "needs-input":
+        return []
+    detail = task.get("detail") or {}
+    lines = []
+    for denial in detail.get("permission_denials") or []:
+        if not isinstance(denial, dict):
+            continue
+        tool = str(denial.get("tool_name", "?"))
+        given = denial.get("tool_input")
+        if isinstance(given, dict):
+            shown = given.get("command") or given.get("file_path") or given.get("url") or json.dumps(given)
+        else:
+            shown = json.dumps(given)
+        lines.append(f"denied {tool}: {str(shown)[:300]}")
+    if detail.get("asked"):
+        lines.append(f"asked: {str(detail['asked'])[-300:]}")
+    return lines
+
+
+def _total_cost(attempts: list[AttemptRecord]) -> float | None:
+    """The summed cost of attempts that reported one; ``None`` if none did."""
+    costs = [a.cost_usd for a in attempts if a.cost_usd is not None]
+    return round(sum(costs), 6) if costs else None
+
+
+def run_view(store: Store, run: RunRecord, now: float | None = None) -> dict[str, Any]:
+    """The whole run: its record, counts by state and every task view, in plan order."""
+    now = time.time() if now is None else now
+    by_task: dict[str, list[AttemptRecord]] = defaultdict(list)
+    all_attempts = store.attempts(run.run_id)
+    for attempt in all_attempts:
+        by_task[attempt.task_id].append(attempt)
+    tasks = [task_view(record, by_task[record.task_id], now) for record in store.tasks(run.run_id)]
+    counts = Counter(task["state"] for task in tasks)
+    end = run.ended_at or now
+    return {
+        "run_id": run.run_id,
+        "plan": run.plan_name,
+        "plan_path": run.plan_path,
+        "status": run.status.value,
+        "exit_code": run.exit_code,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "duration": round(end - run.started_at, 3),
+        "pid": run.pid,
+        "base_commit": run.base_commit,
+        "counts": {state: counts[state] for state in STATE_ORDER if counts[state]},
+        "cost_usd": _total_cost(all_attempts),
+        "agent_version": run.agent_version,
+        "note": run.note,
+        "overlaps": json.loads(run.overlaps) if run.overlaps else [],
+        "integration": (
+            {"branch": run.integration_branch, "merges": json.loads(run.integration or "[]")}
+            if run.integration_branch
+            else None
+        ),
+        "tasks": tasks,
+    }

@@ -1,0 +1,99 @@
+"""The event lines of a run: what ``pagent-run`` says while it works.
+
+Event lines go through structlog to stderr: readable key=value lines (coloured only on a
+terminal), or JSON lines with ``--log-format json``. The summary and tables that go to stdout
+are in ``supervisor.tables``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+from supervisor.engine import events
+from supervisor.plan.units import format_duration
+
+
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time, so a live view can redirect it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+def configure_logging(fmt: str, stream: TextIO | None = None) -> None:
+    """Set structlog up once for this process: ``fmt`` is "text" or "json".
+
+    Colours only when the stream is a terminal: under cron, or with output to a file, the lines
+    carry no escape sequence at all.
+    """
+    target: Any = stream or _CurrentStderr()
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        colors = target.isatty()
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=colors, sort_keys=False, pad_event_to=0 if not colors else 20
+        )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S" if fmt != "json" else "iso", utc=fmt == "json"),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(file=target),
+        cache_logger_on_first_use=False,
+    )
+
+
+class EventPrinter:
+    """Turns runner events into one log line each (nothing at all when ``quiet``)."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.log = structlog.get_logger("pagent")
+
+    def __call__(self, event: events.Event) -> None:
+        if self.quiet or isinstance(event, events.Output | events.CostUpdate):
+            return
+        match event:
+            case events.RunStarted():
+                verb = "retrying failed tasks of run" if event.retry else "run started"
+                self.log.info(
+                    verb, run=event.run_id, plan=event.plan_name, tasks=event.tasks, dir=str(event.run_dir)
+                )
+            case events.WaveStarted():
+                self.log.info("wave started", wave=event.name, tasks=event.tasks)
+            case events.AttemptStarted():
+                self.log.info("task started", task=event.task_id, attempt=event.attempt, pid=event.pid)
+            case events.AttemptFailed() if event.retry_in is not None:
+                self.log.warning(
+                    "attempt failed, retrying",
+                    task=event.task_id,
+                    attempt=event.attempt,
+                    reason=event.reason,
+                    retry_in=f"{event.retry_in:.1f}s",
+                )
+            case events.AttemptFailed():
+                pass  # the TaskFinished that follows says it
+            case events.TaskFinished():
+                level = "info" if event.state == "succeeded" else "error"
+                fields: dict[str, Any] = {"task": event.task_id, "attempts": event.attempts}
+                if event.state != "succeeded" and event.reason:
+                    fields["reason"] = event.reason
+                if event.duration is not None:
+                    fields["took"] = format_duration(event.duration)
+                getattr(self.log, level)(f"task {event.state.replace('_', ' ')}", **fields)
+            case events.Notice():
+                self.log.warning(event.message, **({"task": event.task_id} if event.task_id else {}))

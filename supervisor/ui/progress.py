@@ -1,0 +1,92 @@
+"""The live progress view on a terminal: GNU parallel's ``--bar``, per task.
+
+Shown only when stderr is a terminal (never under cron, never with ``--quiet`` or
+``--log-format json``). Below the scrolling event lines it keeps one row per running task — its
+attempt, elapsed time and last output line — and a footer with the counts and the cost so far.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from supervisor.engine import events
+from supervisor.plan.units import format_duration
+
+
+@dataclass
+class _Running:
+    attempt: int
+    started: float
+    last_line: str = ""
+
+
+@dataclass
+class ProgressView:
+    """Follows runner events and renders the live region; feed it every event."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    cost: float | None = None
+    running: dict[str, _Running] = field(default_factory=dict)
+
+    def __call__(self, event: events.Event) -> None:
+        match event:
+            case events.RunStarted():
+                self.total = event.tasks
+            case events.AttemptStarted():
+                self.running[event.task_id] = _Running(event.attempt, time.monotonic())
+            case events.Output() if event.task_id in self.running:
+                self.running[event.task_id].last_line = event.line
+            case events.AttemptFailed():
+                self.running.pop(event.task_id, None)
+            case events.TaskFinished():
+                self.running.pop(event.task_id, None)
+                if event.state == "succeeded":
+                    self.done += 1
+                else:
+                    self.failed += 1
+            case events.CostUpdate():
+                self.cost = event.total_usd
+
+    def __rich__(self) -> RenderableType:
+        table = Table(box=None, show_header=bool(self.running), pad_edge=False, expand=False)
+        table.add_column("task", no_wrap=True, style="bold")
+        table.add_column("try", justify="right")
+        table.add_column("elapsed", justify="right")
+        table.add_column("last output", no_wrap=True, overflow="ellipsis", max_width=80)
+        now = time.monotonic()
+        for task_id, running in sorted(self.running.items()):
+            table.add_row(
+                task_id, str(running.attempt), format_duration(now - running.started), running.last_line
+            )
+        waiting = max(0, self.total - self.done - self.failed - len(self.running))
+        footer = Text(
+            f"{self.done} done, {self.failed} failed, {len(self.running)} running, {waiting} waiting"
+            + (f", ${self.cost:.4f}" if self.cost is not None else ""),
+            style="dim",
+        )
+        return Group(table, footer)
+
+
+def live(view: ProgressView) -> Live:
+    """A rich ``Live`` display of ``view`` on stderr; event lines print above it."""
+    console = Console(stderr=True)
+    return Live(view, console=console, refresh_per_second=2, transient=True, redirect_stderr=True)
+
+
+def tee(*sinks: Any) -> Any:
+    """One event callback that calls each of ``sinks`` in turn."""
+
+    def emit(event: events.Event) -> None:
+        for sink in sinks:
+            sink(event)
+
+    return emit
