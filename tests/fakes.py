@@ -1,16 +1,34 @@
-"""Test doubles for the runner's seams: a scripted launcher and a clock that never sleeps."""
+"""Test doubles for the engine's seams: a scripted executor and a clock that never sleeps.
+
+``FakeExecutor`` fills the executor seam (``supervisor.seam``) without a process, a pid, git or
+``/proc``: each attempt plays a scripted ``Play``; workspaces are names; ``collect`` reports the
+scripted facts; ``sweep`` stops scripted leftovers. The engine cannot tell it from a real one.
+"""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
 import anyio.lowlevel
 
-from supervisor.launch.seam import AttemptSpec, Exit, OutputCallback, Sample, Stream
+from supervisor.seam import (
+    AttemptSpec,
+    CollectRequest,
+    DiffStats,
+    Exit,
+    Facts,
+    OutputCallback,
+    Sample,
+    Stream,
+    Workspace,
+    WorkspaceRequest,
+)
+
+FAKE_HEAD = "0" * 40
 
 
 @dataclass(frozen=True)
@@ -21,6 +39,8 @@ class Play:
     output: Sequence[bytes] = ()
     steps: int = 3  # scheduler checkpoints the attempt takes while "running"
     hang: bool = False
+    changed: tuple[str, ...] = ()  # what ``collect`` reports the attempt changed
+    marker: bool = False  # whether ``collect`` finds the done marker
 
 
 class FakeClock:
@@ -48,8 +68,8 @@ class FakeHandle:
 
     play: Play
     on_output: OutputCallback
-    pid: int
-    pid_started: float = 0.0
+    ref: str
+    pid: int | None = None
     stopped: anyio.Event = field(default_factory=anyio.Event)
 
     async def wait(self) -> Exit:
@@ -73,28 +93,90 @@ class FakeHandle:
         return None
 
 
-class FakeLauncher:
-    """Plays scripted attempts per task (the last play repeats) and records what happened."""
+class FakeExecutor:
+    """Plays scripted attempts per task (the last play repeats) and records what happened.
 
-    def __init__(self, plays: Mapping[str, Sequence[Play]], default: Play = Play()) -> None:
+    ``verify`` scripts the exit codes of a task's verify runs (the last repeats); ``memory`` is
+    the memory the executor reports available; ``leftovers`` are references ``sweep`` finds
+    still running.
+    """
+
+    def __init__(
+        self,
+        plays: Mapping[str, Sequence[Play]],
+        default: Play = Play(),
+        *,
+        verify: Mapping[str, Sequence[int]] | None = None,
+        memory: Callable[[], int] = lambda: 1 << 40,
+        leftovers: Sequence[str] = (),
+    ) -> None:
         self.plays = plays
         self.default = default
+        self.verify = verify or {}
+        self.memory = memory
+        self.leftovers = set(leftovers)
         self.running = 0
         self.max_running = 0
-        self.log: list[tuple[str, str, int]] = []  # ("start" | "end", task, attempt)
+        self.log: list[tuple[str, str, int]] = []  # ("start" | "end" | "verify", task, attempt)
         self.specs: list[AttemptSpec] = []
-        self._pids = itertools.count(1000)
+        self.prepared: list[WorkspaceRequest] = []
+        self.swept: list[tuple[str, tuple[str, ...]]] = []
+        self._verify_runs: dict[str, int] = {}
+        self._refs = itertools.count(1)
+
+    def capacity_problem(self, memory: int) -> str | None:
+        if memory <= 0 or self.memory() >= memory:
+            return None
+        return "waiting for memory: scripted"
+
+    async def prepare(self, request: WorkspaceRequest) -> Workspace:
+        self.prepared.append(request)
+        await anyio.lowlevel.checkpoint()
+        if request.branch is None:
+            return Workspace(request.repo, None, None)
+        return Workspace(request.path, request.branch, FAKE_HEAD, created=True)
+
+    async def begin(self, workspace: Workspace, marker: str | None) -> str:
+        await anyio.lowlevel.checkpoint()
+        return FAKE_HEAD
+
+    def _play(self, spec: AttemptSpec) -> Play:
+        plays = self.plays.get(spec.task_id, [self.default])
+        return plays[min(spec.attempt, len(plays)) - 1]
 
     @asynccontextmanager
     async def start(self, spec: AttemptSpec, on_output: OutputCallback) -> AsyncIterator[FakeHandle]:
-        plays = self.plays.get(spec.task_id, [self.default])
-        play = plays[min(spec.attempt, len(plays)) - 1]
+        if spec.prompt_file is None:  # a verify run: no prompt
+            codes = self.verify.get(spec.task_id, [0])
+            n = self._verify_runs[spec.task_id] = self._verify_runs.get(spec.task_id, 0) + 1
+            self.log.append(("verify", spec.task_id, spec.attempt))
+            yield FakeHandle(Play(code=codes[min(n, len(codes)) - 1]), on_output, ref=f"verify-{n}")
+            return
+        play = self._play(spec)
         self.specs.append(spec)
         self.running += 1
         self.max_running = max(self.max_running, self.running)
         self.log.append(("start", spec.task_id, spec.attempt))
         try:
-            yield FakeHandle(play, on_output, pid=next(self._pids))
+            yield FakeHandle(play, on_output, ref=f"fake-{next(self._refs)}")
         finally:
             self.running -= 1
             self.log.append(("end", spec.task_id, spec.attempt))
+
+    async def collect(self, workspace: Workspace, request: CollectRequest) -> Facts:
+        plays = self.plays.get(request.task_id, [self.default])
+        play = plays[min(request.attempt, len(plays)) - 1]
+        await anyio.lowlevel.checkpoint()
+        diff = DiffStats(
+            1 if play.changed else 0, len(play.changed), len(play.changed), 0, play.changed, False
+        )
+        return Facts(play.marker, False, play.changed, diff)
+
+    async def sweep(self, prefix: str, refs: Sequence[str], grace: float) -> int:
+        self.swept.append((prefix, tuple(refs)))
+        found = self.leftovers & set(refs)
+        self.leftovers -= found
+        return len(found)
+
+    async def version(self, argv: Sequence[str], env: Mapping[str, str]) -> str:
+        return "fake 1.0"

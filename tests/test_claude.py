@@ -14,24 +14,12 @@ from typing import Any
 
 import pytest
 
-from supervisor.agents.claude import (
-    API_TIMEOUT,
-    AUTH,
-    BILLING,
-    BUDGET,
-    CLAUDE_ERROR,
-    MAX_TURNS,
-    NEEDS_INPUT,
-    NO_RESULT,
-    RATE_LIMITED,
-    USAGE_LIMIT,
-    ClaudeParser,
-)
+from supervisor.agents.claude import ClaudeParser
 from supervisor.agents.resets import reset_in, seconds_until_reset
 from supervisor.engine import policy
-from supervisor.launch.seam import Exit
 from supervisor.plan.model import TaskSettings
-from supervisor.state.records import INTERRUPTED, OK
+from supervisor.reasons import Reason
+from supervisor.seam import Exit
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 EXIT_0, EXIT_1 = Exit(code=0), Exit(code=1)
@@ -54,9 +42,9 @@ class Expected:
 
 
 EXPECTED = {
-    "success-write-tool": Expected(OK, 2, 0.0016, 200, 40, 0),
+    "success-write-tool": Expected(Reason.OK, 2, 0.0016, 200, 40, 0),
     "retry-then-success": Expected(
-        OK,
+        Reason.OK,
         2,
         0.0016,
         200,
@@ -65,8 +53,8 @@ EXPECTED = {
         ("retrying API, 500, attempt 1/2 in 0.6s",),
         ("retrying API, 500, attempt 1/2",),
     ),
-    "max-turns": Expected(MAX_TURNS, 2, 0.0008, 100, 20, 0),
-    "permission-denial": Expected(NEEDS_INPUT, 2, 0.0016, 200, 40, 0, ("tool call denied: Bash",)),
+    "max-turns": Expected(Reason.MAX_TURNS, 2, 0.0008, 100, 20, 0),
+    "permission-denial": Expected(Reason.NEEDS_INPUT, 2, 0.0016, 200, 40, 0, ("tool call denied: Bash",)),
     "is-error-400": Expected("api-error 400", 1, 0, 0, 0, 0),
     "api-retry-storm-then-error": Expected(
         "api-error 500",
@@ -87,7 +75,7 @@ EXPECTED = {
         ),
     ),
     "overloaded-529": Expected(
-        RATE_LIMITED,
+        Reason.RATE_LIMITED,
         1,
         0,
         0,
@@ -97,7 +85,7 @@ EXPECTED = {
         ("retrying API, 529, attempt 1/5", "retrying API, 529, attempt 2/5"),
     ),
     "rate-limit-429": Expected(
-        RATE_LIMITED,
+        Reason.RATE_LIMITED,
         1,
         0,
         0,
@@ -107,7 +95,7 @@ EXPECTED = {
         ("retrying API, 429, attempt 1/2", "retrying API, 429, attempt 2/2"),
     ),
     "usage-limit-429": Expected(
-        USAGE_LIMIT,
+        Reason.USAGE_LIMIT,
         1,
         0,
         0,
@@ -119,7 +107,7 @@ EXPECTED = {
         ),
     ),
     "auth-invalid-key-401": Expected(
-        AUTH,
+        Reason.AUTH,
         1,
         0,
         0,
@@ -128,9 +116,9 @@ EXPECTED = {
         ("retrying API, 401, attempt 1/2 in 0.5s", "retrying API, 401, attempt 2/2 in 1.0s"),
         ("retrying API, 401, attempt 1/2", "retrying API, 401, attempt 2/2"),
     ),
-    "auth-no-credentials": Expected(AUTH, 1, 0, 0, 0, 0),
+    "auth-no-credentials": Expected(Reason.AUTH, 1, 0, 0, 0, 0),
     "silent-api-timeout": Expected(
-        API_TIMEOUT,
+        Reason.API_TIMEOUT,
         1,
         0,
         0,
@@ -139,7 +127,7 @@ EXPECTED = {
         ("retrying API, unknown, attempt 1/1 in 0.5s",),
         ("retrying API, unknown, attempt 1/1",),
     ),
-    "stall-byte-watchdog": Expected(API_TIMEOUT, 1, 0.00042, 100, 1, 0),
+    "stall-byte-watchdog": Expected(Reason.API_TIMEOUT, 1, 0.00042, 100, 1, 0),
 }
 
 
@@ -219,7 +207,7 @@ def test_transcript_outcome_and_metrics(name: str) -> None:
     parser, outcome = _parse(data, exit=Exit(code=meta["exit_code"]))
     events = _events(data)
     assert outcome.reason == want.reason
-    assert outcome.succeeded is (want.reason == OK)
+    assert outcome.succeeded is (want.reason == Reason.OK)
     metrics = outcome.metrics
     assert metrics["session_id"] == events[0]["session_id"] == events[-1]["session_id"]
     assert parser.session_id == events[0]["session_id"]
@@ -314,7 +302,7 @@ def test_unknown_events_and_fields_are_ignored() -> None:
         _line({"no_type": 1}),
         _line(_result(new_top_level="x", usage={"input_tokens": 3, "output_tokens": 4, "new": {}})),
     )
-    assert (outcome.succeeded, outcome.reason) == (True, OK)
+    assert (outcome.succeeded, outcome.reason) == (True, Reason.OK)
     assert outcome.metrics["tokens_in"] == 3
     assert outcome.metrics["session_id"] == "s-1"
 
@@ -331,7 +319,7 @@ def test_garbage_lines_are_skipped() -> None:
         b'{"type": "result", \xff}\n',
         _line(_result()),
     )
-    assert (outcome.succeeded, outcome.reason) == (True, OK)
+    assert (outcome.succeeded, outcome.reason) == (True, Reason.OK)
     assert parser.events == 2
     assert parser.skipped_lines == 8
 
@@ -355,7 +343,7 @@ def test_wrong_field_types_are_tolerated() -> None:
         ),
     )
     assert outcome.succeeded is False
-    assert outcome.reason == CLAUDE_ERROR
+    assert outcome.reason == Reason.CLAUDE_ERROR
     metrics = outcome.metrics
     assert (metrics["turns"], metrics["cost_usd"], metrics["tokens_in"]) == (None, None, None)
     assert metrics["permission_denials"] == []
@@ -368,14 +356,14 @@ def test_partial_last_line_without_newline_is_parsed_at_the_end() -> None:
     parser.feed(_line(_result())[:-1])
     assert not parser.finished  # it may still grow
     outcome = parser.outcome(EXIT_0)
-    assert (outcome.succeeded, outcome.reason) == (True, OK)
+    assert (outcome.succeeded, outcome.reason) == (True, Reason.OK)
     assert parser.finished
 
 
 def test_truncated_last_line_is_no_result() -> None:
     """A result cut off half-way (the CLI was killed while printing) is no result."""
     _, outcome = _parse(_line(INIT), _line(_result())[:40])
-    assert (outcome.succeeded, outcome.reason) == (False, NO_RESULT)
+    assert (outcome.succeeded, outcome.reason) == (False, Reason.NO_RESULT)
     assert outcome.metrics["session_id"] == "s-1"
 
 
@@ -394,7 +382,7 @@ def test_over_long_line_in_pieces_is_dropped_with_bounded_memory() -> None:
     assert peak < 9 * 2**20
     parser.feed(b'"}\n' + _line(_result()))
     outcome = parser.outcome(EXIT_0)
-    assert (outcome.succeeded, outcome.reason) == (True, OK)
+    assert (outcome.succeeded, outcome.reason) == (True, Reason.OK)
     assert parser.skipped_lines == 1
     assert parser.events == 2
 
@@ -403,7 +391,7 @@ def test_over_long_line_in_one_chunk_is_skipped() -> None:
     """A single chunk holding a 9 MiB line and then more lines: only the long line is lost."""
     long_event = b'{"type": "user", "x": "' + b"y" * (9 * 2**20) + b'"}\n'
     parser, outcome = _parse(_line(INIT) + long_event + _line(_result()))
-    assert (outcome.succeeded, outcome.reason) == (True, OK)
+    assert (outcome.succeeded, outcome.reason) == (True, Reason.OK)
     assert parser.skipped_lines == 1
 
 
@@ -428,13 +416,13 @@ def test_exit_0_with_is_error_fails() -> None:
 def test_exit_1_with_a_clean_result_succeeds() -> None:
     """And a clean result is a success even if the CLI then exits non-zero."""
     _, outcome = _parse(_line(INIT), _line(_result()), exit=EXIT_1)
-    assert (outcome.succeeded, outcome.reason) == (True, OK)
+    assert (outcome.succeeded, outcome.reason) == (True, Reason.OK)
 
 
 def test_no_result_with_exit_0_fails() -> None:
     """A stream that ends without a result is ``no-result``, whatever the exit code."""
     parser, outcome = _parse(_line(INIT), _line(_assistant_text("working on it")))
-    assert (outcome.succeeded, outcome.reason) == (False, NO_RESULT)
+    assert (outcome.succeeded, outcome.reason) == (False, Reason.NO_RESULT)
     assert outcome.metrics["session_id"] == "s-1"
     assert outcome.metrics["turns"] is None
     assert outcome.metrics["result_text"] is None
@@ -444,7 +432,7 @@ def test_no_result_with_exit_0_fails() -> None:
 def test_empty_stream_is_no_result() -> None:
     """Nothing at all on stdout (the CLI crashed at start) is ``no-result``."""
     _, outcome = _parse()
-    assert (outcome.succeeded, outcome.reason) == (False, NO_RESULT)
+    assert (outcome.succeeded, outcome.reason) == (False, Reason.NO_RESULT)
     assert outcome.metrics["session_id"] is None
 
 
@@ -461,7 +449,7 @@ def test_result_then_nothing_is_finished() -> None:
 def test_success_subtype_must_also_say_success() -> None:
     """is_error false with an error subtype (a budget stop) is not a success."""
     _, outcome = _parse(_line(_result(subtype="error_max_budget_usd", is_error=False)))
-    assert (outcome.succeeded, outcome.reason) == (False, BUDGET)
+    assert (outcome.succeeded, outcome.reason) == (False, Reason.BUDGET)
 
 
 def test_max_turns_from_terminal_reason() -> None:
@@ -469,7 +457,7 @@ def test_max_turns_from_terminal_reason() -> None:
     _, outcome = _parse(
         _line(_result(subtype="error_during_execution", is_error=True, terminal_reason="max_turns"))
     )
-    assert outcome.reason == MAX_TURNS
+    assert outcome.reason == Reason.MAX_TURNS
 
 
 @pytest.mark.parametrize(
@@ -484,7 +472,7 @@ def test_max_turns_from_terminal_reason() -> None:
 def test_usage_limit_from_text_alone(text: str, resets: str) -> None:
     """Without the event or the field, the CLI's words still name the class and the reset."""
     _, outcome = _parse(_line(_synthetic(text, "rate_limit")), _line(_result(is_error=True, result=text)))
-    assert outcome.reason == USAGE_LIMIT
+    assert outcome.reason == Reason.USAGE_LIMIT
     assert outcome.metrics["resets"] == resets
     assert outcome.metrics["resets_at"] is None
 
@@ -494,7 +482,7 @@ def test_usage_limit_from_the_api_error_field() -> None:
     _, outcome = _parse(
         _line(_result(is_error=True, result="Request rejected", api_error="usage_limit_reached"))
     )
-    assert outcome.reason == USAGE_LIMIT
+    assert outcome.reason == Reason.USAGE_LIMIT
 
 
 def test_usage_limit_from_a_rejected_rate_limit_event() -> None:
@@ -504,7 +492,7 @@ def test_usage_limit_from_a_rejected_rate_limit_event() -> None:
         _line({"type": "rate_limit_event", "rate_limit_info": info}),
         _line(_result(is_error=True, result="API Error: 429", api_error_status=429)),
     )
-    assert outcome.reason == USAGE_LIMIT
+    assert outcome.reason == Reason.USAGE_LIMIT
     assert outcome.metrics["resets_at"] == USAGE_RESET  # milliseconds understood
     assert outcome.metrics["limit_type"] == "seven_day"
 
@@ -516,7 +504,7 @@ def test_allowed_rate_limit_event_is_not_a_limit() -> None:
         _line({"type": "rate_limit_event", "rate_limit_info": info}),
         _line(_result(is_error=True, result="API Error: Request rejected (429)", api_error_status=429)),
     )
-    assert outcome.reason == RATE_LIMITED
+    assert outcome.reason == Reason.RATE_LIMITED
     assert outcome.metrics["resets_at"] is None
     assert parser.notices() == []
 
@@ -525,30 +513,33 @@ def test_old_cli_usage_limit_with_epoch() -> None:
     """CLI 1.x said "Claude AI usage limit reached|<epoch>": the epoch is the reset."""
     text = f"Claude AI usage limit reached|{USAGE_RESET}"
     _, outcome = _parse(_line(_result(is_error=True, result=text)))
-    assert outcome.reason == USAGE_LIMIT
+    assert outcome.reason == Reason.USAGE_LIMIT
     assert outcome.metrics["resets_at"] == USAGE_RESET
 
 
 @pytest.mark.parametrize(
     ("events", "reason"),
     [
-        ([_synthetic("Invalid API key · Fix external API key", "authentication_failed")], AUTH),
-        ([_synthetic("x", "unknown", api_error_type="authentication_error")], AUTH),
-        ([_synthetic("OAuth token has expired", "unknown")], AUTH),
-        ([_synthetic("Forbidden", "unknown", api_error_status=403)], AUTH),
-        ([_synthetic("Credit balance is too low", "billing_error")], BILLING),
-        ([_synthetic("Your credit balance is too low", "unknown", api_error_status=400)], BILLING),
-        ([_synthetic("API Error: 529 Overloaded", "server_error", api_error_status=529)], RATE_LIMITED),
-        ([_synthetic("API Error", "rate_limit")], RATE_LIMITED),
-        ([_synthetic("API Error", "unknown", api_error_type="overloaded_error")], RATE_LIMITED),
-        ([_synthetic("API Error: Repeated 529 Overloaded errors", "unknown")], RATE_LIMITED),
+        ([_synthetic("Invalid API key · Fix external API key", "authentication_failed")], Reason.AUTH),
+        ([_synthetic("x", "unknown", api_error_type="authentication_error")], Reason.AUTH),
+        ([_synthetic("OAuth token has expired", "unknown")], Reason.AUTH),
+        ([_synthetic("Forbidden", "unknown", api_error_status=403)], Reason.AUTH),
+        ([_synthetic("Credit balance is too low", "billing_error")], Reason.BILLING),
+        ([_synthetic("Your credit balance is too low", "unknown", api_error_status=400)], Reason.BILLING),
+        (
+            [_synthetic("API Error: 529 Overloaded", "server_error", api_error_status=529)],
+            Reason.RATE_LIMITED,
+        ),
+        ([_synthetic("API Error", "rate_limit")], Reason.RATE_LIMITED),
+        ([_synthetic("API Error", "unknown", api_error_type="overloaded_error")], Reason.RATE_LIMITED),
+        ([_synthetic("API Error: Repeated 529 Overloaded errors", "unknown")], Reason.RATE_LIMITED),
         (
             [_synthetic("API Error: 500 Internal server error", "server_error", api_error_status=500)],
             "api-error 500",
         ),
-        ([_synthetic("Request timed out.", "server_error")], API_TIMEOUT),
-        ([_synthetic("API Error: stream idle: no bytes for 10000ms", "unknown")], API_TIMEOUT),
-        ([_synthetic("Something odd", "unknown")], CLAUDE_ERROR),
+        ([_synthetic("Request timed out.", "server_error")], Reason.API_TIMEOUT),
+        ([_synthetic("API Error: stream idle: no bytes for 10000ms", "unknown")], Reason.API_TIMEOUT),
+        ([_synthetic("Something odd", "unknown")], Reason.CLAUDE_ERROR),
         (
             [
                 {
@@ -560,7 +551,7 @@ def test_old_cli_usage_limit_with_epoch() -> None:
                 },
                 _synthetic("x", "unknown"),
             ],
-            AUTH,
+            Reason.AUTH,
         ),
         (
             [
@@ -573,7 +564,7 @@ def test_old_cli_usage_limit_with_epoch() -> None:
                 },
                 _synthetic("x", "unknown"),
             ],
-            RATE_LIMITED,
+            Reason.RATE_LIMITED,
         ),
     ],
 )
@@ -616,7 +607,7 @@ def test_a_retry_that_worked_does_not_explain_a_later_failure() -> None:
         _line(_synthetic("Something odd", "unknown")),
         _line(_result(is_error=True, result="Something odd", num_turns=3)),
     )
-    assert outcome.reason == CLAUDE_ERROR
+    assert outcome.reason == Reason.CLAUDE_ERROR
 
 
 def test_notices_report_denials_and_the_usage_limit_once() -> None:
@@ -702,7 +693,7 @@ def _decide(reason: str, failures: int = 1, rate_limited: int = 0, **kw: Any) ->
     )
 
 
-@pytest.mark.parametrize("reason", [AUTH, BILLING])
+@pytest.mark.parametrize("reason", [Reason.AUTH, Reason.BILLING])
 def test_auth_and_billing_stop_the_kind(reason: str) -> None:
     """No retry, and no further task of the agent kind starts."""
     assert _decide(reason) == policy.Decision(retry=False, stop_kind=True)
@@ -710,7 +701,7 @@ def test_auth_and_billing_stop_the_kind(reason: str) -> None:
 
 def test_usage_limit_within_max_wait_waits_for_the_reset() -> None:
     """A reset within max_wait: retry after it (plus a minute or so), not counted."""
-    decision = _decide(USAGE_LIMIT, reset_in=600.0)
+    decision = _decide(Reason.USAGE_LIMIT, reset_in=600.0)
     assert decision.retry
     assert not decision.counted
     assert not decision.stop_kind
@@ -720,24 +711,24 @@ def test_usage_limit_within_max_wait_waits_for_the_reset() -> None:
 @pytest.mark.parametrize("wait", [7200.0, None])
 def test_usage_limit_beyond_max_wait_or_unknown_stops_the_kind(wait: float | None) -> None:
     """A reset too far away, or none named, stops every Claude task."""
-    assert _decide(USAGE_LIMIT, reset_in=wait) == policy.Decision(retry=False, stop_kind=True)
+    assert _decide(Reason.USAGE_LIMIT, reset_in=wait) == policy.Decision(retry=False, stop_kind=True)
 
 
 def test_rate_limited_is_not_counted_up_to_the_cap_then_counted() -> None:
     """Rate limits wait longer and longer without using retries; past the cap they count."""
     delays = []
     for n in range(1, 4):
-        decision = _decide(RATE_LIMITED, failures=1, rate_limited=n)
+        decision = _decide(Reason.RATE_LIMITED, failures=1, rate_limited=n)
         assert (decision.retry, decision.counted) == (True, False)
         delays.append(decision.delay)
     assert [60 <= delays[0] <= 75, 120 <= delays[1] <= 150, 240 <= delays[2] <= 300] == [True] * 3
-    past_cap = _decide(RATE_LIMITED, failures=1, rate_limited=4)
+    past_cap = _decide(Reason.RATE_LIMITED, failures=1, rate_limited=4)
     assert (past_cap.retry, past_cap.counted) == (True, True)
     assert 10 <= past_cap.delay <= 12.5
-    assert _decide(RATE_LIMITED, failures=3, rate_limited=5).retry is False
+    assert _decide(Reason.RATE_LIMITED, failures=3, rate_limited=5).retry is False
 
 
-@pytest.mark.parametrize("reason", [MAX_TURNS, BUDGET, NEEDS_INPUT])
+@pytest.mark.parametrize("reason", [Reason.MAX_TURNS, Reason.BUDGET, Reason.NEEDS_INPUT])
 def test_final_classes_are_retried_only_on_request(reason: str) -> None:
     """max-turns, budget, needs-input: not retried, unless the task lists them in retry_on."""
     assert _decide(reason) == policy.Decision(retry=False)
@@ -745,7 +736,9 @@ def test_final_classes_are_retried_only_on_request(reason: str) -> None:
     assert (decision.retry, decision.counted) == (True, True)
 
 
-@pytest.mark.parametrize("reason", ["api-error 500", "api-error 400", API_TIMEOUT, CLAUDE_ERROR, NO_RESULT])
+@pytest.mark.parametrize(
+    "reason", ["api-error 500", "api-error 400", Reason.API_TIMEOUT, Reason.CLAUDE_ERROR, Reason.NO_RESULT]
+)
 def test_other_failures_use_the_ordinary_retries(reason: str) -> None:
     """Everything else is retried ``retries`` times with backoff, then given up."""
     assert _decide(reason, failures=1).retry
@@ -755,7 +748,7 @@ def test_other_failures_use_the_ordinary_retries(reason: str) -> None:
     assert not _decide(reason, failures=3).retry
 
 
-@pytest.mark.parametrize("reason", [OK, INTERRUPTED])
+@pytest.mark.parametrize("reason", [Reason.OK, Reason.INTERRUPTED])
 def test_ok_and_interrupted_are_never_retried(reason: str) -> None:
     """Neither a success nor an interrupt is retried."""
     assert _decide(reason) == policy.Decision(retry=False)
@@ -788,12 +781,14 @@ def _usage_limited_stream(now: float, resets_at: float) -> bytes:
 @pytest.mark.anyio
 async def test_runner_waits_for_the_reset_the_cli_reported(tmp_path: Path) -> None:
     """The usage-limit wait comes from the event's exact reset (20 min), not the text (3 h)."""
-    from supervisor.engine.runner import Runner, Workspace
+    from supervisor.engine.runner import Runner
     from supervisor.engine.runs import new_run
-    from supervisor.plan.load import load_plan
+    from supervisor.engine.taskrun import RunContext
+    from supervisor.state.layout import Layout
     from supervisor.state.store import Store
+    from supervisor.ui.compose import KINDS, load_plan
     from supervisor.workspace.git import RepoInfo
-    from tests.fakes import FakeClock, FakeLauncher, Play
+    from tests.fakes import FakeClock, FakeExecutor, Play
 
     plan_path = tmp_path / "plan.toml"
     plan_path.write_text(
@@ -806,22 +801,14 @@ async def test_runner_waits_for_the_reset_the_cli_reported(tmp_path: Path) -> No
     clock.now = calendar.timegm((2026, 11, 23, 16, 35, 0))
     limited = Play(code=1, output=[_usage_limited_stream(clock.now, clock.now + 1200)])
     done = Play(code=0, output=[_line(INIT), _line(_result())])
-    launcher = FakeLauncher({"t": [limited, done]})
+    executor = FakeExecutor({"t": [limited, done]})
     store = Store(tmp_path / "state.db")
     repo = RepoInfo(root=tmp_path, base_ref="HEAD", base_commit="0" * 40)
-    run = new_run(plan, store, repo, clock.time())
-    runner = Runner(
-        plan,
-        run,
-        store,
-        launcher,
-        Workspace(repo.root, repo.base_commit),
-        clock=clock,
-        rng=random.Random(7),
-        available_memory=lambda: 1 << 40,
-    )
+    state = new_run(plan, store, repo, clock.time())
+    context = RunContext(plan, Layout.of(plan), repo.root, repo.base_commit)
+    runner = Runner(context, state, executor, KINDS, clock=clock, rng=random.Random(7))
     await runner.execute()
-    (record,) = store.tasks(run.run_id)
+    (record,) = store.tasks(state.run_id)
     store.close()
     assert (record.state.value, record.attempts) == ("succeeded", 2)
     assert any(1200 <= slept <= 1300 for slept in clock.slept)

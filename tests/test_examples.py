@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.plan.load import load_plan
+from supervisor.ui.compose import load_plan
 
 ROOT = Path(__file__).parent.parent
 

@@ -1,6 +1,6 @@
 """Liveness with real agents: hung, stubborn, daemon-leaving, busy and chatty processes.
 
-Each test runs a plan in-process through ``execute_plan`` (the real ``LocalLauncher``) with the
+Each test runs a plan in-process through ``execute_plan`` (the real ``LocalExecutor``) with the
 issue's settings: ``stall_timeout = "2s"``, ``kill_grace = "1s"``, ``retries = 0``. The fake
 agents live in ``tests/agents``; they announce themselves through pid and report files.
 """
@@ -23,10 +23,11 @@ import pytest
 from supervisor.engine import events
 from supervisor.engine.invocation import RunResult, execute_plan
 from supervisor.launch import proctree
-from supervisor.launch.local import LocalLauncher
-from supervisor.launch.seam import AttemptSpec
-from supervisor.plan.load import load_plan
+from supervisor.launch.local import LocalExecutor
+from supervisor.seam import AttemptKey, AttemptSpec
 from supervisor.state.store import Store
+from supervisor.ui.compose import KINDS, load_plan
+from supervisor.workspace.worktree import Worktrees
 from tests.agents import LIVENESS, agent, await_file, kill_all, running, write_plan
 from tests.conftest import bin_path
 
@@ -65,10 +66,19 @@ class Recorder:
         return next(t for t, e in self.events if isinstance(e, events.TaskFinished) and e.task_id == task_id)
 
 
-async def run_plan(path: Path, timeout: float = 30, **options: Any) -> tuple[RunResult, Recorder]:
+def local(**options: Any) -> LocalExecutor:
+    """The executor the CLI composes (local processes in worktrees), with test options."""
+    return LocalExecutor(Worktrees(), **options)
+
+
+async def run_plan(
+    path: Path, timeout: float = 30, executor: LocalExecutor | None = None, **options: Any
+) -> tuple[RunResult, Recorder]:
     recorder = Recorder()
     with anyio.fail_after(timeout):
-        result = await execute_plan(load_plan(path), emit=recorder, **options)
+        result = await execute_plan(
+            load_plan(path), executor=executor or local(), kinds=KINDS, emit=recorder, **options
+        )
     return result, recorder
 
 
@@ -210,7 +220,7 @@ async def test_attempt_runs_in_its_own_session_with_its_cookie_and_recorded_iden
     results: list[RunResult] = []
 
     async def run() -> None:
-        results.append(await execute_plan(plan, emit=recorder))
+        results.append(await execute_plan(plan, executor=local(), kinds=KINDS, emit=recorder))
 
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
@@ -234,7 +244,7 @@ async def test_attempt_runs_in_its_own_session_with_its_cookie_and_recorded_iden
                 finally:
                     store.close()
                 assert attempt.pid == facts["pid"]
-                assert attempt.pid_started == psutil.Process(facts["pid"]).create_time()
+                assert attempt.ref == f"{facts['pid']}:{psutil.Process(facts['pid']).create_time()!r}"
             finally:
                 flag.touch()
     (result,) = results
@@ -290,7 +300,8 @@ async def test_memory_admission_waits_without_starting_and_says_so_once(
             os.kill(os.getpid(), signal.SIGTERM)
         return proctree.available_memory()
 
-    result, recorder = await run_plan(path, available_memory=counting_available_memory, memory_poll=0.01)
+    executor = local(available_memory=counting_available_memory)
+    result, recorder = await run_plan(path, executor=executor, memory_poll=0.01)
 
     assert checks >= 20
     waiting = [n for n in recorder.of(events.Notice) if "waiting for memory" in n.message]
@@ -318,19 +329,11 @@ async def test_sample_counts_the_cpu_of_descendants_that_have_exited(tmp_path: P
     an agent computing through short-lived processes is seen computing."""
     ready, prompt = tmp_path / "ready", tmp_path / "prompt.txt"
     prompt.write_text("x")
-    cookie = f"test-sample-{os.getpid()}-{time.monotonic_ns()}"
-    spec = AttemptSpec(
-        run_id="r",
-        task_id="t",
-        attempt=1,
-        argv=(sys.executable, "-c", BUSY_CHILD_THEN_IDLE, str(ready)),
-        cwd=tmp_path,
-        env={**os.environ, proctree.COOKIE_VAR: cookie},
-        stdin_path=prompt,
-        cookie=cookie,
-    )
+    key = AttemptKey(f"test-sample-{os.getpid()}-{time.monotonic_ns()}", "r", "t", 1)
+    argv = (sys.executable, "-c", BUSY_CHILD_THEN_IDLE, str(ready))
+    spec = AttemptSpec(key=key, argv=argv, env={}, cwd=tmp_path, prompt_file=prompt)
     with anyio.fail_after(15):
-        async with LocalLauncher().start(spec, lambda data, stream: None) as handle:
+        async with local().start(spec, lambda data, stream: None) as handle:
             await await_file(ready)
             sample = handle.sample()
             await handle.stop(KILL_GRACE)

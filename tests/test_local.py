@@ -15,9 +15,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from supervisor.launch import local, proctree
-from supervisor.launch.local import LocalLauncher
-from supervisor.launch.seam import AttemptSpec
+from supervisor.launch import process, proctree
+from supervisor.launch.local import LocalExecutor
+from supervisor.launch.process import LocalLauncher
+from supervisor.seam import AttemptKey, AttemptSpec
+from supervisor.workspace.worktree import Worktrees
 from tests.conftest import bin_path, cli, status_json
 
 pytestmark = pytest.mark.anyio
@@ -30,31 +32,23 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def launcher(mode: str, monkeypatch: pytest.MonkeyPatch) -> LocalLauncher:
-    """A launcher asking for the parent-death signal the way ``mode`` says."""
+def launcher(mode: str, monkeypatch: pytest.MonkeyPatch) -> LocalExecutor:
+    """A local executor asking for the parent-death signal the way ``mode`` says."""
     if mode == "preexec":
-        monkeypatch.setattr(local, "_pdeathsig_command", lambda: None)
-    elif local._pdeathsig_command() is None:
+        monkeypatch.setattr(process, "_pdeathsig_command", lambda: None)
+    elif process._pdeathsig_command() is None:
         pytest.fail("util-linux setpriv with --pdeathsig is missing: the launcher would fork")
     made = LocalLauncher()
     assert (made._prefix is None) == (mode == "preexec")
-    return made
+    return LocalExecutor(Worktrees(), launcher=made)
 
 
 def spec(tmp_path: Path, *argv: str, env: dict[str, str] | None = None) -> AttemptSpec:
+    """An attempt of ``argv`` in ``tmp_path``; ``env`` is the overlay on the executor's own."""
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("nothing")
-    cookie = f"test-local-{os.getpid()}-{time.monotonic_ns()}"
-    return AttemptSpec(
-        run_id="r",
-        task_id="t",
-        attempt=1,
-        argv=argv,
-        cwd=tmp_path,
-        env={**(os.environ if env is None else env), proctree.COOKIE_VAR: cookie},
-        stdin_path=prompt,
-        cookie=cookie,
-    )
+    key = AttemptKey(f"test-local-{os.getpid()}-{time.monotonic_ns()}", "r", "t", 1)
+    return AttemptSpec(key=key, argv=argv, env=env or {}, cwd=tmp_path, prompt_file=prompt)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -103,13 +97,15 @@ def test_an_agent_that_cannot_be_started_fails_its_task_with_launch_failed(repo:
 DRIVER = """
 import sys, anyio
 from pathlib import Path
-from supervisor.launch import local
+from supervisor.launch import process
+from supervisor.launch.local import LocalExecutor
+from supervisor.workspace.worktree import Worktrees
 from tests.test_local import spec
 
 async def main() -> None:
     if sys.argv[1] == "preexec":
-        local._pdeathsig_command = lambda: None
-    starter = local.LocalLauncher()
+        process._pdeathsig_command = lambda: None
+    starter = LocalExecutor(Worktrees())
     async with starter.start(spec(Path(sys.argv[2]), "sleep", "600"), lambda d, s: None) as handle:
         print(handle.pid, flush=True)
         await anyio.sleep(600)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from supervisor.errors import PlanError
-from supervisor.plan.load import builtin_agents, load_plan
 from supervisor.plan.model import Plan, TaskSettings
 from supervisor.plan.names import branch_problem
+from supervisor.ui.compose import KINDS, load_plan
 
 TASK = '[[waves]]\n[[waves.tasks]]\nid = "a"\nprompt = "Do a."\n'
 
@@ -201,7 +201,7 @@ def test_plan_dir_and_python_are_expanded_in_agent_commands(full_plan: Plan, tmp
 
 def test_builtin_agents_are_known_without_declaring_them(full_plan: Plan) -> None:
     """Every plan knows "claude" (stream-json kind) and "demo" (this Python, plain kind)."""
-    assert full_plan.agents["claude"] == builtin_agents()["claude"]
+    assert full_plan.agents["claude"] == dict(KINDS.catalog().agents)["claude"]
     assert full_plan.agents["claude"].kind == "claude"
     assert full_plan.agents["claude"].command[0] == "claude"
     assert full_plan.agents["demo"].kind == "plain"

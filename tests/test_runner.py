@@ -10,14 +10,17 @@ import anyio
 import pytest
 
 from supervisor.engine import events
-from supervisor.engine.runner import Runner, Workspace
-from supervisor.engine.runs import find_run, new_run, reopen_run
-from supervisor.plan.load import load_plan
+from supervisor.engine.runner import Runner
+from supervisor.engine.runs import new_run, reopen_run
+from supervisor.engine.taskrun import RunContext
 from supervisor.plan.model import Plan
+from supervisor.state.layout import Layout
 from supervisor.state.records import RunStatus
 from supervisor.state.store import Store
+from supervisor.state.views import find_run
+from supervisor.ui.compose import KINDS, load_plan
 from supervisor.workspace.git import RepoInfo
-from tests.fakes import FakeClock, FakeLauncher, Play
+from tests.fakes import FakeClock, FakeExecutor, Play
 
 pytestmark = pytest.mark.anyio
 
@@ -43,9 +46,9 @@ def write_plan(
 
 
 class Harness:
-    """A plan, a store, a fake launcher and clock, and the events the runner emitted."""
+    """A plan, a store, a scripted executor and a fake clock, and the events the runner emitted."""
 
-    def __init__(self, tmp_path: Path, plan: Plan, launcher: FakeLauncher) -> None:
+    def __init__(self, tmp_path: Path, plan: Plan, launcher: FakeExecutor) -> None:
         self.plan = plan
         self.store = Store(tmp_path / "state.db")
         self.launcher = launcher
@@ -54,21 +57,20 @@ class Harness:
         self.repo = RepoInfo(root=tmp_path, base_ref="HEAD", base_commit="0" * 40)
         self.runner: Runner | None = None
 
-    def make_runner(self, retry: bool = False, memory: int = 1 << 40) -> Runner:
+    def make_runner(self, retry: bool = False) -> Runner:
         if retry:
-            run = reopen_run(self.plan, self.store, find_run(self.plan, self.store, None), self.repo)
+            state = reopen_run(self.plan, self.store, find_run(self.plan, self.store, None), self.repo)
         else:
-            run = new_run(self.plan, self.store, self.repo, self.clock.time())
+            state = new_run(self.plan, self.store, self.repo, self.clock.time())
+        context = RunContext(self.plan, Layout.of(self.plan), self.repo.root, self.repo.base_commit)
         self.runner = Runner(
-            self.plan,
-            run,
-            self.store,
+            context,
+            state,
             self.launcher,
-            Workspace(self.repo.root, self.repo.base_commit),
+            KINDS,
             clock=self.clock,
             emit=self.events.append,
             rng=random.Random(7),
-            available_memory=lambda: memory,
             retry=retry,
         )
         return self.runner
@@ -78,13 +80,13 @@ class Harness:
 
     def states(self) -> dict[str, tuple[str, int]]:
         assert self.runner is not None
-        return {r.task_id: (r.state.value, r.attempts) for r in self.store.tasks(self.runner.run.run_id)}
+        return {r.task_id: (r.state.value, r.attempts) for r in self.store.tasks(self.runner.state.run_id)}
 
 
 async def test_jobs_limit_is_reached_and_never_exceeded(tmp_path: Path) -> None:
     """With jobs = 2 and five tasks, exactly two agents run at once at the peak."""
     plan = write_plan(tmp_path, [["a", "b", "c", "d", "e"]])
-    h = Harness(tmp_path, plan, FakeLauncher({}))
+    h = Harness(tmp_path, plan, FakeExecutor({}))
     assert await h.run() is RunStatus.SUCCEEDED
     assert h.launcher.max_running == 2
     assert {s for s, _ in h.states().values()} == {"succeeded"}
@@ -94,7 +96,7 @@ async def test_next_wave_starts_after_every_task_of_the_previous_one_ended(tmp_p
     """Wave two's first start comes after wave one's last end."""
     plan = write_plan(tmp_path, [["a", "b", "c"], ["d", "e"]])
     slow = Play(steps=50)
-    h = Harness(tmp_path, plan, FakeLauncher({"c": [slow]}))
+    h = Harness(tmp_path, plan, FakeExecutor({"c": [slow]}))
     assert await h.run() is RunStatus.SUCCEEDED
     log = h.launcher.log
     last_end_wave1 = max(i for i, (kind, task, _) in enumerate(log) if kind == "end" and task in "abc")
@@ -105,7 +107,7 @@ async def test_next_wave_starts_after_every_task_of_the_previous_one_ended(tmp_p
 async def test_failing_twice_then_succeeding_uses_three_attempts_with_backoff(tmp_path: Path) -> None:
     """retries = 2: two failures, then success; the retries waited retry_delay, then twice that."""
     plan = write_plan(tmp_path, [["flaky"]], defaults='retries = 2\nretry_delay = "10s"')
-    h = Harness(tmp_path, plan, FakeLauncher({"flaky": [Play(code=3), Play(code=3), Play(code=0)]}))
+    h = Harness(tmp_path, plan, FakeExecutor({"flaky": [Play(code=3), Play(code=3), Play(code=0)]}))
     assert await h.run() is RunStatus.SUCCEEDED
     assert h.states()["flaky"] == ("succeeded", 3)
     backoffs = [s for s in h.clock.slept if s >= 10]
@@ -114,14 +116,14 @@ async def test_failing_twice_then_succeeding_uses_three_attempts_with_backoff(tm
     assert 20 <= backoffs[1] <= 25
     failed = [e for e in h.events if isinstance(e, events.AttemptFailed)]
     assert [(e.attempt, e.reason) for e in failed] == [(1, "exit 3"), (2, "exit 3")]
-    attempts = h.store.attempts(h.runner.run.run_id, "flaky")  # type: ignore[union-attr]
+    attempts = h.store.attempts(h.runner.state.run_id, "flaky")  # type: ignore[union-attr]
     assert [a.reason for a in attempts] == ["exit 3", "exit 3", "ok"]
 
 
 async def test_a_task_failing_for_good_stops_later_waves(tmp_path: Path) -> None:
     """A task out of retries fails, its wave still finishes, the next wave is not run."""
     plan = write_plan(tmp_path, [["bad", "good"], ["later"]], defaults="retries = 1")
-    h = Harness(tmp_path, plan, FakeLauncher({"bad": [Play(code=1)]}))
+    h = Harness(tmp_path, plan, FakeExecutor({"bad": [Play(code=1)]}))
     assert await h.run() is RunStatus.FAILED
     assert h.states() == {"bad": ("failed", 2), "good": ("succeeded", 1), "later": ("not_run", 0)}
     assert all(task != "later" for _, task, _ in h.launcher.log)
@@ -130,13 +132,13 @@ async def test_a_task_failing_for_good_stops_later_waves(tmp_path: Path) -> None
 async def test_retry_failed_reruns_only_what_did_not_succeed(tmp_path: Path) -> None:
     """--retry-failed runs the failed and the not-run tasks, in wave order, and no others."""
     plan = write_plan(tmp_path, [["bad", "good"], ["later"]], defaults="retries = 0")
-    launcher = FakeLauncher({"bad": [Play(code=1), Play(code=0)]})
+    launcher = FakeExecutor({"bad": [Play(code=1), Play(code=0)]})
     h = Harness(tmp_path, plan, launcher)
     assert await h.run() is RunStatus.FAILED
-    first_run = h.runner.run.run_id  # type: ignore[union-attr]
+    first_run = h.runner.state.run_id  # type: ignore[union-attr]
     launcher.log.clear()
     assert await h.run(retry=True) is RunStatus.SUCCEEDED
-    assert h.runner.run.run_id == first_run  # type: ignore[union-attr]
+    assert h.runner.state.run_id == first_run  # type: ignore[union-attr]
     started = [task for kind, task, _ in launcher.log if kind == "start"]
     assert started == ["bad", "later"]
     assert h.states() == {"bad": ("succeeded", 2), "good": ("succeeded", 1), "later": ("succeeded", 1)}
@@ -145,26 +147,26 @@ async def test_retry_failed_reruns_only_what_did_not_succeed(tmp_path: Path) -> 
 async def test_hanging_agent_is_stopped_at_its_timeout(tmp_path: Path) -> None:
     """An agent that prints and then hangs is stopped when the wall-clock timeout is reached."""
     plan = write_plan(tmp_path, [["hang"]], defaults='retries = 0\ntimeout = "60s"\nstall_timeout = "1h"')
-    h = Harness(tmp_path, plan, FakeLauncher({"hang": [Play(hang=True, output=[b"working\n"])]}))
+    h = Harness(tmp_path, plan, FakeExecutor({"hang": [Play(hang=True, output=[b"working\n"])]}))
     assert await h.run() is RunStatus.FAILED
     assert h.states()["hang"] == ("failed", 1)
-    assert h.store.tasks(h.runner.run.run_id)[0].reason == "timeout"  # type: ignore[union-attr]
+    assert h.store.tasks(h.runner.state.run_id)[0].reason == "timeout"  # type: ignore[union-attr]
     assert 60 <= h.clock.now - 1_000_000.0 < 80
 
 
 async def test_silent_agent_is_stopped_as_stalled_before_its_timeout(tmp_path: Path) -> None:
     """No output and no CPU figures for stall_timeout: reason stalled, long before the timeout."""
     plan = write_plan(tmp_path, [["quiet"]], defaults='retries = 0\ntimeout = "1h"\nstall_timeout = "20s"')
-    h = Harness(tmp_path, plan, FakeLauncher({"quiet": [Play(hang=True)]}))
+    h = Harness(tmp_path, plan, FakeExecutor({"quiet": [Play(hang=True)]}))
     assert await h.run() is RunStatus.FAILED
-    assert h.store.tasks(h.runner.run.run_id)[0].reason == "stalled"  # type: ignore[union-attr]
+    assert h.store.tasks(h.runner.state.run_id)[0].reason == "stalled"  # type: ignore[union-attr]
     assert 20 <= h.clock.now - 1_000_000.0 < 30
 
 
 async def test_interrupt_stops_running_attempts_and_starts_nothing_new(tmp_path: Path) -> None:
     """interrupt(): the running task ends interrupted, waiting ones and later waves not_run."""
     plan = write_plan(tmp_path, [["a", "b", "c"], ["d"]], defaults='stall_timeout = "1h"', jobs=1)
-    h = Harness(tmp_path, plan, FakeLauncher({"a": [Play(hang=True)]}))
+    h = Harness(tmp_path, plan, FakeExecutor({"a": [Play(hang=True)]}))
     runner = h.make_runner()
 
     async def interrupt_when_started() -> None:
@@ -187,11 +189,10 @@ async def test_interrupt_stops_running_attempts_and_starts_nothing_new(tmp_path:
 async def test_memory_admission_waits_and_says_so_once(tmp_path: Path) -> None:
     """While available memory is below min_free_memory, nothing starts; one notice is emitted."""
     plan = write_plan(tmp_path, [["a", "b"]], defaults='min_free_memory = "1G"')
-    h = Harness(tmp_path, plan, FakeLauncher({}))
+    h = Harness(tmp_path, plan, FakeExecutor({}))
     free = iter([0, 0, 0, 0, 0] + [1 << 40] * 100)
-    runner = h.make_runner()
-    runner.available_memory = lambda: next(free)
-    assert await runner.execute() is RunStatus.SUCCEEDED
+    h.launcher.memory = lambda: next(free)
+    assert await h.make_runner().execute() is RunStatus.SUCCEEDED
     notices = [e for e in h.events if isinstance(e, events.Notice)]
     assert len(notices) == 1
     assert "waiting for memory" in notices[0].message
@@ -200,16 +201,18 @@ async def test_memory_admission_waits_and_says_so_once(tmp_path: Path) -> None:
 async def test_agent_protocol_environment_and_prompt(tmp_path: Path) -> None:
     """Each attempt gets the PAGENT_* variables and its prompt as a file, never on argv."""
     plan = write_plan(tmp_path, [["a"]])
-    h = Harness(tmp_path, plan, FakeLauncher({}))
+    h = Harness(tmp_path, plan, FakeExecutor({}))
     await h.run()
     spec = h.launcher.specs[0]
     assert spec.env["PAGENT_TASK_ID"] == "a"
     assert spec.env["PAGENT_WAVE"] == "w1"
     assert spec.env["PAGENT_ATTEMPT"] == "1"
-    assert spec.env["PAGENT_RUN_ID"] == h.runner.run.run_id  # type: ignore[union-attr]
-    assert Path(spec.env["PAGENT_PROMPT_FILE"]).read_text() == "do a"
-    assert spec.stdin_path == Path(spec.env["PAGENT_PROMPT_FILE"])
+    assert spec.env["PAGENT_RUN_ID"] == h.runner.state.run_id  # type: ignore[union-attr]
+    assert spec.prompt_file is not None
+    assert spec.prompt_file.read_text() == "do a"
     assert "do a" not in " ".join(spec.argv)
+    # The overlay names no location: the executor adds those as they are where the agent runs.
+    assert not {"PAGENT_PROMPT_FILE", "PAGENT_WORKTREE", "PAGENT_COOKIE"} & set(spec.env)
 
 
 async def test_claude_kind_judges_by_the_result_event_not_the_exit_code(tmp_path: Path) -> None:
@@ -231,6 +234,6 @@ async def test_claude_kind_judges_by_the_result_event_not_the_exit_code(tmp_path
         "total_cost_usd": 0,
     }
     play = Play(code=0, output=[json.dumps(result).encode() + b"\n"])
-    h = Harness(tmp_path, plan, FakeLauncher({"c": [play]}))
+    h = Harness(tmp_path, plan, FakeExecutor({"c": [play]}))
     assert await h.run() is RunStatus.FAILED
-    assert h.store.tasks(h.runner.run.run_id)[0].reason == "api-error 400"  # type: ignore[union-attr]
+    assert h.store.tasks(h.runner.state.run_id)[0].reason == "api-error 400"  # type: ignore[union-attr]

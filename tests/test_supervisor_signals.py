@@ -22,8 +22,8 @@ import psutil
 import pytest
 
 from supervisor.launch import proctree
-from supervisor.plan.load import load_plan
 from supervisor.state.store import Store
+from supervisor.ui.compose import load_plan
 from tests.agents import agent, kill_all, running, wait_for, write_plan
 from tests.conftest import bin_path
 

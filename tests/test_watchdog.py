@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from supervisor.engine.watchdog import STALL_CPU_FRACTION, Watchdog, tick_interval
-from supervisor.state.records import STALLED, TIMEOUT
+from supervisor.reasons import Reason
 
 T0 = 1000.0  # the attempt's start on an invented monotonic clock
 
@@ -23,7 +23,7 @@ def test_silent_idle_attempt_is_stalled_exactly_at_stall_timeout() -> None:
     """No output and no CPU figures at all: stalled once stall_timeout has passed, not before."""
     dog = watchdog(stall_timeout=2.0)
     assert dog.verdict(T0 + 1.99) is None
-    assert dog.verdict(T0 + 2.0) == STALLED
+    assert dog.verdict(T0 + 2.0) == Reason.STALLED
 
 
 def test_timeout_is_wall_clock_and_wins_over_activity_and_stall() -> None:
@@ -32,8 +32,8 @@ def test_timeout_is_wall_clock_and_wins_over_activity_and_stall() -> None:
     for second in range(1, 10):
         dog.output(T0 + second)
     assert dog.verdict(T0 + 9.99) is None
-    assert dog.verdict(T0 + 10.0) == TIMEOUT
-    assert watchdog(timeout=10.0, stall_timeout=2.0).verdict(T0 + 30.0) == TIMEOUT
+    assert dog.verdict(T0 + 10.0) == Reason.TIMEOUT
+    assert watchdog(timeout=10.0, stall_timeout=2.0).verdict(T0 + 30.0) == Reason.TIMEOUT
 
 
 def test_output_keeps_an_attempt_alive_for_another_stall_timeout() -> None:
@@ -42,7 +42,7 @@ def test_output_keeps_an_attempt_alive_for_another_stall_timeout() -> None:
     dog.output(T0 + 1.5)
     dog.output(T0 + 3.0)
     assert dog.verdict(T0 + 4.99) is None
-    assert dog.verdict(T0 + 5.0) == STALLED
+    assert dog.verdict(T0 + 5.0) == Reason.STALLED
 
 
 def test_output_reported_out_of_order_never_moves_activity_back() -> None:
@@ -52,7 +52,7 @@ def test_output_reported_out_of_order_never_moves_activity_back() -> None:
     dog.output(T0 + 0.5)
     dog.output(T0 - 5.0)
     assert dog.verdict(T0 + 2.9) is None
-    assert dog.verdict(T0 + 3.0) == STALLED
+    assert dog.verdict(T0 + 3.0) == Reason.STALLED
 
 
 def test_cpu_above_the_threshold_counts_as_alive() -> None:
@@ -64,7 +64,7 @@ def test_cpu_above_the_threshold_counts_as_alive() -> None:
         dog.sampled(T0 + tick * 0.5, cpu)
         assert dog.verdict(T0 + tick * 0.5) is None
     assert dog.verdict(T0 + 4.0 + 1.99) is None
-    assert dog.verdict(T0 + 4.0 + 2.0) == STALLED
+    assert dog.verdict(T0 + 4.0 + 2.0) == Reason.STALLED
 
 
 def test_cpu_below_the_threshold_is_not_alive() -> None:
@@ -77,7 +77,7 @@ def test_cpu_below_the_threshold_is_not_alive() -> None:
         assert dog.verdict(T0 + tick * 0.5) is None
     cpu += 0.5 * STALL_CPU_FRACTION * 0.5
     dog.sampled(T0 + 2.0, cpu)
-    assert dog.verdict(T0 + 2.0) == STALLED
+    assert dog.verdict(T0 + 2.0) == Reason.STALLED
 
 
 def test_the_threshold_sits_between_an_idle_claude_and_real_work() -> None:
@@ -89,7 +89,7 @@ def test_the_first_sample_is_only_a_baseline() -> None:
     """CPU time used before the first sample (however much) is not activity: nothing to compare."""
     dog = watchdog(stall_timeout=2.0)
     dog.sampled(T0 + 0.5, 1000.0)
-    assert dog.verdict(T0 + 2.0) == STALLED
+    assert dog.verdict(T0 + 2.0) == Reason.STALLED
 
 
 def test_a_drop_in_cpu_time_is_not_activity_and_becomes_the_new_baseline() -> None:
@@ -97,10 +97,10 @@ def test_a_drop_in_cpu_time_is_not_activity_and_becomes_the_new_baseline() -> No
     dog = watchdog(stall_timeout=2.0)
     dog.sampled(T0 + 0.5, 50.0)
     dog.sampled(T0 + 1.0, 20.0)  # a child with 30 s of CPU left the tree
-    assert dog.verdict(T0 + 2.0) == STALLED
+    assert dog.verdict(T0 + 2.0) == Reason.STALLED
     dog.sampled(T0 + 2.5, 20.0 + 1.5 * 0.5)  # 50% of a core since the drop
     assert dog.verdict(T0 + 4.49) is None
-    assert dog.verdict(T0 + 4.5) == STALLED
+    assert dog.verdict(T0 + 4.5) == Reason.STALLED
 
 
 def test_a_drop_hides_no_usage_measured_from_the_lower_total() -> None:
@@ -117,7 +117,7 @@ def test_two_samples_at_the_same_instant_decide_nothing() -> None:
     dog = watchdog(stall_timeout=2.0)
     dog.sampled(T0 + 1.0, 1.0)
     dog.sampled(T0 + 1.0, 9.0)
-    assert dog.verdict(T0 + 2.0) == STALLED
+    assert dog.verdict(T0 + 2.0) == Reason.STALLED
 
 
 @pytest.mark.parametrize(
@@ -145,5 +145,5 @@ def test_a_verdict_comes_within_one_tick_of_the_limit() -> None:
     now = T0
     while dog.verdict(now) is None:
         now += tick
-    assert dog.verdict(now) == STALLED
+    assert dog.verdict(now) == Reason.STALLED
     assert stall_timeout <= now - T0 < stall_timeout + tick

@@ -1,23 +1,44 @@
-"""Agent kinds: how to read what an agent prints and decide how its attempt went.
+"""What an agent kind is: its argv, its output parser, its preflight, its failure classes.
 
-A kind is a small parser object made fresh for each attempt; the runner feeds it stdout and asks
-for the outcome once the process has ended. ``plain`` trusts the exit code; ``claude``
-(``supervisor.claude``) reads Claude Code's stream-json. ``supervisor.attempt.new_parser``
-picks the kind's parser for each attempt.
+An ``AgentKind`` is an object in the registry (``supervisor.agents.registry``); the engine asks
+the registry for a task's kind and never branches on a kind's name. A kind supplies:
+
+- ``argv``: the command line of one attempt (the agent's command, its ``extra_args``, the
+  task's, and the flags the kind derives from the task's settings, e.g. a budget or a resume);
+- ``parser``: a fresh ``OutputParser`` per attempt, fed the agent's stdout as it arrives,
+  judging the attempt at the end (the outcome comes from the agent's own structured signal
+  where it has one, never from the exit code alone);
+- ``preflight``: before a night, is the CLI there and does it answer;
+- ``failure_classes``: the reasons it can report, all from the shared vocabulary
+  (``supervisor.reasons``), which the one policy table (``supervisor.engine.policy``) maps to
+  what happens next;
+- ``check_args``: arguments that cannot work, refused when the plan is loaded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
-from supervisor.launch.seam import Exit
-from supervisor.state.records import OK, exit_reason, signal_reason
+from supervisor.plan.catalog import Catalog, KindRules
+from supervisor.plan.model import AgentSpec, TaskSettings
+from supervisor.reasons import Reason, exit_reason, signal_reason
+from supervisor.seam import AttemptKey, Executor, Exit
+
+Notice = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an attempt went according to its agent kind, plus whatever it measured."""
+    """How an attempt went according to its agent kind, plus whatever it measured.
+
+    ``metrics`` keys with a column of their own in the state: ``session_id``, ``turns``,
+    ``cost_usd``, ``api_ms``, ``tokens_in``, ``tokens_out``; keys the engine reads:
+    ``result_text`` (the agent's final message), ``resets_at`` (epoch seconds when a usage
+    limit resets); everything else is kept as the attempt's ``detail``.
+    """
 
     succeeded: bool
     reason: str
@@ -45,10 +66,80 @@ class OutputParser(Protocol):
         """A short live status for ``pagent status`` ("retrying API, 529, attempt 2/10"), or None."""
 
 
+class AgentKind(Protocol):
+    """One kind of agent CLI; see the module docstring."""
+
+    @property
+    def name(self) -> str:
+        """The kind's name in plans (``kind = "claude"``)."""
+
+    @property
+    def default_preflight(self) -> bool:
+        """Whether agents of this kind are checked before a run unless the plan says."""
+
+    @property
+    def failure_classes(self) -> frozenset[Reason]:
+        """The reasons this kind's parser can report."""
+
+    def builtin_agents(self) -> Sequence[AgentSpec]:
+        """Agents of this kind every plan knows without declaring them."""
+
+    def check_args(self, args: Sequence[str]) -> None:
+        """Raise ``ValueError`` (one line) for arguments that cannot work."""
+
+    def argv(self, agent: AgentSpec, settings: TaskSettings, resume: str | None) -> tuple[str, ...]:
+        """The argv of one attempt; ``resume`` is the session to continue, if any."""
+
+    def parser(self) -> OutputParser:
+        """A fresh parser for one attempt."""
+
+    async def preflight(
+        self, agent: AgentSpec, executor: Executor, key: AttemptKey, *, max_wait: float, notice: Notice
+    ) -> str:
+        """Check ``agent`` works; return its version or raise ``PreflightError``. ``notice``
+        takes one line for the user (a transient failure retried); a usage limit that resets
+        within ``max_wait`` seconds is not a failure."""
+
+
 def outcome_from_exit(exit: Exit) -> Outcome:
     """The plain rule: exit code 0 succeeded, anything else failed with its code or signal."""
     if exit.signal_name is not None:
         return Outcome(succeeded=False, reason=signal_reason(exit.signal_name))
     code = exit.code if exit.code is not None else -1
     reason = exit_reason(code)
-    return Outcome(succeeded=reason == OK, reason=reason)
+    return Outcome(succeeded=reason == Reason.OK, reason=reason)
+
+
+def standard_argv(agent: AgentSpec, settings: TaskSettings) -> list[str]:
+    """The agent's command, then its ``extra_args``, then the task's: what every kind starts from."""
+    return [*agent.command, *agent.extra_args, *settings.extra_args]
+
+
+class Kinds:
+    """The registry: agent kinds by name, and the built-in agents they bring."""
+
+    def __init__(self, kinds: Iterable[AgentKind], agents: Iterable[AgentSpec] = ()) -> None:
+        self._kinds: Mapping[str, AgentKind] = MappingProxyType({kind.name: kind for kind in kinds})
+        builtins = {spec.name: spec for kind in self._kinds.values() for spec in kind.builtin_agents()}
+        builtins.update((spec.name, spec) for spec in agents)
+        self._agents = MappingProxyType(builtins)
+
+    def __getitem__(self, name: str) -> AgentKind:
+        """The kind called ``name``; ``KeyError`` if there is none (a loaded plan names only
+        known kinds)."""
+        return self._kinds[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._kinds
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._kinds)
+
+    def catalog(self) -> Catalog:
+        """What the plan loader needs to know of the kinds (``supervisor.plan.catalog``)."""
+        rules = {
+            name: KindRules(default_preflight=kind.default_preflight, check_args=kind.check_args)
+            for name, kind in self._kinds.items()
+        }
+        return Catalog(kinds=MappingProxyType(rules), agents=self._agents)

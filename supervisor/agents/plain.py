@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from supervisor.agents.base import Outcome, outcome_from_exit
-from supervisor.launch.seam import Exit
+from collections.abc import Sequence
+
+from supervisor.agents.base import Notice, Outcome, outcome_from_exit, standard_argv
+from supervisor.plan.model import AgentSpec, TaskSettings
+from supervisor.reasons import Reason
+from supervisor.seam import AttemptKey, Executor, Exit
 
 
 class PlainParser:
-    """The ``plain`` kind: any output is liveness, the exit code is the outcome."""
+    """Reads nothing: exit code 0 succeeded, anything else failed with its code or signal."""
 
     finished = False
     status = None
@@ -20,3 +24,33 @@ class PlainParser:
 
     def outcome(self, exit: Exit) -> Outcome:
         return outcome_from_exit(exit)
+
+
+class PlainKind:
+    """Any command as an agent (``kind = "plain"``, the default for ``[agents.NAME]``)."""
+
+    name = "plain"
+    default_preflight = False
+    failure_classes = frozenset({Reason.OK, Reason.EXIT, Reason.SIGNAL})
+
+    def builtin_agents(self) -> Sequence[AgentSpec]:
+        return ()
+
+    def check_args(self, args: Sequence[str]) -> None:
+        pass  # a plain command may take any argument
+
+    def argv(self, agent: AgentSpec, settings: TaskSettings, resume: str | None) -> tuple[str, ...]:
+        return tuple(standard_argv(agent, settings))
+
+    def parser(self) -> PlainParser:
+        return PlainParser()
+
+    async def preflight(
+        self, agent: AgentSpec, executor: Executor, key: AttemptKey, *, max_wait: float, notice: Notice
+    ) -> str:
+        """``--version``, then the one-line prompt: it must exit 0 (``preflight = true``)."""
+        from supervisor.agents.preflight import run_preflight  # anyio: not needed to load a plan
+
+        return await run_preflight(
+            agent, executor, key, self.parser(), max_wait=max_wait, new_parser=self.parser, notice=notice
+        )

@@ -1,78 +1,102 @@
-"""Before a night of Claude tasks: is the CLI there, and does it answer one prompt?
+"""Before a night of tasks: is the agent CLI there, and does it answer one prompt?
 
-For every agent with ``preflight`` on (Claude agents by default) that a run is about to use,
-``check`` runs ``<command> --version`` and sends a one-line prompt through the same launcher the
-tasks use, in a scratch directory. A missing binary, an authentication or billing failure, a
-usage limit or a crash stops the run before any worktree exists (exit 1, one line), instead of
-failing every task the same way at night.
+For every agent with ``preflight`` on (Claude agents by default) that a run is about to use, the
+kind's ``preflight`` runs ``<command> --version`` and sends a one-line prompt, both through the
+executor the tasks use, in a scratch directory of the executor's. Only what would fail every
+task the same way stops the run before anything is created (exit 1, one line): a missing binary,
+an authentication or billing failure, a usage limit, a crash. A transient failure (a rate limit,
+an overloaded or failing API, a timeout) is retried with backoff for a bounded time and then
+let through with a notice: one overloaded minute at 2 a.m. must not lose the night; the tasks'
+own retry policy deals with it.
 """
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import anyio
 
-from supervisor.engine.attempt import new_parser
+from supervisor.agents.base import OutputParser
+from supervisor.agents.resets import reset_in
 from supervisor.errors import PagentError
-from supervisor.launch.proctree import COOKIE_VAR
-from supervisor.launch.seam import AttemptSpec, Launcher, Stream
 from supervisor.plan.model import AgentSpec
+from supervisor.reasons import Reason
+from supervisor.seam import AttemptKey, AttemptSpec, Executor, Stream
 
 PROMPT = "pagent-run preflight: reply with the single word OK and do nothing else.\n"
 TIMEOUT = 120.0  # seconds for the one-line prompt, API retries included
+TRIES = 4  # one-line prompts at most, for transient failures
+BACKOFF = 5.0  # seconds before the second try, doubling
 _HANG_AFTER_RESULT = 5.0
+# What would fail every task the same way: the run stops before anything is created.
+FATAL = frozenset({Reason.AUTH, Reason.BILLING, Reason.USAGE_LIMIT, Reason.LAUNCH_FAILED})
 
 
 class PreflightError(PagentError):
     """The agent cannot work now; no task was started."""
 
 
-def version(agent: AgentSpec) -> str:
-    """``<command> --version``'s first line; ``PreflightError`` if the command does not exist."""
-    try:
-        done = subprocess.run(
-            [agent.command[0], "--version"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    except (FileNotFoundError, PermissionError) as exc:
-        raise PreflightError(
-            f"agent {agent.name!r}: cannot run {agent.command[0]!r}: {exc.strerror}"
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise PreflightError(f"agent {agent.name!r}: '{agent.command[0]} --version' did not answer") from None
-    lines = (done.stdout.strip() or done.stderr.strip()).splitlines()
-    return lines[0] if lines and done.returncode == 0 else "unknown"
+async def run_preflight(
+    agent: AgentSpec,
+    executor: Executor,
+    key: AttemptKey,
+    parser: OutputParser,
+    env_defaults: Mapping[str, str] = {},
+    *,
+    max_wait: float = 0.0,
+    new_parser: Callable[[], OutputParser] | None = None,
+    notice: Callable[[str], None] = lambda message: None,
+) -> str:
+    """Check ``agent``: its version, then one prompt; return the version or raise
+    ``PreflightError`` (see the module docstring for what is fatal and what is retried).
 
-
-async def check(agent: AgentSpec, launcher: Launcher, env: dict[str, str], cookie: str) -> str:
-    """Run the preflight of ``agent``; return its version or raise ``PreflightError``.
-
-    ``cookie`` marks the preflight's processes like an attempt's, so that the next run's crash
+    ``key`` marks the preflight's processes like an attempt's, so the next run's crash
     recovery finds them if this supervisor dies meanwhile.
     """
-    found = await anyio.to_thread.run_sync(version, agent)
-    parser = new_parser(agent.kind)
+    try:
+        found = await executor.version(agent.command, agent.env)
+    except TimeoutError:
+        raise PreflightError(f"agent {agent.name!r}: '{agent.command[0]} --version' did not answer") from None
+    except OSError as exc:
+        raise PreflightError(
+            f"agent {agent.name!r}: cannot run {agent.command[0]!r}: {exc.strerror or exc}"
+        ) from None
+    env = {**env_defaults, **agent.env}
+    delay = BACKOFF
+    for attempt in range(1, TRIES + 1):
+        reason, detail, reset_in = await _one_prompt(agent, executor, key, parser, env)
+        if reason is None:
+            return found
+        what = f"agent {agent.name!r} preflight failed: {reason}{detail}"
+        cls = Reason.of(reason)
+        if cls is Reason.USAGE_LIMIT and reset_in is not None and reset_in <= max_wait:
+            notice(f"{what}; it resets within max_wait: the tasks wait for it")
+            return found
+        if cls in FATAL:
+            raise PreflightError(what)
+        if attempt == TRIES:
+            notice(f"{what}; going on after {TRIES} tries (the tasks retry by their policy)")
+            return found
+        notice(f"{what}; trying again in {delay:g}s")
+        await anyio.sleep(delay)
+        delay *= 2
+        parser = new_parser() if new_parser is not None else parser
+    return found  # pragma: no cover - the loop returns or raises
+
+
+async def _one_prompt(
+    agent: AgentSpec, executor: Executor, key: AttemptKey, parser: OutputParser, env: Mapping[str, str]
+) -> tuple[str | None, str, float | None]:
+    """Send the one-line prompt: ``(None, "", None)`` on success, else the reason, a detail and
+    the seconds until a usage limit resets (when the agent said)."""
     with tempfile.TemporaryDirectory(prefix="pagent-preflight-") as scratch:
         prompt = Path(scratch) / "prompt.txt"
         prompt.write_text(PROMPT)
         spec = AttemptSpec(
-            run_id="preflight",
-            task_id="preflight",
-            attempt=1,
-            argv=(*agent.command, *agent.extra_args),
-            cwd=Path(scratch),
-            # The CLI retries a 401 like a 5xx, 10 times by default (about 3 minutes): bound it
-            # here, unless the user set it, so a bad key is reported as such, not as a timeout.
-            env={"CLAUDE_CODE_MAX_RETRIES": "4", **env, **agent.env, COOKIE_VAR: cookie},
-            stdin_path=prompt,
-            cookie=cookie,
+            key=key, argv=(*agent.command, *agent.extra_args), env=env, cwd=None, prompt_file=prompt
         )
 
         def on_output(data: bytes, stream: Stream) -> None:
@@ -80,7 +104,7 @@ async def check(agent: AgentSpec, launcher: Launcher, env: dict[str, str], cooki
                 parser.feed(data)
 
         try:
-            async with launcher.start(spec, on_output) as handle:
+            async with executor.start(spec, on_output) as handle:
                 with anyio.move_on_after(TIMEOUT) as scope:
                     async with anyio.create_task_group() as tg:
 
@@ -95,15 +119,12 @@ async def check(agent: AgentSpec, launcher: Launcher, env: dict[str, str], cooki
                         tg.cancel_scope.cancel()
                 if scope.cancelled_caught:
                     await handle.stop(2.0)
-                    raise PreflightError(
-                        f"agent {agent.name!r}: no answer to a one-line prompt in {TIMEOUT:g}s"
-                    )
+                    return Reason.API_TIMEOUT.value, f": no answer to a one-line prompt in {TIMEOUT:g}s", None
                 await handle.finish(2.0)
         except OSError as exc:
-            raise PreflightError(f"agent {agent.name!r}: cannot start: {exc.strerror or exc}") from None
+            return Reason.LAUNCH_FAILED.value, f": cannot start: {exc.strerror or exc}", None
     outcome = parser.outcome(exit)
-    if not outcome.succeeded:
-        text = str(outcome.metrics.get("result_text") or "").strip().splitlines()
-        detail = f": {text[0][:200]}" if text else ""
-        raise PreflightError(f"agent {agent.name!r} preflight failed: {outcome.reason}{detail}")
-    return found
+    if outcome.succeeded:
+        return None, "", None
+    text = str(outcome.metrics.get("result_text") or "").strip().splitlines()
+    return outcome.reason, (f": {text[0][:200]}" if text else ""), reset_in(outcome.metrics, time.time())

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from supervisor.errors import PagentError
 from supervisor.plan.model import Plan
-from supervisor.state.lock import PlanLock, ensure_state_dir
+from supervisor.state.layout import Layout
+from supervisor.state.lock import PlanLock
 from supervisor.workspace.git import git, resolve_repo
 from supervisor.workspace.worktree import default_worktree_root, prune, remove_worktree, uncommitted
 
@@ -53,8 +54,9 @@ def clean(plan: Plan, run_id: str | None, force: bool) -> Cleaned:
     root = default_worktree_root(plan, repo).resolve()
     if run_id is not None:
         root = root / run_id
-    ensure_state_dir(plan.state_dir)
-    with PlanLock(plan.state_dir, plan.key) as lock:
+    layout = Layout.of(plan)
+    layout.ensure()
+    with PlanLock(layout.lock_file) as lock:
         lock.acquire(f"{plan.path.name}: cannot clean")
         worktrees = plan_worktrees(repo.root, root) if root.exists() else []
         if not force:

@@ -32,7 +32,7 @@ class AttemptStarted:
 
     task_id: str
     attempt: int
-    pid: int
+    pid: int | None  # for display; None where the executor has no local pid
     workdir: Path
 
 

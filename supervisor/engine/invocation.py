@@ -1,14 +1,13 @@
 """One invocation of ``pagent-run``: lock, repair, begin the run, execute it, write the summary.
 
-``execute_plan`` is what the CLI calls inside ``anyio.run``. It handles SIGINT and SIGTERM: the
-runner starts nothing new, stops every running attempt and records it ``interrupted``; the
-result then carries exit code 130 or 143.
+``execute_plan`` is what the CLI calls inside ``anyio.run``, with the executor and the agent
+kinds it composed. It handles SIGINT and SIGTERM: the runner starts nothing new, stops every
+running attempt and records it ``interrupted``; the result then carries exit code 130 or 143.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -17,21 +16,21 @@ from typing import Any
 
 import anyio
 
-from supervisor.agents import preflight
+from supervisor.agents.base import Kinds
 from supervisor.engine import events
-from supervisor.engine.runner import Runner, Workspace
-from supervisor.engine.runs import find_run, new_run, recover, reopen_run, run_directory
+from supervisor.engine.runner import Runner
+from supervisor.engine.runs import new_run, recover, reopen_run
+from supervisor.engine.runstate import RunState
+from supervisor.engine.taskrun import RunContext
 from supervisor.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, PagentError, UsageError
-from supervisor.launch import proctree
-from supervisor.launch.local import LocalLauncher
-from supervisor.launch.seam import Launcher
 from supervisor.plan.model import Plan
+from supervisor.seam import AttemptKey, Executor
 from supervisor.state import history
-from supervisor.state.lock import PlanLock, ensure_state_dir
+from supervisor.state.layout import Layout
+from supervisor.state.lock import PlanLock
 from supervisor.state.records import RunRecord, RunStatus, TaskState
 from supervisor.state.store import Store
-from supervisor.state.views import run_view
-from supervisor.ui.report import write_report
+from supervisor.state.views import find_run, run_view
 from supervisor.workspace.git import RepoInfo, resolve_repo
 from supervisor.workspace.worktree import default_worktree_root
 
@@ -46,27 +45,6 @@ class RunResult:
     view: dict[str, Any]
 
 
-async def _preflight(plan: Plan, store: Store, earlier: RunRecord | None, launcher: Launcher) -> str:
-    """Check every agent with ``preflight`` on that this invocation will use; their versions."""
-    done = (
-        set()
-        if earlier is None
-        else {
-            r.task_id
-            for r in store.tasks(earlier.run_id)
-            if r.state in (TaskState.SUCCEEDED, TaskState.CONFLICT)
-        }
-    )
-    agents = {task.settings.agent for task in plan.tasks if task.id not in done}
-    versions = []
-    for name in sorted(agents):
-        agent = plan.agents[name]
-        if agent.preflight:
-            cookie = f"{plan.uid}:preflight:{name}"
-            versions.append(f"{name}: {await preflight.check(agent, launcher, dict(os.environ), cookie)}")
-    return "; ".join(versions)
-
-
 class Interrupted(PagentError):
     """SIGINT or SIGTERM arrived before the run began: nothing was started."""
 
@@ -76,12 +54,13 @@ class _Request:
     """Everything one invocation was asked to do, resolved."""
 
     plan: Plan
+    layout: Layout
     repo: RepoInfo
+    executor: Executor
+    kinds: Kinds
     retry_failed: bool
     run_id: str | None
     emit: Callable[[events.Event], None]
-    launcher: Launcher
-    available_memory: Callable[[], int]
     memory_poll: float
 
 
@@ -103,25 +82,24 @@ class _Signals:
 async def execute_plan(
     plan: Plan,
     *,
+    executor: Executor,
+    kinds: Kinds,
     retry_failed: bool = False,
     run_id: str | None = None,
     emit: Callable[[events.Event], None] = lambda event: None,
-    launcher: Launcher | None = None,
-    available_memory: Callable[[], int] = proctree.available_memory,
     memory_poll: float = 2.0,
 ) -> RunResult:
     """Run ``plan`` (or retry its latest / given run) to the end; see the module docstring."""
     repo = resolve_repo(plan)  # exit 2 on a wrong repo or base, before anything is created
-    if retry_failed and not (plan.state_dir / "state.db").exists():
+    layout = Layout.of(plan)
+    if retry_failed and not layout.database.exists():
         raise UsageError(f"{plan.path.name}: no run yet")
-    request = _Request(
-        plan, repo, retry_failed, run_id, emit, launcher or LocalLauncher(), available_memory, memory_poll
-    )
-    ensure_state_dir(plan.state_dir)
+    request = _Request(plan, layout, repo, executor, kinds, retry_failed, run_id, emit, memory_poll)
+    layout.ensure()
     signals = _Signals()
-    with PlanLock(plan.state_dir, plan.key) as lock:
+    with PlanLock(layout.lock_file) as lock:
         lock.acquire(plan.path.name)
-        store = Store(plan.state_dir / "state.db")
+        store = Store(layout.database)
         try:
             result = await _with_signals(request, store, signals)
         except BaseExceptionGroup as group:
@@ -164,34 +142,66 @@ async def _with_signals(request: _Request, store: Store, signals: _Signals) -> R
     return result
 
 
+async def _preflight(request: _Request, store: Store, earlier: RunRecord | None) -> str:
+    """Check every agent with ``preflight`` on that this invocation will use; their versions."""
+    plan = request.plan
+    done = (
+        set()
+        if earlier is None
+        else {
+            r.task_id
+            for r in store.tasks(earlier.run_id)
+            if r.state in (TaskState.SUCCEEDED, TaskState.CONFLICT)
+        }
+    )
+    tasks = [task for task in plan.tasks if task.id not in done]
+    versions = []
+    for name in sorted({task.settings.agent for task in tasks}):
+        agent = plan.agents[name]
+        if not agent.preflight:
+            continue
+        max_wait = max(task.settings.max_wait for task in tasks if task.settings.agent == name)
+        key = AttemptKey(plan.uid, "preflight", name, 1)
+
+        def notice(message: str) -> None:
+            request.emit(events.Notice(message))
+
+        found = await request.kinds[agent.kind].preflight(
+            agent, request.executor, key, max_wait=max_wait, notice=notice
+        )
+        versions.append(f"{name}: {found}")
+    return "; ".join(versions)
+
+
 async def _run(request: _Request, store: Store, signals: _Signals) -> RunResult:
-    """Repair, begin the run (or reopen it), execute it, write its summary and report."""
-    plan, repo, emit = request.plan, request.repo, request.emit
+    """Repair, begin the run (or reopen it), execute it, write its summary."""
+    plan, repo, emit, layout = request.plan, request.repo, request.emit, request.layout
     grace = max(task.settings.kill_grace for task in plan.tasks)
-    for message in await recover(plan, store, grace):
+    for message in await recover(plan, store, request.executor, time.time(), grace):
         emit(events.Notice(message))
     earlier = find_run(plan, store, request.run_id) if request.retry_failed else None
-    versions = await _preflight(plan, store, earlier, request.launcher)
+    versions = await _preflight(request, store, earlier)
+    state: RunState
     if earlier is not None:
-        run = reopen_run(plan, store, earlier, repo)
+        state = reopen_run(plan, store, earlier, repo)
     else:
-        run = new_run(plan, store, repo, time.time())
+        state = new_run(plan, store, repo, time.time())
     if versions:
-        store.update_run(run.run_id, agent_version=versions)
+        state.update_run(agent_version=versions)
     if plan.keep_runs is not None and earlier is None:
         pruned = history.prune(plan, store, plan.keep_runs)
         if pruned:
             emit(events.Notice(f"keep_runs = {plan.keep_runs}: forgot {len(pruned)} older run(s)"))
-    worktrees = default_worktree_root(plan, repo) / run.run_id
+    run = state.run
+    context = RunContext(plan, layout, repo.root, run.base_commit or repo.base_commit)
     runner = Runner(
-        plan,
-        run,
-        store,
-        request.launcher,
-        Workspace(repo.root, run.base_commit or repo.base_commit, worktrees),
+        context,
+        state,
+        request.executor,
+        request.kinds,
+        worktrees=default_worktree_root(plan, repo) / run.run_id,
         emit=emit,
         retry=request.retry_failed,
-        available_memory=request.available_memory,
         memory_poll=request.memory_poll,
     )
     signals.runner = runner
@@ -201,12 +211,9 @@ async def _run(request: _Request, store: Store, signals: _Signals) -> RunResult:
     exit_code = signals.exit_code
     if exit_code is None:
         exit_code = EXIT_OK if status is RunStatus.SUCCEEDED else EXIT_FAILED
-    store.update_run(run.run_id, exit_code=exit_code)
-    final = store.run(run.run_id)
-    assert final is not None
+    final = state.update_run(exit_code=exit_code)
     view = run_view(store, final)
-    summary_path = run_directory(plan, run.run_id) / "summary.json"
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(json.dumps(view, indent=2) + "\n", encoding="utf-8")
-    write_report(view, summary_path.parent / "report.html")
+    summary = layout.summary(run.run_id)
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    summary.write_text(json.dumps(view, indent=2) + "\n", encoding="utf-8")
     return RunResult(run.run_id, status, exit_code, view)

@@ -27,13 +27,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from supervisor.agents.claude import AUTH, BILLING, RATE_LIMITED, USAGE_LIMIT
 from supervisor.plan.model import RETRYABLE_ON_REQUEST, TaskSettings
-from supervisor.state.records import INTERRUPTED, OK
+from supervisor.reasons import Reason
 
 MAX_DELAY = 3600.0
-NEVER_RETRIED = frozenset({OK, INTERRUPTED})
-STOPS_KIND = frozenset({AUTH, BILLING})
+NEVER_RETRIED = frozenset({Reason.OK, Reason.INTERRUPTED})
+STOPS_KIND = frozenset({Reason.AUTH, Reason.BILLING})
 
 
 @dataclass(frozen=True)
@@ -66,18 +65,19 @@ def decide(  # noqa: PLR0911 - one return per row of the table above
     a usage limit resets, when the agent said.
     """
     jitter = 1.0 + 0.25 * (rng or random).random()
-    if reason in NEVER_RETRIED:
+    cls = Reason.of(reason)
+    if cls in NEVER_RETRIED:
         return Decision(retry=False)
-    if reason in STOPS_KIND:
+    if cls in STOPS_KIND:
         return Decision(retry=False, stop_kind=True)
-    if reason == USAGE_LIMIT:
+    if cls is Reason.USAGE_LIMIT:
         if reset_in is not None and reset_in <= settings.max_wait:
             return Decision(retry=True, delay=max(0.0, reset_in) + 60 * jitter, counted=False)
         return Decision(retry=False, stop_kind=True)
-    if reason == RATE_LIMITED and rate_limited <= settings.rate_limit_retries:
+    if cls is Reason.RATE_LIMITED and rate_limited <= settings.rate_limit_retries:
         delay = min(MAX_DELAY, settings.rate_limit_delay * 2 ** (rate_limited - 1) * jitter)
         return Decision(retry=True, delay=delay, counted=False)
-    if reason in RETRYABLE_ON_REQUEST and reason not in settings.retry_on:
+    if cls in RETRYABLE_ON_REQUEST and reason not in settings.retry_on:
         return Decision(retry=False)
     if failures > settings.retries:
         return Decision(retry=False)

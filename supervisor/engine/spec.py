@@ -1,87 +1,70 @@
-"""What exactly to start for one attempt: argv, environment, prompt file, cookie.
+"""What exactly to start for one attempt: its key, argv, environment overlay and prompt file.
 
-Pure apart from writing the prompt file (context + the rendered template, see ``prompts``).
-The agent's own ``extra_args`` come first, then the task's; for Claude agents
-``--max-budget-usd`` and ``--resume`` are added from the settings.
+Pure apart from writing the prompt file (context + the rendered template, see
+``supervisor.plan.prompts``) where the run keeps it. The argv comes from the task's agent kind;
+the environment is only an overlay (the agent's ``env`` and ``PAGENT_*``): the executor merges
+it with its own base environment and adds what only it knows (``PAGENT_COOKIE``,
+``PAGENT_PROMPT_FILE``, ``PAGENT_WORKTREE``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
-from supervisor.launch import proctree
-from supervisor.launch.seam import AttemptSpec
+from supervisor.agents.base import AgentKind
 from supervisor.plan.model import Plan, Task
 from supervisor.plan.prompts import compose, previous_failure, render
-from supervisor.state.records import AttemptRecord, RunRecord
+from supervisor.seam import AttemptKey, AttemptSpec, Workspace
+from supervisor.state.records import AttemptRecord
 
 
-def argv_for(plan: Plan, task: Task, previous: AttemptRecord | None) -> tuple[str, ...]:
-    """The attempt's argv: the agent's command and extra_args, the task's, and Claude flags."""
-    agent = plan.agents[task.settings.agent]
-    argv = [*agent.command, *agent.extra_args, *task.settings.extra_args]
-    if agent.kind == "claude":
-        if task.settings.max_budget_usd is not None:
-            argv += ["--max-budget-usd", f"{task.settings.max_budget_usd:g}"]
-        if task.settings.resume_on_retry and previous is not None and previous.session_id:
-            argv += ["--resume", previous.session_id]
-    return tuple(argv)
+def write_prompt(path: Path, prompt: bytes) -> None:
+    """Write an attempt's prompt file, making its folder on the run's first attempt."""
+    try:
+        path.write_bytes(prompt)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(prompt)
 
 
 def build_spec(
     plan: Plan,
-    run: RunRecord,
     task: Task,
+    kind: AgentKind,
     *,
-    number: int,
+    key: AttemptKey,
     cwd: Path,
+    workspace: Workspace | None,
     branch: str | None,
-    worktree: str | None,
-    run_dir: Path,
+    prompt_path: Path,
     previous: AttemptRecord | None,
-    base_env: Mapping[str, str],
 ) -> AttemptSpec:
-    """The spec of attempt ``number`` of ``task``; writes its prompt file under ``run_dir``.
-
-    ``base_env`` is the supervisor's environment with the agent's ``env`` on top, which the
-    runner builds once per agent (``Runner.agent_env``): copying ``os.environ`` per attempt was
-    a tenth of the per-task overhead.
-    """
-    prompt_path = run_dir / "prompts" / f"{task.id}.{number}.txt"
+    """The spec of attempt ``key.attempt`` of ``task``; writes its prompt to ``prompt_path``."""
+    agent = plan.agents[task.settings.agent]
+    where = str(workspace.path if workspace is not None else cwd)
     values = {
         "task_id": task.id,
         "wave": task.wave_name,
         "branch": branch or "",
         "base": plan.base or "HEAD",
-        "worktree": worktree or str(cwd),
-        "attempt": number,
+        "worktree": where,
+        "attempt": key.attempt,
         "previous_failure": previous_failure(previous.reason, previous.log_path) if previous else "",
     }
-    prompt = compose(task.context, render(task.prompt, values)).encode()
-    try:
-        prompt_path.write_bytes(prompt)
-    except FileNotFoundError:  # the run's first attempt makes the folder
-        prompt_path.parent.mkdir(parents=True, exist_ok=True)
-        prompt_path.write_bytes(prompt)
-    cookie = f"{plan.uid}:{run.run_id}:{task.id}:{number}"
+    write_prompt(prompt_path, compose(task.context, render(task.prompt, values)).encode())
     env = {
-        **base_env,
-        "PAGENT_RUN_ID": run.run_id,
+        **agent.env,
+        "PAGENT_RUN_ID": key.run_id,
         "PAGENT_TASK_ID": task.id,
         "PAGENT_WAVE": task.wave_name,
-        "PAGENT_ATTEMPT": str(number),
-        "PAGENT_WORKTREE": worktree or str(cwd),
-        "PAGENT_PROMPT_FILE": str(prompt_path),
-        proctree.COOKIE_VAR: cookie,
+        "PAGENT_ATTEMPT": str(key.attempt),
     }
+    resume = previous.session_id if previous is not None else None
     return AttemptSpec(
-        run_id=run.run_id,
-        task_id=task.id,
-        attempt=number,
-        argv=argv_for(plan, task, previous),
-        cwd=cwd,
+        key=key,
+        argv=kind.argv(agent, task.settings, resume),
         env=env,
-        stdin_path=prompt_path,
-        cookie=cookie,
+        cwd=cwd,
+        prompt_file=prompt_path,
+        workspace=workspace,
     )

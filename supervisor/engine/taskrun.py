@@ -1,230 +1,308 @@
 """One task's life inside a run: dependencies, workspace, attempts, checks, retries.
 
-``run_task`` is started by the runner for every pending task of a wave. It waits for the task's
-dependencies, creates (or reuses) its worktree, then loops: wait for memory and a slot, run an
-attempt, check its worktree, and let the retry policy decide. Shared state (records, slots,
-spend) lives on the ``Runner``; every change goes through ``Runner.set_task``, which persists it
-before anything acts on it.
+A ``TaskRun`` is made by the runner for every pending task of a wave and driven by ``run``. It
+waits for the task's dependencies, has the executor prepare the task's workspace, then loops:
+wait for capacity and a slot (the ``LaunchGate``), run an attempt, check its workspace, and let
+the retry policy decide. It works only through explicit collaborators: the run state (the only
+writer of records), the gate, the executor, the task's agent kind, a clock and the stop request.
+Ending an attempt and moving the task on is one transaction.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import anyio
-
-from supervisor.agents.claude import RATE_LIMITED
+from supervisor.agents.base import AgentKind
 from supervisor.agents.resets import reset_in
 from supervisor.engine import events, policy
-from supervisor.engine.attempt import AttemptResult, run_attempt
+from supervisor.engine.attempt import AttemptResult, run_attempt, run_verify
+from supervisor.engine.clock import Clock
+from supervisor.engine.gate import LaunchGate, Stop
+from supervisor.engine.logfile import LogFile
+from supervisor.engine.runstate import RunState
 from supervisor.engine.spec import build_spec
 from supervisor.errors import GitError
-from supervisor.plan.model import Task
-from supervisor.results import checks
-from supervisor.state.records import INTERRUPTED, METRIC_COLUMNS, AttemptRecord, TaskState, check_transition
-from supervisor.workspace import facts
-from supervisor.workspace.worktree import ensure_worktree
-
-if TYPE_CHECKING:
-    from supervisor.engine.runner import Runner
+from supervisor.plan.model import Plan, Task
+from supervisor.reasons import Reason
+from supervisor.results.checks import judge, verified
+from supervisor.seam import AttemptKey, AttemptSpec, CollectRequest, Executor, Workspace, WorkspaceRequest
+from supervisor.state.layout import Layout
+from supervisor.state.records import METRIC_COLUMNS, AttemptRecord, TaskState
 
 
-async def run_task(runner: Runner, task: Task) -> None:
-    """Drive ``task`` to a final state for this invocation (see the module docstring)."""
-    settings = task.settings
-    kind = runner.plan.agents[settings.agent].kind
-    started = runner.clock.monotonic()
-    for dep in task.depends_on:
-        if not await runner.until_stopped(runner.finished[dep].wait):
-            runner.give_up(task.id, TaskState.NOT_RUN, INTERRUPTED)
-            return
-        state = runner.records[dep].state
-        if state not in (TaskState.SUCCEEDED, TaskState.CONFLICT):
-            runner.give_up(task.id, TaskState.NOT_RUN, f"dependency {dep} {state.value}")
-            return
-    try:
-        cwd = await _prepare_workdir(runner, task)
-    except (GitError, OSError) as exc:
-        runner.give_up(task.id, TaskState.FAILED, f"worktree: {exc}")
-        return
-    tries = failures = rate_limited = 0
-    while True:
-        if not await runner.until_stopped(runner.admit, task):
-            break
-        async with runner.limiter:
-            if runner.stop_requested.is_set():
-                break
-            if (why := runner.launch_blocked(kind)) is not None:
-                runner.give_up(task.id, TaskState.FAILED if tries else TaskState.NOT_RUN, why)
+@dataclass(frozen=True)
+class RunContext:
+    """What every task run of one run shares and never changes."""
+
+    plan: Plan
+    layout: Layout
+    repo: Path  # the plan's repository
+    base_commit: str  # where new task branches start
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """One attempt's end, not yet persisted: what the policy needs and what to write."""
+
+    result: AttemptResult
+    number: int
+    attempt_changes: dict[str, Any]
+    task_changes: dict[str, Any]
+
+
+class _Recorder:
+    """The run state, bound to one attempt (``supervisor.engine.attempt.AttemptRecorder``)."""
+
+    def __init__(self, state: RunState, task_id: str, number: int) -> None:
+        self._state, self._task_id, self._number = state, task_id, number
+
+    def running(self, ref: str, pid: int | None) -> None:
+        self._state.attempt_running(self._task_id, self._number, ref, pid)
+
+    def heartbeat(self, **sample: Any) -> None:
+        self._state.heartbeat(self._task_id, self._number, **sample)
+
+
+class TaskRun:
+    """Drives one task to a final state for this invocation (see the module docstring)."""
+
+    def __init__(
+        self,
+        task: Task,
+        *,
+        context: RunContext,
+        state: RunState,
+        gate: LaunchGate,
+        executor: Executor,
+        kind: AgentKind,
+        clock: Clock,
+        stop: Stop,
+        emit: Callable[[events.Event], None],
+        rng: random.Random,
+    ) -> None:
+        self.task = task
+        self._ctx = context
+        self._state = state
+        self._gate = gate
+        self._executor = executor
+        self._kind = kind
+        self._clock = clock
+        self._stop = stop
+        self._emit = emit
+        self._rng = rng
+
+    async def run(self) -> None:
+        """Drive the task to a final state for this invocation."""
+        task, settings = self.task, self.task.settings
+        started = self._clock.monotonic()
+        for dep in task.depends_on:
+            if not await self._stop.unless(self._state.wait_finished, dep):
+                self._give_up(TaskState.NOT_RUN, Reason.INTERRUPTED.value)
                 return
-            tries += 1
-            result = await _attempt(runner, task, cwd)
-        number = runner.records[task.id].attempts
-        if result.succeeded or result.reason == INTERRUPTED:
-            state = TaskState.SUCCEEDED if result.succeeded else TaskState.INTERRUPTED
-            _finish(runner, task.id, state, result, started)
+            state = self._state[dep].state
+            if state not in (TaskState.SUCCEEDED, TaskState.CONFLICT):
+                self._give_up(TaskState.NOT_RUN, Reason.DEPENDENCY.detail(f"{dep} {state.value}"))
+                return
+        try:
+            workspace = await self._prepare()
+        except (GitError, OSError) as exc:
+            self._give_up(TaskState.FAILED, Reason.WORKSPACE.detail(exc))
             return
-        rate_limited += result.reason == RATE_LIMITED
-        decision = policy.decide(
-            result.reason,
-            failures=failures + 1,
-            rate_limited=rate_limited,
-            settings=settings,
-            reset_in=reset_in(result.metrics, runner.clock.time()),
-            rng=runner.rng,
-        )
-        failures += decision.counted
-        if decision.stop_kind:
-            runner.stop_kind(kind, result)
-        if decision.retry and not runner.stop_requested.is_set():
-            runner.set_task(task.id, state=TaskState.PENDING, reason=result.reason)
-            runner.emit(events.AttemptFailed(task.id, number, result.reason, decision.delay))
-            if await runner.until_stopped(runner.clock.sleep, decision.delay):
-                continue
-            break
-        runner.emit(events.AttemptFailed(task.id, number, result.reason, None))
-        _finish(runner, task.id, TaskState.FAILED, result, started)
-        return
-    # Stopped while waiting (for memory, a slot or a retry): nothing of it is running now.
-    runner.give_up(task.id, TaskState.INTERRUPTED if tries else TaskState.NOT_RUN, INTERRUPTED)
-
-
-async def _prepare_workdir(runner: Runner, task: Task) -> Path:
-    """Create (or reuse) the task's worktree and return the agent's working directory."""
-    record = runner.records[task.id]
-    if task.settings.isolation == "worktree":
-        assert record.worktree is not None
-        assert record.branch is not None
-        path = Path(record.worktree)
-        # A stacked task starts from its dependency's branch (which has succeeded by now).
-        start = runner.records[task.depends_on[0]].branch if task.stack else None
-        async with runner.git_lock:
-            await anyio.to_thread.run_sync(
-                ensure_worktree,
-                runner.workspace.repo,
-                path,
-                record.branch,
-                start or runner.workspace.base_commit,
+        tries = failures = rate_limited = 0
+        while True:
+            if not await self._stop.unless(self._gate.capacity, settings.min_free_memory, task.id):
+                break
+            async with self._gate.slot():
+                if self._stop.requested:
+                    break
+                if (why := self._gate.blocked(self._kind.name)) is not None:
+                    self._give_up(TaskState.FAILED if tries else TaskState.NOT_RUN, why)
+                    return
+                tries += 1
+                ended = await self._attempt(workspace)
+            result = ended.result
+            if result.succeeded or result.reason == Reason.INTERRUPTED:
+                state = TaskState.SUCCEEDED if result.succeeded else TaskState.INTERRUPTED
+                self._end(ended, state, started)
+                return
+            rate_limited += Reason.of(result.reason) is Reason.RATE_LIMITED
+            decision = policy.decide(
+                result.reason,
+                failures=failures + 1,
+                rate_limited=rate_limited,
+                settings=settings,
+                reset_in=reset_in(result.metrics, self._clock.time()),
+                rng=self._rng,
             )
-        if record.start_commit is None:
-            start_commit = runner.workspace.base_commit
-            if start is not None:
-                start_commit = await anyio.to_thread.run_sync(facts.head, path)
-            runner.set_task(task.id, start_commit=start_commit)
-    else:
-        path = runner.workspace.repo
-    cwd = path / task.settings.workdir if task.settings.workdir else path
-    cwd.mkdir(parents=True, exist_ok=True)
-    return cwd
+            failures += decision.counted
+            if decision.stop_kind:
+                self._stop_kind(result)
+            if decision.retry and not self._stop.requested:
+                self._persist(ended, {"state": TaskState.PENDING, "reason": result.reason})
+                self._emit(events.AttemptFailed(task.id, ended.number, result.reason, decision.delay))
+                if await self._stop.unless(self._clock.sleep, decision.delay):
+                    continue
+                break
+            self._emit(events.AttemptFailed(task.id, ended.number, result.reason, None))
+            self._end(ended, TaskState.FAILED, started)
+            return
+        # Stopped while waiting (for capacity, a slot or a retry): nothing of it is running now.
+        self._give_up(TaskState.INTERRUPTED if tries else TaskState.NOT_RUN, Reason.INTERRUPTED.value)
 
+    async def _prepare(self) -> Workspace:
+        """Have the executor create (or reuse) the task's workspace; record where it started."""
+        task, record = self.task, self._state[self.task.id]
+        isolated = task.settings.isolation == "worktree"
+        # A stacked task starts from its dependency's branch (which has succeeded by now).
+        start = self._state[task.depends_on[0]].branch if task.stack else None
+        request = WorkspaceRequest(
+            repo=self._ctx.repo,
+            path=Path(record.worktree) if isolated and record.worktree else self._ctx.repo,
+            branch=record.branch if isolated else None,
+            start=start or self._ctx.base_commit,
+        )
+        workspace = await self._executor.prepare(request)
+        if isolated and record.start_commit is None:
+            start_commit = workspace.head if start is not None else self._ctx.base_commit
+            self._state.set_task(task.id, start_commit=start_commit or self._ctx.base_commit)
+        return workspace
 
-async def _attempt(runner: Runner, task: Task, cwd: Path) -> AttemptResult:
-    """Run one attempt of ``task`` and its checks; persist its beginning and its end."""
-    record = runner.records[task.id]
-    number = record.attempts + 1
-    log_path = runner.dir / "logs" / f"{task.id}.{number}.log"
-    previous = runner.store.attempts(runner.run.run_id, task.id)[-1:] if number > 1 else []
-    worktree = Path(record.worktree) if task.settings.isolation == "worktree" and record.worktree else None
-    spec = build_spec(
-        runner.plan,
-        runner.run,
-        task,
-        number=number,
-        cwd=cwd,
-        branch=record.branch,
-        worktree=record.worktree,
-        run_dir=runner.dir,
-        previous=previous[0] if previous else None,
-        base_env=runner.agent_env(task.settings.agent),
-    )
-    head_before = None
-    if worktree is not None:
-        checks.remove_marker(worktree, task)
-        head_before = await anyio.to_thread.run_sync(facts.head, worktree)
-    now = runner.clock.time()
-    attempt = AttemptRecord(
-        run_id=runner.run.run_id,
-        task_id=task.id,
-        number=number,
-        started_at=now,
-        log_path=str(log_path),
-        cookie=spec.cookie,
-    )
-    # Persist the attempt (and its cookie) before the process exists: a crash right after the
-    # launch still leaves enough to find and stop it.
-    check_transition(record.state, TaskState.RUNNING)
-    changes: dict[str, Any] = {
-        "state": TaskState.RUNNING,
-        "attempts": number,
-        "reason": None,
-        "started_at": record.started_at or now,
-    }
-    runner.store.add_attempt(attempt, **changes)
-    runner.records[task.id] = replace(record, **changes)
-    result = await run_attempt(
-        spec=spec,
-        kind=runner.plan.agents[task.settings.agent].kind,
-        settings=task.settings,
-        log_path=log_path,
-        launcher=runner.launcher,
-        clock=runner.clock,
-        store=runner.store,
-        stop_requested=runner.stop_requested,
-        emit=runner.emit,
-    )
-    metrics = dict(result.metrics)
-    if worktree is not None and head_before is not None and result.exit is not None:
-        verdict = await checks.check(
-            task=task,
-            worktree=worktree,
-            cwd=cwd,
-            head_before=head_before,
-            start_commit=runner.records[task.id].start_commit or runner.workspace.base_commit,
-            succeeded=result.succeeded,
+    def _cwd(self, workspace: Workspace) -> Path:
+        """The agent's working directory: the workspace, or ``workdir`` inside it (the executor
+        creates it where the agent runs)."""
+        workdir = self.task.settings.workdir
+        return workspace.path / workdir if workdir else workspace.path
+
+    async def _attempt(self, workspace: Workspace) -> _Ended:
+        """Run one attempt and its checks; persist its beginning, return its end."""
+        task, settings, ctx = self.task, self.task.settings, self._ctx
+        record = self._state[task.id]
+        number = record.attempts + 1
+        run_id = self._state.run_id
+        key = AttemptKey(ctx.plan.uid, run_id, task.id, number)
+        previous = self._state.attempts(task.id)[-1:] if number > 1 else []
+        isolated = workspace.branch is not None
+        spec = build_spec(
+            ctx.plan,
+            task,
+            self._kind,
+            key=key,
+            cwd=self._cwd(workspace),
+            workspace=workspace,
+            branch=record.branch,
+            prompt_path=ctx.layout.prompt(run_id, task.id, number),
+            previous=previous[0] if previous else None,
+        )
+        log_path = ctx.layout.log(run_id, task.id, number)
+        head_before = await self._executor.begin(workspace, settings.done_marker) if isolated else None
+        now = self._clock.time()
+        attempt = AttemptRecord(
+            run_id, task.id, number, started_at=now, log_path=str(log_path), cookie=str(key)
+        )
+        self._state.begin_attempt(attempt, now)
+        log = LogFile(log_path)
+        task_changes: dict[str, Any] = {}
+        try:
+            result = await run_attempt(
+                spec=spec,
+                parser=self._kind.parser(),
+                settings=settings,
+                log=log,
+                executor=self._executor,
+                clock=self._clock,
+                recorder=_Recorder(self._state, task.id, number),
+                stop_requested=self._stop,
+                emit=self._emit,
+            )
+            metrics = dict(result.metrics)
+            if head_before is not None and result.exit is not None:
+                result, detail, diff = await self._check(
+                    workspace, spec, result, head_before=head_before, log=log
+                )
+                metrics.update(detail)
+                if diff is not None:
+                    task_changes["diff"] = diff
+        finally:
+            log.close()
+        exit_code = None if result.exit is None else result.exit.code
+        columns = {name: metrics.pop(name, None) for name in METRIC_COLUMNS}
+        attempt_changes = {
+            "ended_at": self._clock.time(),
+            "exit_code": exit_code,
+            "reason": result.reason,
+            "detail": json.dumps(metrics) if metrics else None,
+            **columns,
+        }
+        task_changes["exit_code"] = exit_code
+        return _Ended(result, number, attempt_changes, task_changes)
+
+    async def _check(
+        self,
+        workspace: Workspace,
+        spec: AttemptSpec,
+        result: AttemptResult,
+        *,
+        head_before: str,
+        log: LogFile,
+    ) -> tuple[AttemptResult, dict[str, Any], str | None]:
+        """The checks of ``supervisor.results.checks``: the result, their detail, the diff JSON."""
+        settings = self.task.settings
+        request = CollectRequest(
+            task_id=self.task.id,
+            attempt=spec.attempt,
             reason=result.reason,
-            number=number,
-            launcher=runner.launcher,
-            spec=spec,
-            log_path=log_path,
-            metrics=metrics,
+            head_before=head_before,
+            start_commit=self._state[self.task.id].start_commit or self._ctx.base_commit,
+            auto_commit=settings.auto_commit,
+            marker=settings.done_marker,
         )
-        result = replace(result, succeeded=verdict.succeeded, reason=verdict.reason)
-        metrics.update(verdict.detail)
-        if verdict.diff is not None:
-            runner.set_task(task.id, diff=json.dumps(verdict.diff.to_dict()))
-    exit_code = None if result.exit is None else result.exit.code
-    columns = {key: metrics.pop(key, None) for key in METRIC_COLUMNS}
-    runner.store.update_attempt(
-        runner.run.run_id,
-        task.id,
-        number,
-        ended_at=runner.clock.time(),
-        exit_code=exit_code,
-        reason=result.reason,
-        detail=json.dumps(metrics) if metrics else None,
-        **columns,
-    )
-    if columns["cost_usd"] is not None:
-        runner.spent += columns["cost_usd"]
-        runner.emit(events.CostUpdate(runner.spent))
-    runner.records[task.id] = replace(runner.records[task.id], exit_code=exit_code)
-    return result
+        try:
+            facts = await self._executor.collect(workspace, request)
+        except (GitError, OSError) as exc:
+            log.note(f"cannot inspect the workspace: {exc}")
+            return replace(result, succeeded=False, reason=Reason.WORKSPACE.detail(exc)), {}, None
+        final_message = str(result.metrics.get("result_text") or "")
+        verdict = judge(settings, result.succeeded, result.reason, facts, final_message)
+        if verdict.succeeded and settings.verify:
+            code = await run_verify(
+                argv=settings.verify, spec=spec, settings=settings, log=log, executor=self._executor
+            )
+            verdict = verified(verdict, code)
+        diff = json.dumps(facts.diff.to_dict()) if facts.diff is not None else None
+        return replace(result, succeeded=verdict.succeeded, reason=verdict.reason), verdict.detail, diff
 
+    def _persist(self, ended: _Ended, task_changes: dict[str, Any]) -> None:
+        """End the attempt and move the task on, in one transaction."""
+        changes = {**ended.task_changes, **task_changes}
+        self._state.end_attempt(self.task.id, ended.number, ended.attempt_changes, changes)
+        if ended.attempt_changes.get("cost_usd") is not None:
+            self._emit(events.CostUpdate(self._state.spent))
 
-def _finish(runner: Runner, task_id: str, state: TaskState, result: AttemptResult, started: float) -> None:
-    exit_code = None if result.exit is None else result.exit.code
-    runner.set_task(
-        task_id, state=state, reason=result.reason, exit_code=exit_code, ended_at=runner.clock.time()
-    )
-    runner.emit(
-        events.TaskFinished(
-            task_id,
-            state,
-            runner.records[task_id].attempts,
-            result.reason,
-            runner.clock.monotonic() - started,
-        )
-    )
+    def _end(self, ended: _Ended, state: TaskState, started: float) -> None:
+        """The task's final state for this invocation, with its last attempt's end."""
+        reason = ended.result.reason
+        self._persist(ended, {"state": state, "reason": reason, "ended_at": self._clock.time()})
+        attempts = self._state[self.task.id].attempts
+        duration = self._clock.monotonic() - started
+        self._emit(events.TaskFinished(self.task.id, state, attempts, reason, duration))
+
+    def _give_up(self, state: TaskState, reason: str) -> None:
+        """End the task without (another) attempt."""
+        record = self._state.give_up(self.task.id, state, reason)
+        self._emit(events.TaskFinished(self.task.id, state, record.attempts, reason, None))
+
+    def _stop_kind(self, result: AttemptResult) -> None:
+        """Start no further task of this agent kind: each would fail like this one."""
+        name = self._kind.name
+        if not self._gate.stop_kind(name, result.reason):
+            return
+        text = str(result.metrics.get("result_text") or "").strip().splitlines()
+        detail = f" ({text[0][:200]})" if text else ""
+        note = f"{name} agents stopped: {result.reason}{detail}; no further {name} task was started"
+        self._state.update_run(note=note)
+        self._emit(events.Notice(note))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from supervisor.state.records import STALLED, TIMEOUT
+from supervisor.reasons import Reason
 
 STALL_CPU_FRACTION = 0.02  # 2% of one core
 
@@ -55,7 +55,7 @@ class Watchdog:
     def verdict(self, now: float) -> str | None:
         """``"timeout"`` or ``"stalled"`` if the attempt must be stopped now, else ``None``."""
         if now - self.started >= self.timeout:
-            return TIMEOUT
+            return Reason.TIMEOUT.value
         if now - self.last_activity >= self.stall_timeout:
-            return STALLED
+            return Reason.STALLED.value
         return None

@@ -1,272 +1,162 @@
-"""``LocalLauncher``: each attempt as a local subprocess in a session of its own.
+"""``LocalExecutor``: attempts as local processes, in workspaces on this machine's disk.
 
-The main process starts with ``setsid`` (its own session and process group) and, on Linux,
-``PR_SET_PDEATHSIG`` so it receives SIGTERM if the supervisor dies. Exit is observed through a
-pidfd, output through non-blocking pipes read on the event loop: no thread per child. The
-prompt reaches the agent's stdin as a file, which ends in EOF exactly like a closed pipe.
+It fills the executor seam (``supervisor.seam``) with what runs here: admission by available
+memory (GNU parallel's ``--memfree``), workspaces from an injected ``Workspaces`` (git worktrees,
+``supervisor.workspace.worktree``), processes from ``LocalLauncher`` (own session, pidfd,
+parent-death signal), each attempt's processes marked with its key in ``PAGENT_COOKIE`` and found
+again by psutil (``supervisor.launch.proctree``), and a ``/proc`` sweep after a crash.
 
-The parent-death signal is asked for by util-linux ``setpriv`` in front of the agent's argv
-(same process, one more exec) wherever it works, so that ``subprocess`` can use vfork; without
-it, by a ``preexec_fn``, which forces fork. With ``setpriv`` the launcher checks beforehand that
-the agent's program can be executed, so a missing one still fails the launch (``OSError``)
-instead of becoming an exit code; a supervisor killed in the instant between the vfork and
-``setpriv``'s prctl leaves an agent without the signal, which the next run's recovery finds by
-its cookie.
+The agent's environment is this process's environment when the executor was made, with the
+spec's overlay on top, then ``PAGENT_COOKIE``, ``PAGENT_PROMPT_FILE`` and ``PAGENT_WORKTREE``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
-import errno
 import os
-import shutil
-import signal
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+import tempfile
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 import psutil
 
 from supervisor.launch import proctree
-from supervisor.launch.seam import AttemptSpec, Exit, OutputCallback, Sample, Stream
+from supervisor.launch.process import LocalHandle, LocalLauncher
+from supervisor.seam import (
+    AttemptSpec,
+    CollectRequest,
+    Facts,
+    OutputCallback,
+    Workspace,
+    WorkspaceRequest,
+)
 
-_PR_SET_PDEATHSIG = 1
-_READ_SIZE = 256 * 1024
-_DEFAULT_GRACE = 1.0  # for clean-up the caller left to the launcher without ever naming a grace
-
-
-def _pdeathsig_command() -> tuple[str, ...] | None:
-    """An argv prefix that asks Linux to SIGTERM the process when its parent dies, then execs
-    the rest of the argv in the same process: util-linux ``setpriv``, where it is installed and
-    shown to do exactly that.
-
-    The prefix costs the child one more exec. The alternative, ``_pdeathsig_setter``, costs the
-    supervisor far more: any ``preexec_fn`` makes ``subprocess`` fork instead of vfork, which
-    copies the supervisor's page tables and blocks the event loop until the child has exec'd
-    (about 4 ms per attempt on a small VM, against under 1 ms).
-    """
-    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-    if setpriv is None:
-        return None
-    prefix = (setpriv, "--pdeathsig", "TERM", "--")
-    try:
-        done = subprocess.run(
-            [*prefix, setpriv, "--dump"],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return prefix if done.returncode == 0 and b"Parent death signal: TERM" in done.stdout else None
+VERSION_TIMEOUT = 60.0
 
 
-def _check_executable(program: str, env: Mapping[str, str], cwd: Path) -> None:
-    """Raise the ``OSError`` that exec'ing ``program`` directly would raise (not found, not
-    executable), as ``subprocess`` does when there is no wrapper in front of it."""
-    if os.sep in program:
-        candidates = [program]
-    else:
-        candidates = [str(Path(folder) / program) for folder in os.get_exec_path(dict(env))]
-    error = errno.ENOENT
-    for candidate in candidates:
-        path = cwd / candidate
-        if not path.exists():
-            continue
-        if path.is_file() and os.access(path, os.X_OK):
-            return
-        error = errno.EACCES
-    raise OSError(error, os.strerror(error), program)
+class Workspaces(Protocol):
+    """Where the local executor's tasks work (synchronous; called from worker threads)."""
+
+    def prepare(self, request: WorkspaceRequest) -> Workspace:
+        """Create or reuse the workspace; ``GitError``/``OSError`` if it cannot."""
+
+    def begin(self, workspace: Workspace, marker: str | None) -> str:
+        """Remove a stale done marker; return the commit checked out."""
+
+    def collect(self, workspace: Workspace, request: CollectRequest) -> Facts:
+        """Marker, auto-commit, what changed, diff stats."""
 
 
-def _pdeathsig_setter() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that asks Linux to SIGTERM the child when its parent dies.
-
-    libc is resolved here, in the parent, so the child only makes one system call between
-    fork and exec. If the parent already died before the call, the child exits at once.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return None
-    prctl = ctypes.CDLL(libc_name, use_errno=True).prctl
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
-class LocalHandle:
-    """A running local attempt; see ``supervisor.launcher.AttemptHandle``."""
+class LocalExecutor:
+    """Runs attempts on this machine; see the module docstring and ``supervisor.seam``."""
 
     def __init__(
-        self, popen: subprocess.Popen[bytes], spec: AttemptSpec, since: proctree.PidMark | None = None
+        self,
+        workspaces: Workspaces,
+        *,
+        available_memory: Callable[[], int] = proctree.available_memory,
+        launcher: LocalLauncher | None = None,
     ) -> None:
-        self._popen = popen
-        self._spec = spec
-        self._since = since  # the pid counter before the attempt started: its processes are newer
-        self._proc = psutil.Process(popen.pid)
-        self.pid = popen.pid
-        self.pid_started = self._proc.create_time()
-        self._pidfd = os.pidfd_open(popen.pid) if hasattr(os, "pidfd_open") else None
-        self._exit: Exit | None = None
-        self._readers_done = anyio.Event()
-        self._finished = False
-        self.grace = _DEFAULT_GRACE  # the latest grace the caller asked for
+        self._workspaces = workspaces
+        self._available_memory = available_memory
+        self._launcher = launcher or LocalLauncher()
+        self._base_env = dict(os.environ)
+        # Concurrent ``git worktree add`` calls race on git's own lock files.
+        self._prepare_lock = anyio.Lock()
 
-    async def wait(self) -> Exit:
-        """Return once the main process has ended (reaping it)."""
-        if self._exit is None:
-            if self._pidfd is not None:
-                await anyio.wait_readable(self._pidfd)
-            else:  # pragma: no cover - Linux < 5.3
-                while self._popen.poll() is None:  # noqa: ASYNC110 - nothing to wait on but time
-                    await anyio.sleep(0.05)
-            code = self._popen.wait()
-            self._exit = Exit(signal=-code) if code < 0 else Exit(code=code)
-        return self._exit
+    def capacity_problem(self, memory: int) -> str | None:
+        """Not enough memory available for ``memory`` more bytes (``min_free_memory``)."""
+        if memory <= 0:
+            return None  # no probe at all: the common case costs nothing
+        available = self._available_memory()
+        if available >= memory:
+            return None
+        return (
+            f"waiting for memory: {available // 2**20} MiB available, "
+            f"{memory // 2**20} MiB required (min_free_memory)"
+        )
 
-    async def stop(self, grace: float) -> None:
-        """SIGTERM the whole tree, then SIGKILL what is left after ``grace`` seconds."""
-        self.grace = grace
-        procs = proctree.tree(self._proc, self.pid, self._spec.cookie, self._since)
-        await proctree.stop_processes(procs, self.pid, grace)
+    async def prepare(self, request: WorkspaceRequest) -> Workspace:
+        async with self._prepare_lock:
+            return await anyio.to_thread.run_sync(self._workspaces.prepare, request)
 
-    async def finish(self, grace: float) -> int:
-        """Stop the leftovers of an ended main process and wait (``grace`` at most) for EOF.
+    async def begin(self, workspace: Workspace, marker: str | None) -> str:
+        return await anyio.to_thread.run_sync(self._workspaces.begin, workspace, marker)
 
-        A leftover that cannot be found (it left the session and dropped the cookie) may hold the
-        pipes open for ever: after ``grace`` the output is cut off, never waited for again.
-        """
-        self.grace = grace
-        procs = proctree.tree(None, self.pid, self._spec.cookie, self._since)
-        if procs:
-            await proctree.stop_processes(procs, self.pid, grace)
-        with anyio.move_on_after(grace):
-            await self._readers_done.wait()
-        self._finished = True  # not when cancelled half-way: the launcher's clean-up redoes it
-        return len(procs)
-
-    def sample(self) -> Sample | None:
-        """CPU seconds, RSS and process count of the main process and its descendants.
-
-        CPU time includes what exited, reaped descendants used (the kernel adds it to their
-        parent's ``children_*`` times): an agent computing through many short-lived processes
-        shows a growing total, not one that jumps up and down with whichever child is alive.
-        """
-        procs = [self._proc, *proctree.recent_descendants(self._proc)]
-        cpu = 0.0
-        rss = 0
-        count = 0
-        for proc in procs:
-            try:
-                with proc.oneshot():
-                    times = proc.cpu_times()
-                    cpu += times.user + times.system + times.children_user + times.children_system
-                    rss += proc.memory_info().rss
-                    count += 1
-            except psutil.Error:
-                continue
-        return Sample(cpu_seconds=cpu, rss=rss, procs=count) if count else None
-
-    def close(self) -> None:
-        """Release the pidfd."""
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
-
-
-class LocalLauncher:
-    """Starts attempts as local subprocesses; see ``supervisor.launcher.Launcher``."""
-
-    def __init__(self) -> None:
-        self._prefix = _pdeathsig_command()
-        self._preexec = None if self._prefix is not None else _pdeathsig_setter()
+    async def collect(self, workspace: Workspace, request: CollectRequest) -> Facts:
+        return await anyio.to_thread.run_sync(self._workspaces.collect, workspace, request)
 
     @asynccontextmanager
     async def start(self, spec: AttemptSpec, on_output: OutputCallback) -> AsyncIterator[LocalHandle]:
-        """Start the attempt; on leaving, its tree is gone and its pipes are closed."""
-        # Popen returns as soon as the child has exec'd: it does not block the loop for long. It
-        # must run on the event loop's thread, never in a worker thread: Linux sends the
-        # parent-death signal when the *thread* that forked the child ends, and anyio's idle
-        # worker threads end after ten seconds.
-        argv = list(spec.argv)
-        if self._prefix is not None:
-            _check_executable(argv[0], spec.env, spec.cwd)
-            argv = [*self._prefix, *argv]
-        since = proctree.pid_mark()
-        with open(spec.stdin_path, "rb") as stdin:  # noqa: ASYNC230 - a local file, opened once
-            popen = subprocess.Popen(  # noqa: ASYNC220
-                argv,
-                stdin=stdin,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=spec.cwd,
-                env=dict(spec.env),
-                start_new_session=True,
-                # None with setpriv (so vfork); else one prctl call, libc resolved before fork.
-                preexec_fn=self._preexec,  # noqa: PLW1509
-                close_fds=True,
-            )
-        handle = LocalHandle(popen, spec, since)
-        assert popen.stdout is not None
-        assert popen.stderr is not None
-        pipes = [(popen.stdout, Stream.STDOUT), (popen.stderr, Stream.STDERR)]
-        try:
-            async with anyio.create_task_group() as tg:
-                pending = len(pipes)
-
-                async def pump(fd: int, stream: Stream) -> None:
-                    nonlocal pending
-                    try:
-                        await _read_until_eof(fd, stream, on_output)
-                    finally:
-                        pending -= 1
-                        if pending == 0:
-                            handle._readers_done.set()
-
-                for pipe, stream in pipes:
-                    os.set_blocking(pipe.fileno(), False)
-                    tg.start_soon(pump, pipe.fileno(), stream)
-                try:
-                    yield handle
-                finally:
-                    # Whatever the caller did, nothing of this attempt may outlive the block; what
-                    # the caller already did (stop, finish) is not waited for a second time.
-                    with anyio.CancelScope(shield=True):
-                        if handle._exit is None:
-                            await handle.stop(handle.grace)
-                            await handle.wait()
-                        if not handle._finished:
-                            await handle.finish(handle.grace)
-                    tg.cancel_scope.cancel()
-        finally:
-            for pipe, _ in pipes:
-                with contextlib.suppress(OSError):
-                    anyio.notify_closing(pipe.fileno())
-                pipe.close()
-            handle.close()
-
-
-async def _read_until_eof(fd: int, stream: Stream, on_output: OutputCallback) -> None:
-    """Deliver everything written to ``fd`` until EOF, chunk by chunk, as it arrives."""
-    while True:
-        try:
-            data = os.read(fd, _READ_SIZE)
-        except BlockingIOError:
-            await anyio.wait_readable(fd)
-            continue
-        if not data:
+        """Start ``spec``'s process; on leaving, its tree is gone and its pipes are closed."""
+        cookie = str(spec.key)
+        env = {**self._base_env, **spec.env, proctree.COOKIE_VAR: cookie}
+        if spec.prompt_file is not None:
+            env["PAGENT_PROMPT_FILE"] = str(spec.prompt_file)
+        if spec.workspace is not None:
+            env["PAGENT_WORKTREE"] = str(spec.workspace.path)
+        if spec.cwd is not None:
+            spec.cwd.mkdir(parents=True, exist_ok=True)  # a task's workdir may not exist yet
+            async with self._launcher.start(
+                spec.argv, cwd=spec.cwd, env=env, stdin=spec.prompt_file, cookie=cookie, on_output=on_output
+            ) as handle:
+                yield handle
             return
-        on_output(data, stream)
+        with tempfile.TemporaryDirectory(prefix="pagent-scratch-") as scratch:
+            async with self._launcher.start(
+                spec.argv,
+                cwd=Path(scratch),
+                env=env,
+                stdin=spec.prompt_file,
+                cookie=cookie,
+                on_output=on_output,
+            ) as handle:
+                yield handle
+
+    async def sweep(self, prefix: str, refs: Sequence[str], grace: float) -> int:
+        """Stop every process whose cookie starts with ``prefix``, and each process named by a
+        reference (``pid:start time``, checked: pids get reused) with its descendants."""
+        procs = {p.pid: p for p in proctree.with_cookie(prefix)}
+        for ref in refs:
+            main = _process_of(ref)
+            if main is not None:
+                procs[main.pid] = main
+                procs.update((p.pid, p) for p in proctree.descendants(main))
+        if procs:
+            await proctree.stop_processes(list(procs.values()), None, grace)
+        return len(procs)
+
+    async def version(self, argv: Sequence[str], env: Mapping[str, str]) -> str:
+        """``argv[0] --version``'s first line (see ``supervisor.seam.Executor.version``)."""
+        command = [argv[0], "--version"]
+        full_env = {**self._base_env, **env}
+
+        def run() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=VERSION_TIMEOUT,
+                stdin=subprocess.DEVNULL,
+                env=full_env,
+                check=False,
+            )
+
+        try:
+            done = await anyio.to_thread.run_sync(run)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{argv[0]} --version") from None
+        lines = (done.stdout.strip() or done.stderr.strip()).splitlines()
+        return lines[0] if lines and done.returncode == 0 else "unknown"
+
+
+def _process_of(ref: str) -> psutil.Process | None:
+    """The process a local attempt reference names, if it still runs."""
+    pid, _, started = ref.partition(":")
+    try:
+        return proctree.find(int(pid), float(started) if started else None)
+    except ValueError:
+        return None

@@ -8,7 +8,6 @@ message is one line naming the file and the key path, e.g.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping
 from dataclasses import replace
@@ -20,6 +19,7 @@ import tomli  # the parser stdlib's tomllib was made from, compiled: three times
 
 from supervisor.errors import PlanError
 from supervisor.plan import schema
+from supervisor.plan.catalog import Catalog
 from supervisor.plan.model import RETRYABLE_ON_REQUEST, AgentSpec, Plan, Task, TaskSettings, Wave
 from supervisor.plan.names import TASK_ID, branch_problem
 from supervisor.plan.prompts import SEPARATOR, template_problem
@@ -30,27 +30,12 @@ _DURATIONS = frozenset(
 )
 
 
-def builtin_agents() -> dict[str, AgentSpec]:
-    """The agents every plan knows without declaring them: ``claude`` and the offline ``demo``."""
-    return {
-        "claude": AgentSpec(
-            name="claude",
-            command=("claude", "-p", "--output-format", "stream-json", "--verbose"),
-            env=MappingProxyType({}),
-            kind="claude",
-            preflight=True,
-        ),
-        "demo": AgentSpec(
-            name="demo",
-            command=(sys.executable, "-m", "supervisor.agents.demo"),
-            env=MappingProxyType({}),
-            kind="plain",
-        ),
-    }
+def load_plan(path: str | Path, catalog: Catalog) -> Plan:
+    """Read and validate the plan at ``path``; raise ``PlanError`` (one line) on any problem.
 
-
-def load_plan(path: str | Path) -> Plan:
-    """Read and validate the plan at ``path``; raise ``PlanError`` (one line) on any problem."""
+    ``catalog`` says which agent kinds exist and which agents every plan knows (the CLI passes
+    the registry's, ``supervisor.agents.registry.KINDS.catalog()``).
+    """
     path = Path(path).absolute()
     label = str(path.name)
     try:
@@ -67,10 +52,10 @@ def load_plan(path: str | Path) -> Plan:
         table = schema.convert(raw)
     except ValueError as exc:
         raise PlanError(f"{label}: {exc}") from None
-    return _build(path, label, table)
+    return _build(path, label, table, catalog)
 
 
-def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
+def _build(path: Path, label: str, table: schema.PlanTable, catalog: Catalog) -> Plan:
     """Apply the cross-field rules and convert the checked tables into the frozen model."""
     plan_dir = path.parent
     # The name becomes part of branch names (pagent/<name>/<task>) and of the worktree
@@ -80,24 +65,26 @@ def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
         origin = "" if table.name else " (from the file name; set 'name' to choose another)"
         raise PlanError(f"{label}: name: {plan_name!r}{origin} cannot be used in branch names: it {problem}")
 
-    agents = builtin_agents()
+    agents = dict(catalog.agents)
     for name, agent in table.agents.items():
+        key = f"{label}: agents.{schema.toml_key(name)}"
         if not TASK_ID.match(name):
-            raise PlanError(
-                f"{label}: agents.{schema.toml_key(name)}: agent names use letters, digits, "
-                f"'.', '_', '-', got {name!r}"
-            )
+            raise PlanError(f"{key}: agent names use letters, digits, '.', '_', '-', got {name!r}")
+        rules = catalog.kinds.get(agent.kind)
+        if rules is None:
+            known = ", ".join(sorted(catalog.kinds))
+            raise PlanError(f"{key}.kind: unknown kind {agent.kind!r} (known: {known})")
         try:
-            _check_extra_args((*agent.command, *agent.extra_args))
+            rules.check_args((*agent.command, *agent.extra_args))
         except ValueError as exc:
-            raise PlanError(f"{label}: agents.{schema.toml_key(name)}.extra_args: {exc}") from None
+            raise PlanError(f"{key}.extra_args: {exc}") from None
         agents[name] = AgentSpec(
             name=name,
             command=tuple(_expand(arg, plan_dir) for arg in agent.command),
             env=MappingProxyType({k: _expand(v, plan_dir) for k, v in agent.env.items()}),
             kind=agent.kind,
             extra_args=tuple(agent.extra_args),
-            preflight=agent.kind == "claude" if agent.preflight is None else agent.preflight,
+            preflight=rules.default_preflight if agent.preflight is None else agent.preflight,
         )
 
     defaults = _merge(TaskSettings(), table.defaults, label, "defaults", agents)
@@ -137,6 +124,11 @@ def _build(path: Path, label: str, table: schema.PlanTable) -> Plan:
                     )
                 branches[task_table.branch] = where
             settings = _merge(defaults, task_table, label, where, agents)
+            try:
+                catalog.kinds[agents[settings.agent].kind].check_args(settings.extra_args)
+            except ValueError as exc:
+                origin = where if task_table.extra_args is not None else "defaults"
+                raise PlanError(f"{label}: {origin}.extra_args: {exc}") from None
             if settings.confine and not settings.workdir:
                 raise PlanError(f"{label}: {where}.confine: needs 'workdir' (the directory to stay in)")
             tasks.append(
@@ -273,7 +265,6 @@ def _merge(
                 value = parse_size(value)
             elif name == "extra_args":
                 value = tuple(value)
-                _check_extra_args(value)
             elif name == "retry_on":
                 unknown = sorted(set(value) - RETRYABLE_ON_REQUEST)
                 if unknown:
@@ -291,15 +282,6 @@ def _merge(
             raise PlanError(f"{label}: {key}: {exc}") from None
         changes[name] = value
     return replace(base, **changes) if changes else base
-
-
-def _check_extra_args(args: tuple[str, ...]) -> None:
-    """Refuse what cannot work: Claude Code refuses --dangerously-skip-permissions as root."""
-    if "--dangerously-skip-permissions" in args and os.geteuid() == 0:
-        raise ValueError(
-            "--dangerously-skip-permissions is refused by Claude Code when running as root; "
-            "use --permission-mode acceptEdits (or run as another user)"
-        )
 
 
 def _check_workdir(value: str) -> str:

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-AgentKind = Literal["plain", "claude"]
+from supervisor.reasons import Reason
+
 Isolation = Literal["worktree", "none"]
 
 # Failure classes that are not retried unless a task lists them in ``retry_on``.
-RETRYABLE_ON_REQUEST = frozenset({"max-turns", "budget", "needs-input"})
+RETRYABLE_ON_REQUEST = frozenset({Reason.MAX_TURNS, Reason.BUDGET, Reason.NEEDS_INPUT})
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class AgentSpec:
     name: str
     command: tuple[str, ...]
     env: Mapping[str, str]
-    kind: AgentKind
+    kind: str  # a kind of the registry (supervisor.agents), checked when the plan is loaded
     extra_args: tuple[str, ...] = ()
     preflight: bool = False  # check the agent works before a run (Claude agents: on by default)
 

@@ -76,7 +76,7 @@ class AgentTable(_Strict, frozen=True):
 
     command: Annotated[list[NonEmptyStr], msgspec.Meta(min_length=1)]
     env: dict[str, str] = {}
-    kind: Literal["plain", "claude"] = "plain"
+    kind: NonEmptyStr = "plain"  # checked against the registry's kinds by the loader
     extra_args: list[str] = []
     preflight: bool | None = None
 

@@ -17,6 +17,7 @@ from typing import Any
 from supervisor.errors import GitError
 from supervisor.workspace.facts import git_as_someone, head
 from supervisor.workspace.git import git
+from supervisor.workspace.worktree import ensure_worktree
 
 DEFAULT_MERGE_MESSAGE = "Merge {branch} (pagent task {task})"
 
@@ -145,3 +146,49 @@ def _merge_one(worktree: Path, task_id: str, branch: str, message: str) -> Merge
 def _merge_in_progress(worktree: Path) -> bool:
     """True while a stopped merge waits to be concluded or aborted."""
     return bool(git(["rev-parse", "--verify", "--quiet", "MERGE_HEAD"], worktree, check=False).strip())
+
+
+@dataclass(frozen=True)
+class WaveFindings:
+    """What the end of a wave found: overlaps so far, and the merges into the integration branch
+    (``skipped`` is git's reason when the integration could not be done at all)."""
+
+    overlaps: list[Overlap]
+    merges: list[MergeResult]
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
+class Integration:
+    """Where a run merges its waves: the branch, its worktree, the commit it starts from."""
+
+    repo: Path
+    worktree: Path
+    branch: str
+    base_commit: str
+
+
+def after_wave(
+    paths: Mapping[str, Sequence[str]],
+    succeeded: Sequence[tuple[str, str]],
+    integration: Integration | None,
+    wave_name: str,
+) -> WaveFindings:
+    """Overlaps between the succeeded tasks' changed ``paths`` (task id -> paths, in plan
+    order), then -- with an integration branch -- the merges of this wave's ``succeeded``
+    ``(task id, branch)`` pairs into it, fewest overlaps first. Returns what it found; the
+    caller records it."""
+    found = overlaps(paths)
+    if integration is None or not succeeded:
+        return WaveFindings(found, [])
+    branches = dict(succeeded)
+    order = merge_order([task_id for task_id, _ in succeeded], found)
+    merges = [(task_id, branches[task_id]) for task_id in order]
+    name = wave_name.replace("{", "{{").replace("}", "}}")
+    message = f"pagent: merge {{branch}} ({name})"
+    try:
+        ensure_worktree(integration.repo, integration.worktree, integration.branch, integration.base_commit)
+        merged = integrate(integration.worktree, merges, message)
+    except GitError as exc:
+        return WaveFindings(found, [], skipped=str(exc))
+    return WaveFindings(found, merged)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from supervisor.engine.runs import run_directory
 from supervisor.plan.model import Plan, PlanFile
+from supervisor.state.layout import Layout
 from supervisor.state.records import RunStatus
 from supervisor.state.store import Store
 from supervisor.state.views import STATE_ORDER
@@ -42,6 +42,6 @@ def prune(plan: Plan, store: Store, keep: int) -> list[str]:
     runs = store.runs(plan.key)
     doomed = [run for run in runs[: max(0, len(runs) - keep)] if run.status is not RunStatus.RUNNING]
     for run in doomed:
-        shutil.rmtree(run_directory(plan, run.run_id), ignore_errors=True)
+        shutil.rmtree(Layout.of(plan).run_dir(run.run_id), ignore_errors=True)
         store.delete_run(run.run_id)
     return [run.run_id for run in doomed]

@@ -1,4 +1,4 @@
-"""One run per plan at a time: an exclusive ``flock`` on ``.pagent/locks/<plan>.lock``.
+"""One run per plan at a time: an exclusive ``flock`` on the plan's lock file (``Layout.lock_file``).
 
 The kernel releases a ``flock`` when its holder dies, however it dies, so a stale lock cannot
 exist: the next run simply gets it (and then repairs what the dead run left). The file holds
@@ -18,24 +18,11 @@ from typing import Any
 from supervisor.errors import LockedError
 
 
-def lock_path(state_dir: Path, key: str) -> Path:
-    """The lock file of the plan filed under ``key``."""
-    return state_dir / "locks" / f"{key}.lock"
-
-
-def ensure_state_dir(state_dir: Path) -> None:
-    """Create ``.pagent/`` with a ``.gitignore`` that keeps all of it out of git."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    ignore = state_dir / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# pagent-run state: runs, logs, locks. Never commit.\n*\n")
-
-
 class PlanLock:
     """The exclusive lock of one plan; a context manager."""
 
-    def __init__(self, state_dir: Path, key: str) -> None:
-        self.path = lock_path(state_dir, key)
+    def __init__(self, path: Path) -> None:
+        self.path = path  # the plan's lock file (``Layout.lock_file``)
         self._fd: int | None = None
 
     def acquire(self, what: str) -> None:
@@ -77,9 +64,9 @@ def read_holder(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def is_locked(state_dir: Path, key: str) -> dict[str, Any] | None:
-    """The holder's info if a run of the plan is active now, else ``None``."""
-    path = lock_path(state_dir, key)
+def is_locked(path: Path) -> dict[str, Any] | None:
+    """The holder's info if a run of the plan is active now (its lock file ``path`` is held),
+    else ``None``."""
     if not path.exists():
         return None
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

@@ -1,8 +1,9 @@
 """The run's record as enums and frozen dataclasses: runs, task runs and attempts.
 
-A task run's life is a small state machine, spelled out in ``TRANSITIONS``; the runner asks
-``check_transition`` before it persists a change, so an impossible move fails loudly in tests
-instead of corrupting a night's record.
+A task run's life is a small state machine, spelled out in ``TRANSITIONS``; the run state
+(``supervisor.engine.runstate``, the only writer of these records) asks ``check_transition``
+before it persists a change, so an impossible move fails loudly in tests instead of corrupting a
+night's record.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class RunStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    # Never stored: what a view shows for a run recorded as running whose supervisor is gone.
+    ABANDONED = "abandoned"
 
 
 TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
@@ -63,27 +66,8 @@ def check_transition(old: TaskState, new: TaskState) -> None:
         raise ValueError(f"illegal task transition {old} -> {new}")
 
 
-# Attempt reasons. Parametrised ones ("exit 3", "signal SIGKILL") are built by the helpers below.
-OK = "ok"
-TIMEOUT = "timeout"
-STALLED = "stalled"
-INTERRUPTED = "interrupted"
-OOM_KILLED = "oom-killed"
-LAUNCH_FAILED = "launch-failed"
-MAX_COST = "max-cost"  # the plan's max_cost_usd was reached before the task could start
-
 # What an agent kind may measure per attempt that has a column of its own in the state.
 METRIC_COLUMNS = ("session_id", "turns", "cost_usd", "api_ms", "tokens_in", "tokens_out")
-
-
-def exit_reason(code: int) -> str:
-    """The reason for an attempt whose process exited with ``code``."""
-    return OK if code == 0 else f"exit {code}"
-
-
-def signal_reason(name: str) -> str:
-    """The reason for an attempt whose process was killed by signal ``name``."""
-    return f"signal {name}"
 
 
 @dataclass(frozen=True)
@@ -141,8 +125,8 @@ class AttemptRecord:
     log_path: str
     cookie: str
     ended_at: float | None = None
-    pid: int | None = None
-    pid_started: float | None = None
+    pid: int | None = None  # for display only: the executor's ``ref`` identifies the attempt
+    pid_started: float | None = None  # no longer written; kept for databases of older versions
     exit_code: int | None = None
     reason: str | None = None
     cpu_percent: float | None = None
@@ -158,6 +142,7 @@ class AttemptRecord:
     tokens_in: int | None = None
     tokens_out: int | None = None
     detail: str | None = None  # JSON: what the agent kind reported beyond the columns
+    ref: str | None = None  # the executor's reference to the attempt (see supervisor.seam)
 
 
 def new_run_id(now: float | None = None) -> str:

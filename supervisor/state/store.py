@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     tokens_in INTEGER,
     tokens_out INTEGER,
     detail TEXT,
+    ref TEXT,
     PRIMARY KEY (run_id, task_id, number)
 );
 """
@@ -99,6 +100,7 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we open transactions ourselves, one per method.
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        self._in_batch = False
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -121,7 +123,23 @@ class Store:
         self._db.close()
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make every change inside the block one transaction (all of them, or none)."""
+        if self._in_batch:
+            yield
+            return
+        with self._transaction():
+            self._in_batch = True
+            try:
+                yield
+            finally:
+                self._in_batch = False
+
+    @contextmanager
     def _transaction(self) -> Iterator[None]:
+        if self._in_batch:  # already inside ``batch``: its transaction covers this change
+            yield
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield

@@ -11,6 +11,8 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
+from supervisor.errors import UsageError
+from supervisor.plan.model import PlanFile
 from supervisor.state.records import AttemptRecord, RunRecord, TaskRecord, TaskState
 from supervisor.state.store import Store
 
@@ -132,3 +134,16 @@ def run_view(store: Store, run: RunRecord, now: float | None = None) -> dict[str
         ),
         "tasks": tasks,
     }
+
+
+def find_run(plan: PlanFile, store: Store, run_id: str | None) -> RunRecord:
+    """The run ``run_id`` of ``plan``, or its latest; ``UsageError`` if there is none."""
+    if run_id is not None:
+        run = store.run(run_id)
+        if run is None or run.plan_key != plan.key:
+            raise UsageError(f"{plan.path.name}: no run {run_id!r} (see 'pagent runs {plan.path.name}')")
+        return run
+    run = store.latest_run(plan.key)
+    if run is None:
+        raise UsageError(f"{plan.path.name}: no run yet")
+    return run

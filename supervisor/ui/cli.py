@@ -17,8 +17,8 @@ import click
 
 from supervisor import __version__
 from supervisor.errors import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, PagentError, UsageError
-from supervisor.plan.load import load_plan
 from supervisor.plan.model import Plan, PlanFile
+from supervisor.ui.compose import load_plan
 
 if TYPE_CHECKING:
     from supervisor.state.store import Store
@@ -74,9 +74,10 @@ def _locate(plan_path: Path) -> PlanFile:
 
 def _store(plan: PlanFile) -> Store:
     """The plan's state database for reading; ``UsageError`` if the plan never ran."""
+    from supervisor.state.layout import Layout
     from supervisor.state.store import Store
 
-    path = plan.state_dir / "state.db"
+    path = Layout.of(plan).database
     if not path.exists():
         raise UsageError(f"{plan.path.name}: no run yet")
     return Store(path)
@@ -84,16 +85,16 @@ def _store(plan: PlanFile) -> Store:
 
 def _view(plan: PlanFile, run_id: str | None) -> dict[str, Any]:
     """The view of the plan's latest (or given) run, as ``status`` and ``report`` show it."""
-    from supervisor.engine.runs import find_run
+    from supervisor.state.layout import Layout
     from supervisor.state.lock import is_locked
-    from supervisor.state.views import run_view
+    from supervisor.state.views import find_run, run_view
 
     store = _store(plan)
     try:
         view = run_view(store, find_run(plan, store, run_id))
     finally:
         store.close()
-    if view["status"] == "running" and is_locked(plan.state_dir, plan.key) is None:
+    if view["status"] == "running" and is_locked(Layout.of(plan).lock_file) is None:
         # Recorded as running, but no process holds the plan: its supervisor died.
         view["status"] = "abandoned"
         view["note"] = "its supervisor is gone; the next pagent-run of this plan repairs the record"
@@ -142,21 +143,27 @@ def _run(
     import anyio
 
     from supervisor.engine.invocation import execute_plan
-    from supervisor.engine.runs import run_directory
+    from supervisor.state.layout import Layout
     from supervisor.ui import progress
+    from supervisor.ui.compose import KINDS, executor_for
     from supervisor.ui.console import EventPrinter, configure_logging
+    from supervisor.ui.report import write_report
     from supervisor.ui.tables import format_summary
 
     configure_logging(log_format)
     printer = EventPrinter(quiet)
-    run = functools.partial(execute_plan, plan, retry_failed=retry_failed, run_id=run_id)
+    run = functools.partial(
+        execute_plan, plan, executor=executor_for(plan), kinds=KINDS, retry_failed=retry_failed, run_id=run_id
+    )
     if not quiet and log_format == "text" and sys.stderr.isatty():
         view = progress.ProgressView()
         with progress.live(view):
             result = anyio.run(functools.partial(run, emit=progress.tee(view, printer)))
     else:
         result = anyio.run(functools.partial(run, emit=printer))
-    click.echo(format_summary(result.view, str(run_directory(plan, result.run_id))))
+    layout = Layout.of(plan)
+    write_report(result.view, layout.report(result.run_id))
+    click.echo(format_summary(result.view, str(layout.run_dir(result.run_id))))
     sys.exit(result.exit_code)
 
 
@@ -227,7 +234,7 @@ def status(plan_path: Path, run_id: str | None, as_json: bool) -> None:
 @handle_errors
 def logs(plan_path: Path, task_id: str, attempt: int | None, run_id: str | None) -> None:
     """Print the raw log (stdout and stderr, as written) of TASK's latest or given attempt."""
-    from supervisor.engine.runs import find_run
+    from supervisor.state.views import find_run
 
     plan = _locate(plan_path)
     store = _store(plan)
@@ -296,12 +303,12 @@ def clean(plan_path: Path, run_id: str | None, force: bool) -> None:
 @handle_errors
 def report(plan_path: Path, run_id: str | None, open_: bool) -> None:
     """Write the run's self-contained report.html (afresh, so it is current) and print its path."""
-    from supervisor.engine.runs import run_directory
+    from supervisor.state.layout import Layout
     from supervisor.ui.report import write_report
 
     plan = _locate(plan_path)
     view = _view(plan, run_id)
-    path = write_report(view, run_directory(plan, view["run_id"]) / "report.html")
+    path = write_report(view, Layout.of(plan).report(view["run_id"]))
     click.echo(str(path))
     if open_:
         click.launch(str(path))

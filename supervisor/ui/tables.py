@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from supervisor.agents.claude import NEEDS_INPUT
 from supervisor.plan.units import format_duration
+from supervisor.reasons import Reason
 from supervisor.state.views import needs_person
 
 
@@ -24,7 +24,7 @@ def format_summary(view: dict[str, Any], run_dir: str) -> str:
         lines.append(f"  {view['note']}")
     # Tasks waiting for a person come first, with what they were denied or asked.
     unfinished = [task for task in view["tasks"] if task["state"] != "succeeded"]
-    unfinished.sort(key=lambda task: task["reason"] != NEEDS_INPUT)
+    unfinished.sort(key=lambda task: task["reason"] != Reason.NEEDS_INPUT)
     for task in unfinished:
         why = f" ({task['reason']})" if task["reason"] else ""
         lines.append(f"  {task['state']:<11} {task['id']}{why}  log: {task['log'] or '-'}")

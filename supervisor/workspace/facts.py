@@ -21,40 +21,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from supervisor.errors import GitError
+from supervisor.seam import DiffStats
 from supervisor.workspace.git import git
 
 # The identity used when the repository has none configured (cron jobs often have no HOME
 # config and no GIT_* environment); environment variables still win over ``-c`` when set.
 FALLBACK_NAME = "pagent"
 FALLBACK_EMAIL = "pagent@localhost"
-
-
-@dataclass(frozen=True)
-class DiffStats:
-    """What a task changed relative to its base: commits ahead and the diff of the merge base."""
-
-    commits: int
-    files: int
-    insertions: int
-    deletions: int
-    paths: tuple[str, ...]
-    uncommitted: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, as ``diff`` in a task's status view."""
-        return {
-            "commits": self.commits,
-            "files": self.files,
-            "insertions": self.insertions,
-            "deletions": self.deletions,
-            "paths": list(self.paths),
-            "uncommitted": self.uncommitted,
-        }
 
 
 def head(worktree: Path) -> str:

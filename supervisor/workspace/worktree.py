@@ -17,6 +17,8 @@ from pathlib import Path
 
 from supervisor.errors import GitError
 from supervisor.plan.model import Plan, Task
+from supervisor.seam import CollectRequest, Facts, Workspace, WorkspaceRequest
+from supervisor.workspace import facts
 from supervisor.workspace.git import RepoInfo, git
 
 
@@ -77,3 +79,66 @@ def uncommitted(path: Path) -> list[str]:
 def prune(repo: Path) -> None:
     """Forget worktrees whose directories are gone."""
     git(["worktree", "prune"], repo)
+
+
+def remove_marker(top: Path, marker: str | None) -> bool:
+    """Remove a done marker from the workspace at ``top``; True if it was there.
+
+    Never removes anything outside ``top``: a marker whose folder an agent turned into a
+    symlink to somewhere else is left alone (and counts as absent).
+    """
+    if marker is None:
+        return False
+    path = top / marker
+    try:
+        parent = path.parent.resolve(strict=True)
+    except OSError:
+        return False
+    if not parent.is_relative_to(top.resolve()):
+        return False
+    target = parent / path.name
+    existed = target.is_file() or target.is_symlink()
+    if existed:
+        target.unlink(missing_ok=True)
+    return existed
+
+
+def changed_since(top: Path, commit: str) -> list[str]:
+    """Paths that differ between ``commit`` and HEAD in the workspace at ``top``."""
+    out = git(["diff", "--name-only", "--no-renames", commit, "HEAD"], top)
+    return [line for line in out.splitlines() if line]
+
+
+class Worktrees:
+    """Task workspaces as git worktrees of the plan's repository (the local executor's).
+
+    ``branch = None`` in a request means no isolation: the agent works in the repository itself
+    and nothing is created, committed or inspected.
+    """
+
+    def prepare(self, request: WorkspaceRequest) -> Workspace:
+        """Create (or reuse) the task's worktree on its branch; ``GitError`` if it cannot."""
+        if request.branch is None:
+            return Workspace(request.repo, None, None)
+        created = ensure_worktree(request.repo, request.path, request.branch, request.start)
+        return Workspace(request.path, request.branch, facts.head(request.path), created)
+
+    def begin(self, workspace: Workspace, marker: str | None) -> str:
+        """Remove a stale done marker; the commit checked out now."""
+        remove_marker(workspace.path, marker)
+        return facts.head(workspace.path)
+
+    def collect(self, workspace: Workspace, request: CollectRequest) -> Facts:
+        """The marker (removed), auto-commit, the attempt's changed paths, the diff stats."""
+        marked = remove_marker(workspace.path, request.marker)
+        exclude = [request.marker] if request.marker else []
+        committed = False
+        if request.auto_commit:
+            message = (
+                f"pagent: work left uncommitted by {request.task_id}, attempt {request.attempt} "
+                f"({request.reason})"
+            )
+            committed = facts.auto_commit(workspace.path, message, exclude)
+        changed = changed_since(workspace.path, request.head_before)
+        diff = facts.diff_stats(workspace.path, request.start_commit)
+        return Facts(marked, committed, tuple(changed), diff)

@@ -1,0 +1,217 @@
+"""The run state: the only writer of a run's task and attempt records.
+
+Every change of a task run goes through ``check_transition`` and is persisted *before* it is
+applied in memory, so what the database says is never behind what the engine acts on. Ending an
+attempt and moving its task on is one transaction (``end_attempt``); so are beginning an attempt,
+repairing a dead run (``abandon``) and reopening a run for ``--retry-failed`` (``reopen``).
+Heartbeats and live notes of running attempts are written here too, so no other module of the
+engine holds the store for writing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
+
+import anyio
+
+from supervisor.reasons import Reason
+from supervisor.state.records import (
+    AttemptRecord,
+    RunRecord,
+    RunStatus,
+    TaskRecord,
+    TaskState,
+    check_transition,
+)
+from supervisor.state.store import Store
+
+
+class RunState:
+    """The records of one run, in memory and in the store (see the module docstring)."""
+
+    def __init__(self, store: Store, run: RunRecord, task_ids: Iterable[str] | None = None) -> None:
+        self._store = store
+        self._run = run
+        wanted = None if task_ids is None else set(task_ids)
+        # Tasks of the run that are no longer in the plan are ignored (documented for --retry-failed).
+        self._records = {
+            r.task_id: r for r in store.tasks(run.run_id) if wanted is None or r.task_id in wanted
+        }
+        # The run's recorded spend so far (a retried run keeps its earlier spend).
+        self.spent = store.run_cost(run.run_id) or 0.0
+        # Set when a task reaches a final state; dependent tasks wait on these.
+        self._finished = {task_id: anyio.Event() for task_id in self._records}
+        for record in self._records.values():
+            if record.state.finished:
+                self._finished[record.task_id].set()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def run(self) -> RunRecord:
+        return self._run
+
+    @property
+    def run_id(self) -> str:
+        return self._run.run_id
+
+    @property
+    def records(self) -> Mapping[str, TaskRecord]:
+        """Every task run of this invocation, by task id (read only)."""
+        return MappingProxyType(self._records)
+
+    def __getitem__(self, task_id: str) -> TaskRecord:
+        return self._records[task_id]
+
+    def attempts(self, task_id: str) -> list[AttemptRecord]:
+        """The attempts of one task run so far, in order."""
+        return self._store.attempts(self.run_id, task_id)
+
+    async def wait_finished(self, task_id: str) -> None:
+        """Return once ``task_id`` is in a final state."""
+        await self._finished[task_id].wait()
+
+    # -- changing task runs ----------------------------------------------------------------------
+
+    def set_task(self, task_id: str, **changes: Any) -> TaskRecord:
+        """Persist a change of a task run, then apply it in memory; return the new record."""
+        record = self._records[task_id]
+        if "state" in changes:
+            check_transition(record.state, changes["state"])
+        self._store.update_task(self.run_id, task_id, **changes)
+        return self._apply(task_id, changes)
+
+    def give_up(self, task_id: str, state: TaskState, reason: str) -> TaskRecord:
+        """End a task that will not (or no longer) run an attempt in this invocation."""
+        return self.set_task(task_id, state=state, reason=reason)
+
+    def begin_attempt(self, attempt: AttemptRecord, started_at: float) -> TaskRecord:
+        """Record a new attempt (its key before its process exists: a crash right after the
+        launch still leaves enough to find it) and move its task to running, in one transaction."""
+        record = self._records[attempt.task_id]
+        check_transition(record.state, TaskState.RUNNING)
+        changes: dict[str, Any] = {
+            "state": TaskState.RUNNING,
+            "attempts": attempt.number,
+            "reason": None,
+            "started_at": record.started_at or started_at,
+        }
+        self._store.add_attempt(attempt, **changes)
+        return self._apply(attempt.task_id, changes)
+
+    def attempt_running(self, task_id: str, number: int, ref: str, pid: int | None) -> None:
+        """The attempt exists where it runs: its executor reference (and a pid for display)."""
+        self._store.update_attempt(self.run_id, task_id, number, ref=ref, pid=pid)
+
+    def heartbeat(self, task_id: str, number: int, **sample: Any) -> None:
+        """A liveness sample (CPU, RSS, processes, last output) or a live note of an attempt."""
+        self._store.update_attempt(self.run_id, task_id, number, **sample)
+
+    def end_attempt(
+        self, task_id: str, number: int, attempt_changes: Mapping[str, Any], task_changes: Mapping[str, Any]
+    ) -> TaskRecord:
+        """End attempt ``number`` and move its task on (to its next state), atomically."""
+        record = self._records[task_id]
+        if "state" in task_changes:
+            check_transition(record.state, task_changes["state"])
+        with self._store.batch():
+            self._store.update_attempt(self.run_id, task_id, number, **attempt_changes)
+            self._store.update_task(self.run_id, task_id, **task_changes)
+        cost = attempt_changes.get("cost_usd")
+        if cost is not None:
+            self.spent += cost
+        return self._apply(task_id, dict(task_changes))
+
+    # -- changing the run ------------------------------------------------------------------------
+
+    def update_run(self, **changes: Any) -> RunRecord:
+        """Persist a change of the run record, then apply it in memory."""
+        self._store.update_run(self.run_id, **changes)
+        self._run = replace(self._run, **changes)
+        return self._run
+
+    def abandon(self, now: float) -> None:
+        """Repair a run whose supervisor died: its open attempts end ``interrupted``, its running
+        tasks (and pending ones with attempts) become ``interrupted``, the other pending ones
+        ``not_run``, the run ``interrupted`` -- in one transaction."""
+        interrupted = Reason.INTERRUPTED.value
+        applied: list[tuple[str, dict[str, Any]]] = []
+        with self._store.batch():
+            for attempt in self._store.open_attempts(self.run_id):
+                self._store.update_attempt(
+                    self.run_id,
+                    attempt.task_id,
+                    attempt.number,
+                    ended_at=attempt.sampled_at or attempt.started_at or now,
+                    reason=interrupted,
+                )
+            for record in list(self._records.values()):
+                if record.state is TaskState.RUNNING or (
+                    record.state is TaskState.PENDING and record.attempts
+                ):
+                    applied.append(
+                        self._persist_task(record.task_id, state=TaskState.INTERRUPTED, reason=interrupted)
+                    )
+                elif record.state is TaskState.PENDING:
+                    applied.append(
+                        self._persist_task(record.task_id, state=TaskState.NOT_RUN, reason=interrupted)
+                    )
+            self._store.update_run(self.run_id, status=RunStatus.INTERRUPTED)
+        for task_id, changes in applied:
+            self._apply(task_id, changes)
+        self._run = replace(self._run, status=RunStatus.INTERRUPTED)
+
+    def reopen(self, tasks: Iterable[tuple[str, int, str]], added: Iterable[TaskRecord], **run: Any) -> None:
+        """For ``--retry-failed``: every task ``(id, wave, wave name)`` of the plan that did not
+        succeed goes back to pending (a conflict is resolved by hand and stays), tasks new in the
+        plan are added, and the run is running again -- in one transaction."""
+        applied: list[tuple[str, dict[str, Any]]] = []
+        with self._store.batch():
+            for task_id, wave, wave_name in tasks:
+                record = self._records.get(task_id)
+                if record is None or record.state in (TaskState.SUCCEEDED, TaskState.CONFLICT):
+                    continue
+                applied.append(
+                    self._persist_task(
+                        task_id, state=TaskState.PENDING, wave=wave, wave_name=wave_name, ended_at=None
+                    )
+                )
+            new = list(added)
+            if new:
+                self._store.add_tasks(new)
+            self._store.update_run(self.run_id, **run)
+        for task_id, changes in applied:
+            self._apply(task_id, changes)
+        for record in new:
+            self._records[record.task_id] = record
+            self._finished[record.task_id] = anyio.Event()
+        self._run = replace(self._run, **run)
+
+    @classmethod
+    def create(cls, store: Store, run: RunRecord, tasks: list[TaskRecord]) -> RunState:
+        """Record a new run with all its task runs (one transaction) and return its state."""
+        store.create_run(run, tasks)
+        return cls(store, run)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _persist_task(self, task_id: str, **changes: Any) -> tuple[str, dict[str, Any]]:
+        """Check and write a change inside a batch; the caller applies it once committed."""
+        record = self._records[task_id]
+        if "state" in changes:
+            check_transition(record.state, changes["state"])
+        self._store.update_task(self.run_id, task_id, **changes)
+        return task_id, changes
+
+    def _apply(self, task_id: str, changes: Mapping[str, Any]) -> TaskRecord:
+        record = self._records[task_id] = replace(self._records[task_id], **changes)
+        event = self._finished.get(task_id)
+        if event is not None:
+            if record.state.finished:
+                event.set()
+            elif event.is_set():  # reopened: dependants must wait for it again
+                self._finished[task_id] = anyio.Event()
+        return record

@@ -1,0 +1,304 @@
+"""Local processes: each attempt's agent as a subprocess in a session of its own.
+
+The main process starts with ``setsid`` (its own session and process group) and, on Linux,
+``PR_SET_PDEATHSIG`` so it receives SIGTERM if the supervisor dies. Exit is observed through a
+pidfd, output through non-blocking pipes read on the event loop: no thread per child. The
+prompt reaches the agent's stdin as a file, which ends in EOF exactly like a closed pipe.
+
+The parent-death signal is asked for by util-linux ``setpriv`` in front of the agent's argv
+(same process, one more exec) wherever it works, so that ``subprocess`` can use vfork; without
+it, by a ``preexec_fn``, which forces fork. With ``setpriv`` the launcher checks beforehand that
+the agent's program can be executed, so a missing one still fails the launch (``OSError``)
+instead of becoming an exit code; a supervisor killed in the instant between the vfork and
+``setpriv``'s prctl leaves an agent without the signal, which the next run's recovery finds by
+its cookie.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import psutil
+
+from supervisor.launch import proctree
+from supervisor.seam import Exit, OutputCallback, Sample, Stream
+
+_PR_SET_PDEATHSIG = 1
+_OOM_EVENTS = "/sys/fs/cgroup/memory.events"
+_READ_SIZE = 256 * 1024
+_DEFAULT_GRACE = 1.0  # for clean-up the caller left to the launcher without ever naming a grace
+
+
+def _pdeathsig_command() -> tuple[str, ...] | None:
+    """An argv prefix that asks Linux to SIGTERM the process when its parent dies, then execs
+    the rest of the argv in the same process: util-linux ``setpriv``, where it is installed and
+    shown to do exactly that.
+
+    The prefix costs the child one more exec. The alternative, ``_pdeathsig_setter``, costs the
+    supervisor far more: any ``preexec_fn`` makes ``subprocess`` fork instead of vfork, which
+    copies the supervisor's page tables and blocks the event loop until the child has exec'd
+    (about 4 ms per attempt on a small VM, against under 1 ms).
+    """
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    if setpriv is None:
+        return None
+    prefix = (setpriv, "--pdeathsig", "TERM", "--")
+    try:
+        done = subprocess.run(
+            [*prefix, setpriv, "--dump"],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return prefix if done.returncode == 0 and b"Parent death signal: TERM" in done.stdout else None
+
+
+def _check_executable(program: str, env: Mapping[str, str], cwd: Path) -> None:
+    """Raise the ``OSError`` that exec'ing ``program`` directly would raise (not found, not
+    executable), as ``subprocess`` does when there is no wrapper in front of it."""
+    if os.sep in program:
+        candidates = [program]
+    else:
+        candidates = [str(Path(folder) / program) for folder in os.get_exec_path(dict(env))]
+    error = errno.ENOENT
+    for candidate in candidates:
+        path = cwd / candidate
+        if not path.exists():
+            continue
+        if path.is_file() and os.access(path, os.X_OK):
+            return
+        error = errno.EACCES
+    raise OSError(error, os.strerror(error), program)
+
+
+def _pdeathsig_setter() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks Linux to SIGTERM the child when its parent dies.
+
+    libc is resolved here, in the parent, so the child only makes one system call between
+    fork and exec. If the parent already died before the call, the child exits at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return None
+    prctl = ctypes.CDLL(libc_name, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+class LocalHandle:
+    """A running local attempt; see ``supervisor.seam.AttemptHandle``."""
+
+    def __init__(
+        self, popen: subprocess.Popen[bytes], cookie: str, since: proctree.PidMark | None = None
+    ) -> None:
+        self._popen = popen
+        self._cookie = cookie
+        self._since = since  # the pid counter before the attempt started: its processes are newer
+        self._proc = psutil.Process(popen.pid)
+        self.pid = popen.pid
+        self.pid_started = self._proc.create_time()
+        self.ref = f"{self.pid}:{self.pid_started!r}"  # pid and start time name the process
+        self._oom_before = _oom_kills()
+        self._pidfd = os.pidfd_open(popen.pid) if hasattr(os, "pidfd_open") else None
+        self._exit: Exit | None = None
+        self._readers_done = anyio.Event()
+        self._finished = False
+        self.grace = _DEFAULT_GRACE  # the latest grace the caller asked for
+
+    async def wait(self) -> Exit:
+        """Return once the main process has ended (reaping it)."""
+        if self._exit is None:
+            if self._pidfd is not None:
+                await anyio.wait_readable(self._pidfd)
+            else:  # pragma: no cover - Linux < 5.3
+                while self._popen.poll() is None:  # noqa: ASYNC110 - nothing to wait on but time
+                    await anyio.sleep(0.05)
+            code = self._popen.wait()
+            if code < 0:
+                oom = -code == signal.SIGKILL and (_oom_kills() or 0) > (self._oom_before or 0)
+                self._exit = Exit(signal=-code, oom=oom and self._oom_before is not None)
+            else:
+                self._exit = Exit(code=code)
+        return self._exit
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM the whole tree, then SIGKILL what is left after ``grace`` seconds."""
+        self.grace = grace
+        procs = proctree.tree(self._proc, self.pid, self._cookie, self._since)
+        await proctree.stop_processes(procs, self.pid, grace)
+
+    async def finish(self, grace: float) -> int:
+        """Stop the leftovers of an ended main process and wait (``grace`` at most) for EOF.
+
+        A leftover that cannot be found (it left the session and dropped the cookie) may hold the
+        pipes open for ever: after ``grace`` the output is cut off, never waited for again.
+        """
+        self.grace = grace
+        procs = proctree.tree(None, self.pid, self._cookie, self._since)
+        if procs:
+            await proctree.stop_processes(procs, self.pid, grace)
+        with anyio.move_on_after(grace):
+            await self._readers_done.wait()
+        self._finished = True  # not when cancelled half-way: the launcher's clean-up redoes it
+        return len(procs)
+
+    def sample(self) -> Sample | None:
+        """CPU seconds, RSS and process count of the main process and its descendants.
+
+        CPU time includes what exited, reaped descendants used (the kernel adds it to their
+        parent's ``children_*`` times): an agent computing through many short-lived processes
+        shows a growing total, not one that jumps up and down with whichever child is alive.
+        """
+        procs = [self._proc, *proctree.recent_descendants(self._proc)]
+        cpu = 0.0
+        rss = 0
+        count = 0
+        for proc in procs:
+            try:
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    cpu += times.user + times.system + times.children_user + times.children_system
+                    rss += proc.memory_info().rss
+                    count += 1
+            except psutil.Error:
+                continue
+        return Sample(cpu_seconds=cpu, rss=rss, procs=count) if count else None
+
+    def close(self) -> None:
+        """Release the pidfd."""
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+class LocalLauncher:
+    """Starts local processes with their own session, a parent-death signal, pidfd and pipes."""
+
+    def __init__(self) -> None:
+        self._prefix = _pdeathsig_command()
+        self._preexec = None if self._prefix is not None else _pdeathsig_setter()
+
+    @asynccontextmanager
+    async def start(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        stdin: Path | None,
+        cookie: str,
+        on_output: OutputCallback,
+    ) -> AsyncIterator[LocalHandle]:
+        """Start ``argv``; on leaving, its tree is gone and its pipes are closed. ``env`` is the
+        complete environment (it must carry ``cookie`` as ``PAGENT_COOKIE``); ``stdin`` is read
+        by the process to EOF (``None``: an empty stdin)."""
+        # Popen returns as soon as the child has exec'd: it does not block the loop for long. It
+        # must run on the event loop's thread, never in a worker thread: Linux sends the
+        # parent-death signal when the *thread* that forked the child ends, and anyio's idle
+        # worker threads end after ten seconds.
+        command = list(argv)
+        if self._prefix is not None:
+            _check_executable(command[0], env, cwd)
+            command = [*self._prefix, *command]
+        since = proctree.pid_mark()
+        with open(stdin or os.devnull, "rb") as stdin_file:  # noqa: ASYNC230 - a local file, opened once
+            popen = subprocess.Popen(  # noqa: ASYNC220
+                command,
+                stdin=stdin_file,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=dict(env),
+                start_new_session=True,
+                # None with setpriv (so vfork); else one prctl call, libc resolved before fork.
+                preexec_fn=self._preexec,  # noqa: PLW1509
+                close_fds=True,
+            )
+        handle = LocalHandle(popen, cookie, since)
+        assert popen.stdout is not None
+        assert popen.stderr is not None
+        pipes = [(popen.stdout, Stream.STDOUT), (popen.stderr, Stream.STDERR)]
+        try:
+            async with anyio.create_task_group() as tg:
+                pending = len(pipes)
+
+                async def pump(fd: int, stream: Stream) -> None:
+                    nonlocal pending
+                    try:
+                        await _read_until_eof(fd, stream, on_output)
+                    finally:
+                        pending -= 1
+                        if pending == 0:
+                            handle._readers_done.set()
+
+                for pipe, stream in pipes:
+                    os.set_blocking(pipe.fileno(), False)
+                    tg.start_soon(pump, pipe.fileno(), stream)
+                try:
+                    yield handle
+                finally:
+                    # Whatever the caller did, nothing of this attempt may outlive the block; what
+                    # the caller already did (stop, finish) is not waited for a second time.
+                    with anyio.CancelScope(shield=True):
+                        if handle._exit is None:
+                            await handle.stop(handle.grace)
+                            await handle.wait()
+                        if not handle._finished:
+                            await handle.finish(handle.grace)
+                    tg.cancel_scope.cancel()
+        finally:
+            for pipe, _ in pipes:
+                with contextlib.suppress(OSError):
+                    anyio.notify_closing(pipe.fileno())
+                pipe.close()
+            handle.close()
+
+
+async def _read_until_eof(fd: int, stream: Stream, on_output: OutputCallback) -> None:
+    """Deliver everything written to ``fd`` until EOF, chunk by chunk, as it arrives."""
+    while True:
+        try:
+            data = os.read(fd, _READ_SIZE)
+        except BlockingIOError:
+            await anyio.wait_readable(fd)
+            continue
+        if not data:
+            return
+        on_output(data, stream)
+
+
+def _oom_kills() -> int | None:
+    """The cgroup's count of OOM kills so far, where cgroup v2 exposes it."""
+    try:
+        with open(_OOM_EVENTS, "rb", buffering=0) as events_file:
+            text = events_file.read(4096)
+        for line in text.splitlines():
+            key, _, value = line.partition(b" ")
+            if key == b"oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        return None
+    return None

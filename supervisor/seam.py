@@ -1,0 +1,248 @@
+"""The executor seam: everything the engine needs from wherever an attempt runs.
+
+The engine never touches a process, a pid, ``/proc`` or a task's files. It asks an
+``Executor`` to admit an attempt (``capacity_problem``), to prepare the task's workspace
+(``prepare``), to start the agent (``start``, which yields an ``AttemptHandle``), to look at the
+workspace after the attempt (``collect``), to stop what a dead supervisor left behind
+(``sweep``) and to name an agent CLI's version (``version``). ``supervisor.launch.local`` runs
+attempts as local processes in git worktrees; a remote engine implements the same few methods;
+the tests use a scripted one.
+
+What an executor must guarantee (the contract; the engine's promises rest on it):
+
+- **Stop reaches the whole tree.** ``AttemptHandle.stop`` ends the agent and everything it
+  started, wherever it runs (SIGTERM, ``grace``, SIGKILL, or the engine's equivalent); leaving
+  ``start``'s context means nothing of the attempt runs any more. ``finish`` stops what the main
+  process left behind after it ended and returns how many such processes it stopped.
+- **Output as it happens.** Every byte the agent writes reaches ``on_output`` unchanged, in
+  order per stream, within seconds; the engine owns logging and interpretation.
+- **A durable reference.** ``AttemptHandle.ref`` is a short string the engine persists as soon
+  as the attempt exists; after a crash of the supervisor, ``sweep`` with the plan's key prefix
+  and the references of attempts that never ended stops whatever of them still runs.
+- **The environment is an overlay.** ``AttemptSpec.env`` holds only the agent's own variables
+  and pagent's ``PAGENT_*``; the executor merges it over its own base environment and adds
+  ``PAGENT_COOKIE`` (its mark to find the attempt's processes), ``PAGENT_PROMPT_FILE`` and
+  ``PAGENT_WORKTREE`` as they are where the agent runs.
+- **The prompt reaches stdin.** ``AttemptSpec.prompt_file`` is on the supervisor's disk; the
+  executor makes it the agent's standard input (read to EOF), wherever the agent runs.
+- **Commits are home when facts are reported.** When ``collect`` returns, every commit of the
+  task's branch is in the plan's repository (``WorkspaceRequest.repo``), so diff stats,
+  overlaps and integration can be computed there.
+- **Exit says OOM.** ``Exit.oom`` is true when the executor knows the main process was killed
+  by the out-of-memory killer.
+"""
+
+from __future__ import annotations
+
+import enum
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Stream(enum.Enum):
+    """Which of the agent's output streams a chunk came from."""
+
+    STDOUT = 1
+    STDERR = 2
+
+
+OutputCallback = Callable[[bytes, Stream], None]
+
+
+@dataclass(frozen=True)
+class AttemptKey:
+    """Names one attempt uniquely across plans, runs and tasks; ``str()`` of it is the key an
+    executor marks the attempt's processes (or jobs) with, and ``prefix`` of a plan finds all of
+    that plan's."""
+
+    plan: str  # the plan's uid (a hash of its real path)
+    run_id: str
+    task_id: str
+    attempt: int
+
+    def __str__(self) -> str:
+        return f"{self.plan}:{self.run_id}:{self.task_id}:{self.attempt}"
+
+    @staticmethod
+    def prefix(plan: str) -> str:
+        """The prefix every key of ``plan`` starts with."""
+        return f"{plan}:"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A task's workspace as the executor prepared it."""
+
+    path: Path  # its top directory, where the executor keeps it
+    branch: str | None  # the task's branch checked out there (None without isolation)
+    head: str | None  # the commit checked out when it was prepared
+    created: bool = False  # made just now (not reused from an earlier attempt)
+
+
+@dataclass(frozen=True)
+class WorkspaceRequest:
+    """Which workspace a task needs: its branch in the plan's repository, started at ``start``."""
+
+    repo: Path  # the plan's repository, on the supervisor's disk
+    path: Path  # where the workspace goes (a key, for an executor that keeps it elsewhere)
+    branch: str | None  # None: no isolation, the agent works in ``repo`` itself
+    start: str  # the commit (or branch) a new branch starts from
+
+
+@dataclass(frozen=True)
+class AttemptSpec:
+    """Everything needed to start one attempt, independent of where it runs."""
+
+    key: AttemptKey
+    argv: tuple[str, ...]
+    env: Mapping[str, str]  # an overlay; see the module docstring
+    cwd: Path | None  # in the workspace; None: a scratch directory of the executor's
+    prompt_file: Path | None  # given as stdin; None: stdin is empty
+    workspace: Workspace | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.key.run_id
+
+    @property
+    def task_id(self) -> str:
+        return self.key.task_id
+
+    @property
+    def attempt(self) -> int:
+        return self.key.attempt
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How an attempt's main process ended: an exit code, or the signal that killed it."""
+
+    code: int | None = None
+    signal: int | None = None
+    oom: bool = False  # killed by the out-of-memory killer, as far as the executor can tell
+
+    @property
+    def signal_name(self) -> str | None:
+        """The signal's name ("SIGKILL"), or ``None`` when the process exited."""
+        if self.signal is None:
+            return None
+        try:
+            return signal.Signals(self.signal).name
+        except ValueError:
+            return f"SIG{self.signal}"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One look at an attempt's process tree: CPU seconds used so far, memory, process count."""
+
+    cpu_seconds: float
+    rss: int
+    procs: int
+
+
+@dataclass(frozen=True)
+class DiffStats:
+    """What a task changed relative to its base: commits ahead and the diff of the merge base."""
+
+    commits: int
+    files: int
+    insertions: int
+    deletions: int
+    paths: tuple[str, ...]
+    uncommitted: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as ``diff`` in a task's status view."""
+        return {
+            "commits": self.commits,
+            "files": self.files,
+            "insertions": self.insertions,
+            "deletions": self.deletions,
+            "paths": list(self.paths),
+            "uncommitted": self.uncommitted,
+        }
+
+
+@dataclass(frozen=True)
+class CollectRequest:
+    """What to do and look at in a workspace after an attempt."""
+
+    task_id: str
+    attempt: int
+    reason: str  # the agent's own verdict, for the auto-commit message
+    head_before: str  # the commit checked out when the attempt started
+    start_commit: str  # where the task's branch started: diff stats are against it
+    auto_commit: bool
+    marker: str | None  # the done marker's path in the workspace, never committed
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a workspace shows after an attempt (see ``CollectRequest``)."""
+
+    marker_found: bool
+    auto_committed: bool
+    changed: tuple[str, ...]  # paths this attempt's commits changed
+    diff: DiffStats | None
+
+
+class AttemptHandle(Protocol):
+    """One running attempt, owned by exactly one coroutine of the engine."""
+
+    @property
+    def ref(self) -> str:
+        """An opaque, persistable reference to the attempt (for ``Executor.sweep``)."""
+
+    @property
+    def pid(self) -> int | None:
+        """The main process's pid where that means something to a person, for display only."""
+
+    async def wait(self) -> Exit:
+        """Return once the main process has ended."""
+
+    async def stop(self, grace: float) -> None:
+        """Stop the whole tree: SIGTERM, up to ``grace`` seconds, then SIGKILL what is left."""
+
+    async def finish(self, grace: float) -> int:
+        """After the main process ended: stop every leftover of its tree and collect the
+        remaining output, waiting at most ``grace`` for a pipe that a leftover holds open.
+        Return how many leftover processes were stopped."""
+
+    def sample(self) -> Sample | None:
+        """Measure the tree now; ``None`` when the executor cannot tell."""
+
+
+class Executor(Protocol):
+    """Runs attempts somewhere; see the module docstring for what it guarantees."""
+
+    def capacity_problem(self, memory: int) -> str | None:
+        """Why an attempt needing ``memory`` bytes free cannot start now ("waiting for memory:
+        ..."), or ``None`` when it can."""
+
+    async def prepare(self, request: WorkspaceRequest) -> Workspace:
+        """Create (or reuse) the task's workspace; ``GitError`` or ``OSError`` if it cannot."""
+
+    async def begin(self, workspace: Workspace, marker: str | None) -> str:
+        """Before an attempt: remove a stale done marker; return the commit checked out."""
+
+    def start(
+        self, spec: AttemptSpec, on_output: OutputCallback
+    ) -> AbstractAsyncContextManager[AttemptHandle]:
+        """Start ``spec`` and yield its handle; ``OSError`` if it cannot start at all."""
+
+    async def collect(self, workspace: Workspace, request: CollectRequest) -> Facts:
+        """After an attempt: the marker, auto-commit, what changed and the diff stats."""
+
+    async def sweep(self, prefix: str, refs: Sequence[str], grace: float) -> int:
+        """Stop whatever still runs of attempts whose keys start with ``prefix`` or whose
+        references are ``refs`` (their supervisor died), with ``grace`` between SIGTERM and
+        SIGKILL; return how many processes (or jobs) it stopped."""
+
+    async def version(self, argv: Sequence[str], env: Mapping[str, str]) -> str:
+        """``argv`` run with ``--version``: its first line ("unknown" if it says nothing useful);
+        ``OSError`` if the program cannot be run, ``TimeoutError`` if it does not answer."""

@@ -1,0 +1,67 @@
+"""Every path under ``.pagent/``: the one place that knows where state, locks and run files live.
+
+```
+.pagent/
+  .gitignore                        keeps all of it out of git
+  state.db                          runs, task runs, attempts, heartbeats
+  locks/<plan key>.lock             held by the active run
+  runs/<run id>/
+    logs/<task>.<attempt>.log       raw stdout + stderr of one attempt
+    prompts/<task>.<attempt>.txt    the prompt the attempt got on stdin
+    summary.json                    written at the end (also on SIGINT/SIGTERM)
+    report.html                     the morning view
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor.plan.model import PlanFile
+
+_IGNORE = "# pagent-run state: runs, logs, locks. Never commit.\n*\n"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of one plan's state directory."""
+
+    root: Path  # the plan's ``.pagent/``
+    key: str  # the plan's key: names its lock
+
+    @classmethod
+    def of(cls, plan: PlanFile) -> Layout:
+        """The layout of ``plan``'s state (beside the plan file)."""
+        return cls(plan.state_dir, plan.key)
+
+    @property
+    def database(self) -> Path:
+        return self.root / "state.db"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "locks" / f"{self.key}.lock"
+
+    def run_dir(self, run_id: str) -> Path:
+        """The directory of one run's logs, prompts, summary and report."""
+        return self.root / "runs" / run_id
+
+    def log(self, run_id: str, task_id: str, attempt: int) -> Path:
+        return self.run_dir(run_id) / "logs" / f"{task_id}.{attempt}.log"
+
+    def prompt(self, run_id: str, task_id: str, attempt: int) -> Path:
+        return self.run_dir(run_id) / "prompts" / f"{task_id}.{attempt}.txt"
+
+    def summary(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "summary.json"
+
+    def report(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "report.html"
+
+    def ensure(self) -> None:
+        """Create ``.pagent/`` with a ``.gitignore`` that keeps all of it out of git."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        ignore = self.root / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text(_IGNORE)

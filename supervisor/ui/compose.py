@@ -1,0 +1,31 @@
+"""Composition: the one place that picks the concrete parts a command works with.
+
+The core never chooses its own parts: the plan loader is given the registry's catalog of agent
+kinds, the engine is given the executor and the registry. Commands (and tests that drive the
+core the way the CLI does) take them from here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from supervisor.agents.registry import KINDS
+from supervisor.plan import load
+from supervisor.plan.model import Plan
+from supervisor.seam import Executor
+
+__all__ = ["KINDS", "executor_for", "load_plan"]
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and validate the plan at ``path`` against the registry's agent kinds."""
+    return load.load_plan(path, KINDS.catalog())
+
+
+def executor_for(plan: Plan) -> Executor:
+    """The executor a plan's attempts run on: local processes in git worktrees."""
+    # Imported here: reading a plan (``pagent validate``) needs neither psutil nor anyio.
+    from supervisor.launch.local import LocalExecutor
+    from supervisor.workspace.worktree import Worktrees
+
+    return LocalExecutor(Worktrees())
