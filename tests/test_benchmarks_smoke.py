@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # real processes (README, "Tests")
+
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = {"overhead", "worktrees", "streaming", "idle", "scale"}
 

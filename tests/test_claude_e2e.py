@@ -35,7 +35,7 @@ from tests.fake_anthropic import (
     write_file,
 )
 
-pytestmark = pytest.mark.claude
+pytestmark = [pytest.mark.slow, pytest.mark.claude]
 
 CLI_ARGS = ["-p", "--output-format", "stream-json", "--verbose"]
 ACCEPT_EDITS = ["--permission-mode", "acceptEdits"]

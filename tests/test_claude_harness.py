@@ -24,6 +24,8 @@ from tests.fake_anthropic import (
     write_file,
 )
 
+pytestmark = pytest.mark.slow  # real processes (README, "Tests")
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

@@ -7,7 +7,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import bin_path
+
+pytestmark = pytest.mark.slow  # real processes (README, "Tests")
 
 RESULT = {
     "type": "result",

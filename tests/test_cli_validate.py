@@ -21,6 +21,8 @@ from click.testing import CliRunner
 
 from supervisor.ui.cli import pagent, pagent_run
 
+pytestmark = pytest.mark.slow  # real processes (README, "Tests")
+
 BIN = Path(sys.executable).parent
 
 GOOD_PLAN = """\

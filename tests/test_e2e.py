@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import bin_path, cli, git, status_json
 
+pytestmark = pytest.mark.slow  # real processes (README, "Tests")
+
 AGENT = Path(__file__).parent / "agents" / "scripted.py"
 
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import bin_path, cli, git, status_json
+
+pytestmark = pytest.mark.slow  # real processes (README, "Tests")
 
 EDITOR = Path(__file__).parent / "agents" / "editor.py"
 

@@ -31,7 +31,7 @@ from supervisor.workspace.worktree import Worktrees
 from tests.agents import LIVENESS, agent, await_file, kill_all, running, write_plan
 from tests.conftest import bin_path
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
 KILL_GRACE = 1.0
 

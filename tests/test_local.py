@@ -22,7 +22,7 @@ from supervisor.seam import AttemptKey, AttemptSpec
 from supervisor.workspace.worktree import Worktrees
 from tests.conftest import bin_path, cli, status_json
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
 MODES = ["setpriv", "preexec"]
 

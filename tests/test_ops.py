@@ -10,7 +10,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import GIT_IDENTITY, bin_path, cli, git, status_json
+
+pytestmark = pytest.mark.slow  # real processes (README, "Tests")
 
 HOLD_AGENT = """
 import os, pathlib, sys, time

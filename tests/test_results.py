@@ -13,6 +13,8 @@ from supervisor.results.integration import MergeResult, Overlap, integrate, merg
 from supervisor.workspace.facts import DiffStats, auto_commit, diff_stats, head
 from tests.conftest import git
 
+pytestmark = pytest.mark.slow  # real processes (README, "Tests")
+
 MARKER = ".pagent-done"
 
 

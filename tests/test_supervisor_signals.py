@@ -27,6 +27,8 @@ from supervisor.ui.compose import load_plan
 from tests.agents import agent, kill_all, running, wait_for, write_plan
 from tests.conftest import bin_path
 
+pytestmark = pytest.mark.slow  # real processes (README, "Tests")
+
 KILL_GRACE = 1.0
 # Long limits: only the signals under test may end these agents.
 SETTINGS = {"retries": 0, "stall_timeout": "1m", "kill_grace": "1s", "timeout": "2m"}

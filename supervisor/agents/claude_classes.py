@@ -38,14 +38,26 @@ reason             recognised by
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from supervisor.agents.jsonlines import http_status as http_status_of
 from supervisor.agents.jsonlines import number
 from supervisor.reasons import Reason, api_error
 
-if TYPE_CHECKING:
-    from supervisor.agents.claude import ClaudeParser
+
+class ClaudeParser(Protocol):
+    """The evidence a Claude stream parser gathered (``supervisor.agents.claude.ClaudeParser``)."""
+
+    result: dict[str, Any] | None
+    assistant_errors: set[str]
+    error_types: set[str]
+    error_statuses: list[int]
+    api_error: str | None
+    error_texts: list[str]
+    rate_limit: dict[str, Any] | None
+    last_retry: dict[str, Any] | None
+    progress_since_retry: bool
+
 
 KEEP_TEXTS = 5  # the CLI's error texts kept for classification, each cut to 2000 characters
 _USAGE_LIMIT = re.compile(

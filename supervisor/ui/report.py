@@ -8,83 +8,21 @@ reasons, paths, branch names) is escaped; the run's agents wrote some of them.
 
 from __future__ import annotations
 
-import html
-import os
-import time
-import urllib.parse
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 from supervisor.state.views import needs_person
-
-# Attempt reasons that mean "stopped from outside", as opposed to "the work failed".
-_WARN_REASONS = {"interrupted", "stalled", "timeout"}
-_STATE_CLASS = {
-    "succeeded": "ok",
-    "failed": "fail",
-    "interrupted": "warn",
-    "running": "run",
-    "pending": "idle",
-    "not_run": "idle",
-}
-# Tick spacings for the time axis, in seconds: the first that gives at most ~8 ticks wins.
-_TICK_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400]
-
-_CSS = """
-:root{--ok:#2e9d4f;--fail:#d33b3b;--warn:#e8891c;--run:#2f6fd6;--idle:#9aa0a6;--line:#e6e8eb;
---fg:#1f2328;--muted:#656d76;--label:16rem}
-*{box-sizing:border-box}
-body{margin:0;padding:1.25rem 1.5rem 3rem;font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;
-color:var(--fg);background:#fff}
-h1{font-size:1.35rem;margin:0 0 .6rem}h2{font-size:1.1rem;margin:2rem 0 .6rem}
-code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
-.meta{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;margin:0}
-.meta dt{color:var(--muted)}.meta dd{margin:0}
-.badge{display:inline-block;padding:0 .45rem;border-radius:.6rem;font-size:12px;color:#fff;
-background:var(--idle);white-space:nowrap}
-.badge.ok{background:var(--ok)}.badge.fail{background:var(--fail)}.badge.warn{background:var(--warn)}
-.badge.run{background:var(--run)}.counts .badge{margin-right:.3rem}
-.note{margin:.6rem 0;padding:.4rem .7rem;border-left:3px solid var(--warn);background:#fff7ec}
-.legend span{margin-right:1rem;color:var(--muted);font-size:12px}
-.legend i{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.3rem;
-vertical-align:-1px}
-.tl{position:relative;font-size:12px;border:1px solid var(--line);border-radius:4px}
-.tl-axis{position:sticky;top:0;z-index:2;display:flex;height:2.4rem;background:#fafbfc;
-border-bottom:1px solid var(--line)}
-.tl-axis .tl-label{color:var(--muted);align-self:center}
-.tl-row{display:flex;height:18px;align-items:center;border-bottom:1px solid #f3f4f6}
-.tl-row:hover{background:#f6f8fa}
-.tl-label{width:var(--label);flex:none;padding:0 .6rem;overflow:hidden;text-overflow:ellipsis;
-white-space:nowrap}
-.tl-label a{color:inherit;text-decoration:none}.tl-label a:hover{text-decoration:underline}
-.tl-track{position:relative;z-index:1;flex:1;height:100%}
-.tl-rows .tl-track{height:12px}
-.bar{position:absolute;top:0;height:12px;min-width:3px;border-radius:2px;background:var(--idle)}
-.bar.ok{background:var(--ok)}.bar.fail{background:var(--fail)}.bar.warn{background:var(--warn)}
-.bar.run{background:var(--run);background-image:repeating-linear-gradient(45deg,
-transparent 0 4px,rgba(255,255,255,.35) 4px 8px)}
-.tl-grid{position:absolute;top:0;bottom:0;left:var(--label);right:.6rem;pointer-events:none;z-index:0}
-.tl-grid.waves{z-index:3}
-.tl-rows{position:relative}
-.tl-rows .tl-track,.tl-axis .tl-track{margin-right:.6rem}
-.tick{position:absolute;top:0;bottom:0;border-left:1px solid #eef0f2}
-.tick-label{position:absolute;bottom:.2rem;transform:translateX(-50%);color:var(--muted);
-white-space:nowrap}
-.tick-label.end{transform:translateX(-100%)}
-.wave{position:absolute;top:0;bottom:0;border-left:2px dashed #444}
-.wave-label{position:absolute;top:.15rem;padding:0 .3rem;background:#444;color:#fff;
-border-radius:2px;white-space:nowrap;font-size:11px;max-width:12rem;overflow:hidden;
-text-overflow:ellipsis}
-table{border-collapse:collapse;width:100%;font-size:13px}
-th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
-th{background:#fafbfc;position:sticky;top:0;z-index:1}
-td.num,th.num{text-align:right;white-space:nowrap}
-.ins{color:var(--ok)}.del{color:var(--fail)}.muted{color:var(--muted)}
-details summary{cursor:pointer;color:var(--muted)}
-ul.paths{margin:.2rem 0 0;padding-left:1.1rem}
-tr:target{background:#fff8c5}
-"""
+from supervisor.ui.report_format import (
+    _CSS,
+    _STATE_CLASS,
+    _clock,
+    _duration,
+    _e,
+    _log_href,
+    _money,
+    _paths,
+)
+from supervisor.ui.report_timeline import _timeline
 
 
 def write_report(
@@ -165,88 +103,6 @@ def _header(view: dict[str, Any], title: str) -> str:
     meta = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
     note = f'<p class="note">{_e(view["note"])}</p>' if view.get("note") else ""
     return f"<header>\n<h1>{_e(title)}</h1>\n<dl class=meta>{meta}</dl>\n{note}</header>\n"
-
-
-def _timeline(view: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
-    """One row per task, one bar per attempt, wave starts as dashed lines, time ticks on top."""
-    attempts = [
-        (i, a) for i, t in enumerate(tasks) for a in t.get("history") or [] if _num(a.get("started_at"))
-    ]
-    out = [
-        '<section>\n<h2>Timeline</h2>\n<p class="legend">',
-        '<span><i style="background:var(--ok)"></i>ok</span>',
-        '<span><i style="background:var(--fail)"></i>failed</span>',
-        '<span><i style="background:var(--warn)"></i>interrupted, stalled, timeout</span>',
-        '<span><i style="background:var(--run)"></i>running</span>',
-        '<span><i style="border:2px dashed #444;width:0"></i>wave start</span></p>\n',
-    ]
-    if not attempts:
-        out.append('<p class="muted">No attempt has started yet.</p>\n</section>\n')
-        return "".join(out)
-    starts = [float(a["started_at"]) for _, a in attempts]
-    ends = [float(a["ended_at"]) for _, a in attempts if _num(a.get("ended_at"))]
-    run_start = float(view["started_at"]) if _num(view.get("started_at")) else min(starts)
-    t0 = min(run_start, *starts)
-    # A running run's duration is measured to "now", so running bars reach the right edge.
-    t1 = run_start + float(view["duration"]) if _num(view.get("duration")) else t0
-    t1 = max(t1, *starts, *ends)
-    span = max(t1 - t0, 1e-6)
-
-    def pct(t: float) -> str:
-        return f"{max(0.0, min(100.0, (t - t0) / span * 100)):.3f}%"
-
-    ticks: list[str] = []
-    waves: list[str] = []
-    labels: list[str] = []
-    step = next((s for s in _TICK_STEPS if span / s <= 8), _TICK_STEPS[-1] * max(1, round(span / 86400 / 8)))
-    tick = 0.0
-    while tick <= span:
-        at = pct(t0 + tick)
-        edge = " end" if tick > span * 0.95 else ""  # keep the last label inside the box
-        ticks.append(f'<div class=tick style="left:{at}"></div>')
-        labels.append(f'<span class="tick-label{edge}" style="left:{at}">{_e(_elapsed(tick))}</span>')
-        tick += step
-    wave_start: dict[Any, tuple[float, str]] = {}
-    for i, a in attempts:
-        key = tasks[i].get("wave_index", tasks[i].get("wave"))
-        name = str(tasks[i].get("wave") if tasks[i].get("wave") is not None else key)
-        start = float(a["started_at"])
-        if key not in wave_start or start < wave_start[key][0]:
-            wave_start[key] = (start, name)
-    for start, name in sorted(wave_start.values()):
-        waves.append(f'<div class=wave style="left:{pct(start)}" title="wave {_e(name)} starts"></div>')
-        labels.append(f'<span class=wave-label style="left:{pct(start)}">{_e(name)}</span>')
-    out.append("<div class=tl>\n<div class=tl-axis><div class=tl-label>task</div><div class=tl-track>")
-    out.extend(labels)
-    # Tick lines go under the bars, wave lines over them.
-    out.append("</div></div>\n<div class=tl-rows>\n<div class=tl-grid>")
-    out.extend(ticks)
-    out.append("</div><div class='tl-grid waves'>")
-    out.extend(waves)
-    out.append("</div>\n")
-    for i, task in enumerate(tasks):
-        bars: list[str] = []
-        for a in task.get("history") or []:
-            if not _num(a.get("started_at")):
-                continue
-            start = float(a["started_at"])
-            outcome = _outcome(a, task)
-            end = float(a["ended_at"]) if _num(a.get("ended_at")) else _open_end(task, t1)
-            width = max(0.0, (end - start) / span * 100)
-            tip = (
-                f"{task.get('id')} #{a.get('attempt')}: {a.get('reason') or outcome} "
-                f"({_duration(end - start)}{', ' + _money(a.get('cost_usd')) if a.get('cost_usd') else ''})"
-            )
-            bars.append(
-                f'<span class="bar {outcome}" style="left:{pct(start)};width:{width:.3f}%" title="{_e(tip)}">'
-                "</span>"
-            )
-        out.append(
-            f'<div class=tl-row><div class=tl-label title="{_e(task.get("id"))}">'
-            f'<a href="#t{i}">{_e(task.get("id"))}</a></div><div class=tl-track>{"".join(bars)}</div></div>\n'
-        )
-    out.append("</div>\n</div>\n</section>\n")
-    return "".join(out)
 
 
 def _needs_person(tasks: list[dict[str, Any]]) -> str:
@@ -359,86 +215,3 @@ def _integration(integration: dict[str, Any] | None) -> str:
         out.append("</table>\n")
     out.append("</section>\n")
     return "".join(out)
-
-
-def _e(value: Any) -> str:
-    """Escaped text for element content and quoted attributes; ``None`` shows as a dash."""
-    return "\u2014" if value is None else html.escape(str(value), quote=True)
-
-
-def _num(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _outcome(attempt: dict[str, Any], task: dict[str, Any]) -> str:
-    """The bar colour class of one attempt."""
-    reason = attempt.get("reason")
-    if attempt.get("ended_at") is None and not reason:
-        # An unfinished attempt of a task that is no longer running was cut off by a crash.
-        return "run" if task.get("state") == "running" else "warn"
-    if reason == "ok":
-        return "ok"
-    if reason in _WARN_REASONS:
-        return "warn"
-    return "fail" if reason else "idle"
-
-
-def _open_end(task: dict[str, Any], run_end: float) -> float:
-    """Where an attempt without an end time is drawn to: the task's end, else the run's."""
-    ended = task.get("ended_at")
-    return float(ended) if _num(ended) and task.get("state") != "running" else run_end
-
-
-def _paths(paths: Iterable[Any]) -> str:
-    """A short path list inline, a long one folded."""
-    items = [f"<li><code>{_e(p)}</code></li>" for p in paths]
-    if not items:
-        return ""
-    if len(items) <= 3:
-        return f"<ul class=paths>{''.join(items)}</ul>"
-    return f"<details><summary>{len(items)} paths</summary><ul class=paths>{''.join(items)}</ul></details>"
-
-
-def _log_href(log: Any, report_dir: Path) -> str | None:
-    """A URL for ``log`` relative to the report's directory (a ``file:`` URI if none exists)."""
-    if not log:
-        return None
-    target = Path(str(log)).absolute()
-    try:
-        relative = os.path.relpath(target, report_dir.absolute())
-    except ValueError:  # another drive on Windows: no relative path exists
-        return target.as_uri()
-    return urllib.parse.quote(Path(relative).as_posix(), safe="/")
-
-
-def _duration(seconds: Any) -> str:
-    if not _num(seconds):
-        return "\u2014"
-    s = float(seconds)
-    if s < 60:
-        return f"{s:.1f}s"
-    whole = round(s)
-    h, rest = divmod(whole, 3600)
-    m, sec = divmod(rest, 60)
-    return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s"
-
-
-def _elapsed(seconds: float) -> str:
-    """An axis label: ``0``, ``+45s``, ``+5m``, ``+1h30m``."""
-    whole = round(seconds)
-    if whole == 0:
-        return "0"
-    h, rest = divmod(whole, 3600)
-    m, s = divmod(rest, 60)
-    text = (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{s}s" if s and not h else "")
-    return "+" + text
-
-
-def _money(value: Any) -> str:
-    return f"${float(value):.2f}" if _num(value) else "\u2014"
-
-
-def _clock(ts: Any) -> str:
-    if not _num(ts):
-        return "\u2014"
-    return time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(float(ts)))

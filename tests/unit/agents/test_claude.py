@@ -21,7 +21,7 @@ from supervisor.plan.model import TaskSettings
 from supervisor.reasons import Reason
 from supervisor.seam import Exit
 
-TRANSCRIPTS = Path(__file__).parent / "transcripts"
+TRANSCRIPTS = Path(__file__).parents[2] / "transcripts"
 EXIT_0, EXIT_1 = Exit(code=0), Exit(code=1)
 # The usage-limit transcript's reset: "resets 7:35pm (UTC)", rate_limit_event resetsAt.
 USAGE_RESET = 1795462504

@@ -267,6 +267,7 @@ def find_chromium() -> str | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_report_renders_in_headless_chromium(
     page: str, view: dict[str, Any], run_dir: Path, tmp_path: Path
@@ -315,3 +316,21 @@ def test_report_renders_in_headless_chromium(
     for task in view["tasks"]:
         assert html.escape(task["id"], quote=False) in dom.stdout, task["id"]
     assert "<script" not in dom.stdout.lower()
+
+
+@pytest.mark.parametrize("state", [*TaskState])
+def test_every_task_state_has_its_own_badge_colour(
+    view: dict[str, Any], run_dir: Path, state: TaskState
+) -> None:
+    """No state falls back to the grey "idle" badge unless it is waiting (pending, not run)."""
+    view = {**view, "tasks": [{**view["tasks"][0], "state": state.value}]}
+    page = render_report(view, run_dir)
+    expected = {"pending": "idle", "not_run": "idle"}.get(state.value)
+    classes = re.findall(rf'<span class="badge (\w+)">{state.value}</span>', page)
+    assert classes, state
+    assert (classes[0] == "idle") == (expected == "idle")
+
+
+def test_an_abandoned_run_is_shown_as_a_warning(view: dict[str, Any], run_dir: Path) -> None:
+    page = render_report({**view, "status": "abandoned"}, run_dir)
+    assert '<span class="badge warn">abandoned</span>' in page
