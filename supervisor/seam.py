@@ -81,6 +81,7 @@ class Workspace:
     branch: str | None  # the task's branch checked out there (None without isolation)
     head: str | None  # the commit checked out when it was prepared
     created: bool = False  # made just now (not reused from an earlier attempt)
+    cwd: Path | None = None  # the agent's working directory (``workdir`` inside ``path``)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class WorkspaceRequest:
     path: Path  # where the workspace goes (a key, for an executor that keeps it elsewhere)
     branch: str | None  # None: no isolation, the agent works in ``repo`` itself
     start: str  # the commit (or branch) a new branch starts from
+    workdir: str | None = None  # the agent's working directory inside the workspace (made if missing)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ import pytest
 from tests.conftest import git, status_json
 from tests.hostile import Reaper, ended_within, pagent, reachable, reaping, run, wait_for, write_plan
 
+pytestmark = pytest.mark.slow  # real processes (README, "Tests")
+
 
 @pytest.fixture
 def reaper(tmp_path: Path) -> Iterator[Reaper]:
@@ -204,7 +206,6 @@ def test_a_plain_run_and_clean_keep_the_agents_commit_on_its_branch(tmp_path: Pa
     assert "refs/heads/pagent/h/a" in reachable(repo, head.read_text().strip())
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: remove_marker follows a symlinked parent directory")
 def test_a_done_marker_behind_a_symlink_never_deletes_a_file_outside_the_worktree(
     tmp_path: Path, repo: Path
 ) -> None:

@@ -21,6 +21,8 @@ import pytest
 from tests.conftest import bin_path, cli, git, status_json
 from tests.hostile import one_line_error, pagent, run, write_plan
 
+pytestmark = pytest.mark.slow  # real processes (README, "Tests")
+
 NOISY = "import sys\nsys.stdin.read()\nfor _ in range(3000):\n    sys.stdout.write('x' * 1000 + '\\n')\n"
 
 
@@ -192,7 +194,6 @@ def test_a_corrupt_state_db_is_named_with_what_to_do(
 # -- agents destroying their workspace -----------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: git() maps a vanished cwd to 'git is not installed'")
 def test_an_agent_deleting_its_own_worktree_fails_its_task_only(tmp_path: Path, repo: Path) -> None:
     """The agent commits, then ``rm -rf``s its worktree. Today: GitError("git is not installed
     (not found on PATH)") -- the cwd is gone -- escapes: internal error, both tasks left

@@ -36,6 +36,8 @@ from tests.hostile import (
     write_plan,
 )
 
+pytestmark = pytest.mark.slow  # real processes (README, "Tests")
+
 
 @pytest.fixture
 def reaper(tmp_path: Path) -> Iterator[Reaper]:

@@ -20,6 +20,8 @@ import pytest
 from tests.conftest import bin_path, git
 from tests.hostile import never_crashes, one_line_error, rejected, write_plan
 
+pytestmark = pytest.mark.slow  # real processes (README, "Tests")
+
 
 def _one_task(tmp_path: Path, repo: Path, **task: Any) -> Path:
     return write_plan(tmp_path / "plans", repo, {"a": task})

@@ -23,6 +23,8 @@ import tomli_w
 from tests.conftest import bin_path
 from tests.hostile import run, write_plan
 
+pytestmark = pytest.mark.slow  # real processes (README, "Tests")
+
 # Set the window title, switch to the alternate screen, clear it: what no agent may do to us.
 HOSTILE = b"\x1b]0;PWNED\x07\x1b[?1049h\x1b[2J HOSTILE-LINE"
 

@@ -165,6 +165,7 @@ class TaskRun:
             path=Path(record.worktree) if isolated and record.worktree else self._ctx.repo,
             branch=record.branch if isolated else None,
             start=start or self._ctx.base_commit,
+            workdir=task.settings.workdir,
         )
         workspace = await self._executor.prepare(request)
         if isolated and record.start_commit is None:
@@ -174,7 +175,9 @@ class TaskRun:
 
     def _cwd(self, workspace: Workspace) -> Path:
         """The agent's working directory: the workspace, or ``workdir`` inside it (the executor
-        creates it where the agent runs)."""
+        made it when it prepared the workspace)."""
+        if workspace.cwd is not None:
+            return workspace.cwd
         workdir = self.task.settings.workdir
         return workspace.path / workdir if workdir else workspace.path
 

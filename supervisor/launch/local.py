@@ -99,7 +99,6 @@ class LocalExecutor:
         if spec.workspace is not None:
             env["PAGENT_WORKTREE"] = str(spec.workspace.path)
         if spec.cwd is not None:
-            spec.cwd.mkdir(parents=True, exist_ok=True)  # a task's workdir may not exist yet
             async with self._launcher.start(
                 spec.argv, cwd=spec.cwd, env=env, stdin=spec.prompt_file, cookie=cookie, on_output=on_output
             ) as handle:

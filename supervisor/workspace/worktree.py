@@ -109,6 +109,18 @@ def changed_since(top: Path, commit: str) -> list[str]:
     return [line for line in out.splitlines() if line]
 
 
+def workdir_in(top: Path, workdir: str | None) -> Path:
+    """The agent's working directory ``workdir`` inside ``top``, made if missing; ``OSError`` if
+    it is not a directory, or leads out of ``top`` (a symlink in the repository, say)."""
+    if workdir is None:
+        return top
+    path = top / workdir
+    path.mkdir(parents=True, exist_ok=True)
+    if not path.resolve().is_relative_to(top.resolve()):
+        raise OSError(f"workdir {workdir!r} leads outside the workspace (to {path.resolve()})")
+    return path
+
+
 class Worktrees:
     """Task workspaces as git worktrees of the plan's repository (the local executor's).
 
@@ -117,11 +129,13 @@ class Worktrees:
     """
 
     def prepare(self, request: WorkspaceRequest) -> Workspace:
-        """Create (or reuse) the task's worktree on its branch; ``GitError`` if it cannot."""
+        """Create (or reuse) the task's worktree on its branch and its ``workdir``; ``GitError``
+        or ``OSError`` if it cannot."""
         if request.branch is None:
-            return Workspace(request.repo, None, None)
+            return Workspace(request.repo, None, None, cwd=workdir_in(request.repo, request.workdir))
         created = ensure_worktree(request.repo, request.path, request.branch, request.start)
-        return Workspace(request.path, request.branch, facts.head(request.path), created)
+        cwd = workdir_in(request.path, request.workdir)
+        return Workspace(request.path, request.branch, facts.head(request.path), created, cwd)
 
     def begin(self, workspace: Workspace, marker: str | None) -> str:
         """Remove a stale done marker; the commit checked out now."""
