@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from supervisor.handoff.loader import load_apprise
 from supervisor.handoff.masking import mask_text, mask_url
 from supervisor.handoff.payload import CONFIGURABLE, DEFAULT_EVENTS, Event
 from supervisor.schema import Duration, NonEmptyStr, _describe, _Strict
@@ -176,7 +177,7 @@ def apprise_problem(url: str) -> str | None:
     Only parses: no connection is made and nothing is sent.
     """
     try:
-        import apprise  # noqa: PLC0415 -- 0.3 s of imports and plugin loading, only when needed
+        apprise = load_apprise()
     except ImportError:
         return "sending to URLs needs the apprise package (pip install apprise)"
     with _apprise_log() as said:

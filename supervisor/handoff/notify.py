@@ -30,6 +30,7 @@ import anyio
 
 from supervisor.handoff.bounded import run_bounded
 from supervisor.handoff.config import NotifyConfig
+from supervisor.handoff.loader import load_apprise
 from supervisor.handoff.masking import mask_text, mask_url
 from supervisor.handoff.payload import Notification
 
@@ -141,8 +142,7 @@ def _with_retries(
 def _apprise_once(url: str, note: Notification, remaining: float) -> str | None:
     """One try at ``url`` through its own ``apprise.Apprise``, bounded by ``remaining``; the
     masked error line, or ``None`` on success."""
-    import apprise  # noqa: PLC0415 -- 0.3 s of imports and plugin loading, only when sending
-
+    apprise = load_apprise()
     asset = apprise.AppriseAsset(storage_mode="memory")  # write nothing to disk
     plugin = apprise.Apprise.instantiate(url, asset=asset)
     if plugin is None:
