@@ -185,6 +185,8 @@ def _problem(done: Finished, what: str, timeout: float) -> str:
     if done.timed_out:
         return f"{what}: no answer within {timeout:g} s (stopped)"
     lines = [line for line in (done.stderr + "\n" + done.stdout).splitlines() if line.strip()]
+    # git's first fatal/error line names the cause ("'x' does not appear to be a git
+    # repository"); the ones after it are generic ("Could not read from remote repository").
     errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
-    shown = (errors or lines or [f"exit {done.code}"])[-1]
+    shown = errors[0] if errors else (lines or [f"exit {done.code}"])[-1]
     return mask_credentials(f"{what}: {shown.strip()}"[:300])
