@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from supervisor.model import AttemptRecord, RunRecord, RunStatus, TaskRecord, TaskState
-from supervisor.store import Store
-from supervisor.views import run_view
+from supervisor.state.records import AttemptRecord, RunRecord, RunStatus, TaskRecord, TaskState
+from supervisor.state.store import Store
+from supervisor.state.views import run_view
 
 RUN_ID = "20261124-020000.123-ab12"
 DENIED = {"tool_name": "Bash", "tool_input": {"command": "rm -rf build"}}

@@ -21,11 +21,14 @@ from typing import Any
 
 import anyio
 import pytest
+import tomli_w
 
+from supervisor.errors import PlanError
 from supervisor.handoff import payload
-from supervisor.handoff.config import NotifyConfig, convert
 from supervisor.handoff.notify import ATTACHMENT_NAME, mask_url, notify, send
 from supervisor.handoff.payload import Event
+from supervisor.plan.model import NotifyConfig
+from supervisor.ui.compose import load_plan
 from tests.handoff_views import DENIED, finished_run
 
 
@@ -227,7 +230,7 @@ def test_a_hanging_target_does_not_keep_the_process_alive(hanging_port: int, tmp
     script.write_text(
         textwrap.dedent(f"""
         import time
-        from supervisor.handoff.config import NotifyConfig
+        from supervisor.plan.model import NotifyConfig
         from supervisor.handoff.notify import send
         from supervisor.handoff.payload import check_message
         start = time.monotonic()
@@ -364,30 +367,37 @@ def test_mask_url(url: str, masked: str, secrets: list[str]) -> None:
         assert secret not in masked
 
 
-def test_config_checks_urls_events_and_keys() -> None:
-    """URLs apprise rejects, unknown events and unknown keys are one-line errors naming the key;
-    the secret in a rejected URL is not in the message."""
+def _plan(tmp_path: Path, notify: dict[str, Any]) -> Path:
+    """A one-task plan with the given ``[notify]`` table."""
+    path = tmp_path / "plan.toml"
+    table = {"notify": notify, "waves": [{"tasks": [{"id": "t", "prompt": "p", "agent": "demo"}]}]}
+    path.write_text(tomli_w.dumps(table))
+    return path
+
+
+def test_config_checks_urls_events_and_keys(tmp_path: Path) -> None:
+    """URLs apprise rejects, unknown events and unknown keys are one-line plan errors naming the
+    key; the secret in a rejected URL is not in the message."""
     cases = {
-        "notify.urls[1]: apprise does not accept 'slack://***'": {
+        "plan.toml: notify.urls[1]: apprise does not accept 'slack://***'": {
             "urls": ["json://127.0.0.1:1/x", "slack://only-one-token"]
         },
-        "notify.urls[0]: apprise does not accept 'nosuch://***'": {"urls": ["nosuch://hunter22"]},
-        "notify.on[0]: unknown event 'finished'": {"on": ["finished"]},
-        "notify.retry: unknown key": {"retry": 1},
-        "notify.timeout: expected a duration > 0, got '0s'": {"timeout": "0s"},
+        "plan.toml: notify.urls[0]: apprise does not accept 'nosuch://***'": {"urls": ["nosuch://hunter22"]},
+        "plan.toml: notify.on[0]: unknown event 'finished'": {"on": ["finished"]},
+        "plan.toml: notify.retry: unknown key": {"retry": 1},
+        "plan.toml: notify.timeout: expected a duration > 0, got '0s'": {"timeout": "0s"},
+        "plan.toml: notify.retries: expected `int` <= 5, got 9": {"retries": 9},
     }
     for expected, table in cases.items():
-        with pytest.raises(ValueError, match=r"^notify\.") as caught:
-            convert({"notify": table})
+        with pytest.raises(PlanError) as caught:
+            load_plan(_plan(tmp_path, table))
         message = str(caught.value)
         assert message.startswith(expected), message
         assert "\n" not in message
         assert "only-one-token" not in message
         assert "hunter22" not in message
-    notify_config, publish_config = convert(
-        {"notify": {"urls": ["json://127.0.0.1:1/x"], "on": ["task-failed"]}}
-    )
-    assert notify_config.events == {Event.RUN_FINISHED, Event.TASK_FAILED}
-    assert notify_config.timeout == 10.0
-    assert notify_config.retries == 2
-    assert not publish_config.enabled
+    plan = load_plan(_plan(tmp_path, {"urls": ["json://127.0.0.1:1/x"], "on": ["task-failed"]}))
+    assert plan.notify.events == {Event.RUN_FINISHED, Event.TASK_FAILED}
+    assert plan.notify.timeout == 10.0
+    assert plan.notify.retries == 2
+    assert not plan.publish.enabled

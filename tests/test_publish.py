@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.handoff.config import READY_COMMAND, PublishConfig, PublishTable, publish_config
-from supervisor.handoff.publish import PushStatus, mask_credentials, push_branch, remote_problem
+from supervisor.handoff.publish import PushStatus, mask_credentials, push_branch
 from supervisor.handoff.pullrequest import (
     PullRequestStatus,
     integration_body,
@@ -27,6 +26,10 @@ from supervisor.handoff.pullrequest import (
     pull_request_body,
     pull_request_title,
 )
+from supervisor.plan.model import READY_COMMAND, PublishConfig
+from supervisor.plan.outbound import publish_config
+from supervisor.plan.schema import PublishTable
+from supervisor.workspace.git import remote_problem
 from tests.conftest import git
 from tests.handoff_views import finished_run
 
@@ -293,7 +296,7 @@ def test_ready_and_refusals(
 ) -> None:
     """``ready`` drops ``--draft``; without a list command gh's own "already exists" refusal
     yields the existing URL; a failing gh is an error result and nothing is created."""
-    ready = publish_config(PublishTable(pull_request="ready", list_command=()))
+    ready = publish_config(PublishTable(pull_request="ready", list_command=[]))
     created = _open(repo, ready, tmp_path, task)
     assert created.status is PullRequestStatus.CREATED
     assert "--draft" not in _calls(gh)[-1]["argv"]
@@ -359,4 +362,4 @@ def test_publish_config_defaults_and_placeholders() -> None:
     assert publish_config(PublishTable(pull_request="ready")).command == READY_COMMAND
     assert "--draft" not in READY_COMMAND
     with pytest.raises(ValueError, match=r"^publish\.command\[1\]: unknown placeholder \{head\}"):
-        publish_config(PublishTable(command=("gh", "{head}")))
+        publish_config(PublishTable(command=["gh", "{head}"]))

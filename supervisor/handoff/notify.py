@@ -28,11 +28,11 @@ from typing import Any
 
 import anyio
 
-from supervisor.handoff.bounded import run_bounded
-from supervisor.handoff.config import NotifyConfig
 from supervisor.handoff.loader import load_apprise
 from supervisor.handoff.masking import mask_text, mask_url
 from supervisor.handoff.payload import Notification
+from supervisor.plan.model import NotifyConfig
+from supervisor.workspace.bounded import run_bounded
 
 __all__ = ["TargetResult", "mask_url", "notify", "send"]
 

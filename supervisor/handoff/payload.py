@@ -33,20 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor.units import format_duration
-from supervisor.views import needs_person
+from supervisor.plan.model import CONFIGURABLE_EVENTS, DEFAULT_EVENTS, NotifyEvent
+from supervisor.plan.units import format_duration
+from supervisor.state.views import needs_person
 
 SCHEMA = "pagent.notification/1"
 
 
-class Event(enum.StrEnum):
-    """What a notification is about; ``[notify] on`` names the configurable ones."""
-
-    RUN_FINISHED = "run-finished"
-    NEEDS_INPUT = "needs-input"
-    STOPPED_EARLY = "stopped-early"
-    TASK_FAILED = "task-failed"
-    TEST = "test"  # `pagent notify --test`: always sent, never configured
+Event = NotifyEvent  # the plan names the events (``[notify] on``); the payload carries them
 
 
 class Level(enum.StrEnum):
@@ -58,8 +52,8 @@ class Level(enum.StrEnum):
     FAILURE = "failure"
 
 
-CONFIGURABLE = (Event.RUN_FINISHED, Event.NEEDS_INPUT, Event.STOPPED_EARLY, Event.TASK_FAILED)
-DEFAULT_EVENTS = frozenset({Event.RUN_FINISHED, Event.NEEDS_INPUT, Event.STOPPED_EARLY})
+CONFIGURABLE = CONFIGURABLE_EVENTS
+__all__ = ["CONFIGURABLE", "DEFAULT_EVENTS", "SCHEMA", "STOP_REASONS", "Event", "Level", "Notification"]
 STOP_REASONS = ("auth", "billing", "usage-limit", "max-cost")
 
 _RUN_FIELDS = (

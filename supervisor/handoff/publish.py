@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from supervisor.handoff.bounded import Finished, run_bounded
+from supervisor.workspace.bounded import Finished, run_bounded
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
 # One ref, as it is: no force of any kind, no tags, no submodules, no signing prompt.
@@ -75,6 +75,7 @@ class PushResult:
             "remote": self.remote,
             "branch": self.branch,
             "status": self.status.value,
+            "ok": self.ok,
             "sha": self.sha,
             "remote_sha": self.remote_sha,
             "detail": self.detail,
@@ -86,25 +87,6 @@ def push_branch(repo: Path, remote: str, branch: str, *, timeout: float = 120.0)
     """Make ``remote`` have local branch ``branch`` of ``repo`` by a fast-forward push, unless it
     already has that commit. Each git command is bounded by ``timeout`` seconds. Never raises."""
     return replace(_push(repo, remote, branch, timeout), at=time.time())
-
-
-def remote_problem(repo: Path, remote: str) -> str | None:
-    """Why ``remote`` cannot be pushed to from ``repo`` ("no remote 'origin'"), or ``None``.
-
-    Only reads the repository's configuration: nothing is contacted (``pagent validate`` makes
-    it a warning, a run an error before anything is created).
-    """
-    done = _git(repo, ["remote", "get-url", "--push", remote], timeout=10.0)
-    if done.ok or _is_url(remote):
-        return None
-    if done.timed_out or done.error:
-        return done.problem("git remote")
-    return f"no remote {remote!r} in {repo}"
-
-
-def _is_url(remote: str) -> bool:
-    """Whether ``remote`` is a URL or path (git pushes to those directly) rather than a name."""
-    return "/" in remote or ":" in remote
 
 
 def mask_credentials(text: str) -> str:

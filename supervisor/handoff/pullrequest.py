@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor.handoff.bounded import Finished, run_bounded
-from supervisor.handoff.config import PublishConfig
 from supervisor.handoff.publish import mask_credentials
+from supervisor.plan.model import PublishConfig
+from supervisor.workspace.bounded import Finished, run_bounded
 
 GH_ENV = {
     "GH_PROMPT_DISABLED": "1",

@@ -1,4 +1,4 @@
-"""Running one outside command (git, gh, a notification hook) with a hard bound on its time.
+"""Running one outside command (git push, gh, a notification hook) with a hard bound on its time.
 
 The command gets its own session and process group; when the bound passes, the whole group is
 killed, hooks and helpers included, so nothing it started outlives it. Its output goes to
