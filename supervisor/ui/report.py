@@ -22,6 +22,7 @@ from supervisor.ui.report_format import (
     _money,
     _paths,
 )
+from supervisor.ui.handoff import report_section
 from supervisor.ui.report_timeline import _timeline
 
 
@@ -73,6 +74,7 @@ def render_report(
         _task_table(tasks, Path(report_dir), conflicted),
         _overlaps(overlaps, view.get("merge_order")),
         _integration(integration),
+        report_section(view),  # the hand-off (supervisor.ui.handoff)
         "</body>\n</html>\n",
     ]
     return "".join(parts)
