@@ -12,10 +12,8 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +23,11 @@ import tomli_w
 
 from supervisor.errors import PlanError
 from supervisor.handoff import payload
-from supervisor.handoff.notify import ATTACHMENT_NAME, mask_url, notify, send
+from supervisor.handoff.notify import mask_url, notify, send
 from supervisor.handoff.payload import Event
 from supervisor.plan.model import NotifyConfig
 from supervisor.ui.compose import load_plan
+from tests.handoff_fakes import Webhook, hanging_server
 from tests.handoff_views import DENIED, finished_run
 
 
@@ -37,74 +36,18 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class Webhook:
-    """A real HTTP server on 127.0.0.1 that records every POST and answers 200."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                size = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(size))
-                hook.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def url(self, path: str = "hook", auth: str = "") -> str:
-        return f"json://{auth}127.0.0.1:{self.port}/{path}"
-
-    def payload(self, index: int = 0) -> dict[str, Any]:
-        """The pagent payload attached to the ``index``-th request."""
-        (attachment,) = self.requests[index]["body"]["attachments"]
-        assert attachment["filename"] == ATTACHMENT_NAME
-        data: dict[str, Any] = json.loads(base64.b64decode(attachment["base64"]))
-        return data
-
-
 @pytest.fixture
 def webhook() -> Iterator[Webhook]:
     hook = Webhook()
     yield hook
-    hook.server.shutdown()
-    hook.server.server_close()
+    hook.close()
 
 
 @pytest.fixture
 def hanging_port() -> Iterator[int]:
     """A port whose server accepts every connection and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    listener.settimeout(0.1)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    for conn in held:
-        conn.close()
-    listener.close()
+    with hanging_server() as port:
+        yield port
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,16 +29,11 @@ from supervisor.plan.outbound import publish_config
 from supervisor.plan.schema import PublishTable
 from supervisor.workspace.git import remote_problem
 from tests.conftest import git
+from tests.handoff_fakes import executable, gh_calls, install_gh
 from tests.handoff_views import finished_run
 
 BRANCH = "pagent/nightly/fix-ok"
 PROMPT = "# Fix GetDbClient error handling\n\nIt swallows the error.\nReturn it instead."
-
-
-def _executable(path: Path, text: str) -> Path:
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
 
 
 def _commit(repo: Path, name: str) -> str:
@@ -56,7 +49,7 @@ def repo(tmp_path: Path) -> Path:
     ``origin`` that has ``main`` only; the bare repo logs every push its pre-receive hook sees."""
     bare = tmp_path / "origin.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
-    _executable(bare / "hooks" / "pre-receive", f"#!/bin/sh\ncat >> {tmp_path / 'received.log'}\n")
+    executable(bare / "hooks" / "pre-receive", f"#!/bin/sh\ncat >> {tmp_path / 'received.log'}\n")
     work = tmp_path / "repo"
     git(tmp_path, "init", "-q", "-b", "main", str(work))
     _commit(work, "base.txt")
@@ -113,8 +106,8 @@ def test_client_hooks_do_not_run(repo: Path, tmp_path: Path) -> None:
     ran = tmp_path / "hook-ran"
     hook = f"#!/bin/sh\ntouch {ran}\nsleep 600\n"
     hooks = repo / ".git" / "hooks"
-    _executable(hooks / "pre-push", hook)
-    _executable(hooks / "reference-transaction", hook)
+    executable(hooks / "pre-push", hook)
+    executable(hooks / "reference-transaction", hook)
     start = time.monotonic()
     result = push_branch(repo, "origin", BRANCH, timeout=30)
     assert result.status is PushStatus.PUSHED, result
@@ -126,7 +119,7 @@ def test_a_hanging_remote_is_stopped_at_the_timeout(repo: Path, tmp_path: Path) 
     """A remote whose hook hangs: the push is stopped at its timeout, every process it started
     (the remote's hook included) is killed, and the result says so."""
     pid_file = tmp_path / "hook.pid"
-    _executable(
+    executable(
         tmp_path / "origin.git" / "hooks" / "pre-receive",
         f"#!/bin/sh\nsleep 600 &\necho $! > {pid_file}\nwait\n",
     )
@@ -167,62 +160,13 @@ def test_remote_problems_are_one_line(repo: Path) -> None:
     assert mask_credentials(leaked) == "fatal: unable to access 'https://***@git.example/x.git/': 403"
 
 
-STAND_IN_GH = """\
-#!{python}
-# A stand-in for the GitHub CLI: records argv, emulates `pr create` and `pr list --head --json url`.
-import json, os, sys
-from pathlib import Path
-
-record = Path({record!r})
-calls = Path({calls!r})
-call = {{"argv": sys.argv[1:], "prompt_disabled": os.environ.get("GH_PROMPT_DISABLED")}}
-with calls.open("a") as log:
-    log.write(json.dumps(call) + "\\n")
-prs = json.loads(record.read_text()) if record.exists() else []
-args = sys.argv[1:]
-def flag(name):
-    return args[args.index(name) + 1]
-if os.environ.get("GH_STAND_IN_FAIL"):
-    sys.stderr.write("HTTP 401: Bad credentials (https://api.github.com/graphql)\\n")
-    sys.exit(1)
-if args[:2] == ["pr", "list"]:
-    assert flag("--json") == "url"
-    print(json.dumps([{{"url": pr["url"]}} for pr in prs if pr["head"] == flag("--head")]))
-elif args[:2] == ["pr", "create"]:
-    head, base = flag("--head"), flag("--base")
-    for pr in prs:
-        if pr["head"] == head:
-            sys.stderr.write(f'a pull request for branch "{{head}}" into branch "{{base}}" already exists:')
-            sys.stderr.write("\\n")
-            sys.stderr.write(pr["url"] + "\\n")
-            sys.exit(1)
-    url = f"https://github.example/owner/repo/pull/{{len(prs) + 1}}"
-    body = Path(flag("--body-file")).read_text()
-    title, draft = flag("--title"), "--draft" in args
-    prs.append({{"head": head, "base": base, "title": title, "body": body, "draft": draft, "url": url}})
-    record.write_text(json.dumps(prs))
-    print("Creating draft pull request for {{}} into {{}}".format(head, base), file=sys.stderr)
-    print(url)
-else:
-    sys.exit(f"stand-in gh: unexpected {{args}}")
-"""
-
-
 @pytest.fixture
 def gh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """The stand-in ``gh`` first on PATH; returns its record (PRs) and call log paths."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    paths = {"record": tmp_path / "gh-prs.json", "calls": tmp_path / "gh-calls.jsonl"}
-    text = STAND_IN_GH.format(python=sys.executable, record=str(paths["record"]), calls=str(paths["calls"]))
-    _executable(bin_dir / "gh", text)
+    paths = install_gh(bin_dir, tmp_path)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return paths
-
-
-def _calls(gh: dict[str, Path]) -> list[dict[str, Any]]:
-    path = gh["calls"]
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 @pytest.fixture
@@ -262,12 +206,12 @@ def test_a_draft_pull_request_is_opened_once(
     assert first.url == "https://github.example/owner/repo/pull/1"
     assert first.to_dict()["draft"] is True
     body_file = tmp_path / "run" / "publish" / "fix-ok.md"
-    assert [c["argv"] for c in _calls(gh)] == [
+    assert [c["argv"] for c in gh_calls(gh)] == [
         ["pr", "list", "--head", BRANCH, "--state", "all", "--json", "url"],
         ["pr", "create", "--draft", "--head", BRANCH, "--base", "main", "--title",
          "fix-ok: Fix GetDbClient error handling", "--body-file", str(body_file)],
     ]  # fmt: skip
-    assert {c["prompt_disabled"] for c in _calls(gh)} == {"1"}
+    assert {c["prompt_disabled"] for c in gh_calls(gh)} == {"1"}
     (pr,) = json.loads(gh["record"].read_text())
     body = pr["body"]
     expected = [
@@ -284,10 +228,10 @@ def test_a_draft_pull_request_is_opened_once(
     again = _open(repo, config, tmp_path, task)
     assert again.status is PullRequestStatus.EXISTING
     assert again.url == first.url
-    assert [c["argv"][:2] for c in _calls(gh)] == [["pr", "list"], ["pr", "create"], ["pr", "list"]]
+    assert [c["argv"][:2] for c in gh_calls(gh)] == [["pr", "list"], ["pr", "create"], ["pr", "list"]]
     kept = _open(repo, config, tmp_path, task, recorded=first.url)
     assert (kept.status, kept.url) == (PullRequestStatus.EXISTING, first.url)
-    assert len(_calls(gh)) == 3
+    assert len(gh_calls(gh)) == 3
     assert len(json.loads(gh["record"].read_text())) == 1
 
 
@@ -299,7 +243,7 @@ def test_ready_and_refusals(
     ready = publish_config(PublishTable(pull_request="ready", list_command=[]))
     created = _open(repo, ready, tmp_path, task)
     assert created.status is PullRequestStatus.CREATED
-    assert "--draft" not in _calls(gh)[-1]["argv"]
+    assert "--draft" not in gh_calls(gh)[-1]["argv"]
     assert json.loads(gh["record"].read_text())[0]["draft"] is False
     refused = _open(repo, ready, tmp_path, task)
     assert (refused.status, refused.url) == (PullRequestStatus.EXISTING, created.url)
@@ -312,7 +256,7 @@ def test_ready_and_refusals(
         failed.detail
         == "listing pull requests: exit 1: HTTP 401: Bad credentials (https://api.github.com/graphql)"
     )
-    assert _calls(gh)[-1]["argv"][:2] == ["pr", "list"]
+    assert gh_calls(gh)[-1]["argv"][:2] == ["pr", "list"]
 
 
 def test_gh_missing_is_an_error(
