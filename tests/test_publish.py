@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 
+from supervisor.errors import PlanError
 from supervisor.handoff.publish import PushStatus, mask_credentials, push_branch
 from supervisor.handoff.pullrequest import (
     PullRequestStatus,
@@ -27,6 +29,7 @@ from supervisor.handoff.pullrequest import (
 from supervisor.plan.model import READY_COMMAND, PublishConfig
 from supervisor.plan.outbound import publish_config
 from supervisor.plan.schema import PublishTable
+from supervisor.ui.compose import load_plan
 from supervisor.workspace.git import remote_problem
 from tests.conftest import git
 from tests.handoff_fakes import executable, gh_calls, install_gh
@@ -307,3 +310,35 @@ def test_publish_config_defaults_and_placeholders() -> None:
     assert "--draft" not in READY_COMMAND
     with pytest.raises(ValueError, match=r"^publish\.command\[1\]: unknown placeholder \{head\}"):
         publish_config(PublishTable(command=["gh", "{head}"]))
+
+
+def _plan_with(tmp_path: Path, publish: dict[str, Any]) -> Path:
+    """A one-task plan with the given ``[publish]`` table."""
+    path = tmp_path / "plan.toml"
+    task = {"id": "t", "prompt": "p", "agent": "demo"}
+    path.write_text(tomli_w.dumps({"publish": publish, "waves": [{"tasks": [task]}]}))
+    return path
+
+
+def test_publish_table_errors_are_one_line(tmp_path: Path) -> None:
+    """Bad ``[publish]`` tables are plan errors naming the key; a good one loads with defaults."""
+    cases = {
+        "plan.toml: publish.remotes: unknown key": {"remotes": "origin"},
+        "plan.toml: publish.pull_request: invalid enum value 'yes'": {"pull_request": "yes"},
+        "plan.toml: publish.pull_request_for: 'integration' needs an [integrate] branch": {
+            "pull_request": "draft",
+            "pull_request_for": "integration",
+        },
+        "plan.toml: publish.base: 'a..b' must not contain '..'": {"base": "a..b"},
+        "plan.toml: publish.list_command[3]: unknown placeholder {title}": {
+            "list_command": ["gh", "pr", "list", "{title}"]
+        },
+        "plan.toml: publish.timeout: expected a duration > 0, got 0": {"timeout": 0},
+    }
+    for expected, table in cases.items():
+        with pytest.raises(PlanError) as caught:
+            load_plan(_plan_with(tmp_path, table))
+        assert str(caught.value).startswith(expected), str(caught.value)
+    publish = load_plan(_plan_with(tmp_path, {"pull_request": "ready"})).publish
+    assert (publish.remote, publish.pull_request, publish.auto) == ("origin", "ready", True)
+    assert (publish.timeout, publish.command) == (120, READY_COMMAND)

@@ -64,6 +64,16 @@ class Notifier:
         """An event sink: start a notification for the events ``[notify] on`` asks for."""
         if self._group is None or not self._config.enabled:
             return
+        try:
+            note = self._note_for(event)
+        except Exception as exc:  # a notification must never take the run down with it
+            self._emit(events.Notice(f"cannot build a notification: {type(exc).__name__}: {exc}"))
+            return
+        if note is not None:
+            self._group.start_soon(self.deliver, note)
+
+    def _note_for(self, event: events.Event) -> Notification | None:
+        """The notification ``event`` calls for, or ``None``."""
         note: Notification | None = None
         match event:
             case events.TaskFinished(state="failed") if Reason.of(event.reason) is Reason.NEEDS_INPUT:
@@ -77,8 +87,7 @@ class Notifier:
                 if self._config.wants(Event.STOPPED_EARLY):
                     view = self._state.view(only=[])
                     note = payload.stopped_early(view, event.reason, event.message)
-        if note is not None:
-            self._group.start_soon(self.deliver, note)
+        return note
 
     async def run_finished(self, view: dict[str, Any], report: Path | None) -> list[TargetResult]:
         """Send (and record) the run-finished notification of ``view``; ``report`` is the path

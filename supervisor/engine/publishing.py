@@ -146,7 +146,12 @@ class Publisher:
             recorded=recorded,
             plan_dir=self._plan.plan_dir,
         )
-        return await anyio.to_thread.run_sync(call)
+        try:
+            return await anyio.to_thread.run_sync(call)
+        except Exception as exc:  # a bug here must not take the night's run down with it
+            detail = f"internal error: {type(exc).__name__}: {exc}"[:300]
+            pushed = {"remote": self._config.remote, "branch": branch, "status": "error", "ok": False}
+            return {"pushed": {**pushed, "detail": detail}, "pull_request": None}
 
     def _announce(self, task_id: str | None, branch: str, result: Mapping[str, Any]) -> None:
         pushed = result.get("pushed") or {}

@@ -153,7 +153,7 @@ def _build(
     _check_dependencies(waves, label)
     try:
         notify = notify_config(table.notify, plan_dir, check_url)
-        publish = publish_config(table.publish)
+        publish = publish_config(table.publish, integrate=table.integrate is not None)
     except ValueError as exc:
         raise PlanError(f"{label}: {exc}") from None
     return Plan(

@@ -69,10 +69,13 @@ def notify_config(
     )
 
 
-def publish_config(table: PublishTable | None) -> PublishConfig:
-    """The checked form of ``[publish]`` (``None``: no table, nothing is pushed)."""
+def publish_config(table: PublishTable | None, *, integrate: bool = False) -> PublishConfig:
+    """The checked form of ``[publish]`` (``None``: no table, nothing is pushed); ``integrate``
+    says whether the plan has an ``[integrate]`` branch to open a pull request for."""
     if table is None:
         return PublishConfig()
+    if table.pull_request_for == "integration" and not integrate:
+        raise ValueError("publish.pull_request_for: 'integration' needs an [integrate] branch")
     default = READY_COMMAND if table.pull_request == "ready" else DRAFT_COMMAND
     command = tuple(table.command) if table.command is not None else default
     listing = tuple(table.list_command) if table.list_command is not None else LIST_COMMAND
