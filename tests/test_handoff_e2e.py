@@ -14,9 +14,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import bin_path, cli, git, status_json
 from tests.handoff_fakes import Webhook, executable, gh_calls, gh_pull_requests, hanging_server, install_gh
 from tests.test_ops import make_plan, wait_for
+
+pytestmark = pytest.mark.slow  # real processes and servers (README, "Tests")
 
 AGENT = Path(__file__).parent / "agents" / "scripted.py"
 

@@ -30,6 +30,8 @@ from supervisor.ui.compose import load_plan
 from tests.handoff_fakes import Webhook, hanging_server
 from tests.handoff_views import DENIED, finished_run
 
+pytestmark = pytest.mark.slow  # real processes and servers (README, "Tests")
+
 
 @pytest.fixture
 def anyio_backend() -> str:

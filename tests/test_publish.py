@@ -35,6 +35,8 @@ from tests.conftest import git
 from tests.handoff_fakes import executable, gh_calls, install_gh
 from tests.handoff_views import finished_run
 
+pytestmark = pytest.mark.slow  # real processes and servers (README, "Tests")
+
 BRANCH = "pagent/nightly/fix-ok"
 PROMPT = "# Fix GetDbClient error handling\n\nIt swallows the error.\nReturn it instead."
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.state.views import needs_person
+from supervisor.ui.handoff import report_section
 from supervisor.ui.report_format import (
     _CSS,
     _STATE_CLASS,
@@ -22,7 +23,6 @@ from supervisor.ui.report_format import (
     _money,
     _paths,
 )
-from supervisor.ui.handoff import report_section
 from supervisor.ui.report_timeline import _timeline
 
 

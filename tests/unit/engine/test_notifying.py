@@ -1,15 +1,15 @@
 """The engine's side of the hand-off: which events notify, what the run records, the gate's stop.
 
-The runner runs with the scripted executor and fake clock of ``tests/test_runner.py`` (a Claude
-kind fed recorded-shape result events); notifications go through apprise to a real HTTP server
-on 127.0.0.1 and are recorded in a real SQLite store.
+The runner runs with the scripted executor and fake clock of ``test_runner`` (a Claude kind fed
+result events of the recorded shape); the payloads are the real ones, recorded in a real SQLite
+store. Only the transport is a stand-in (``Outbox``: it keeps what would be sent); apprise, real
+servers and the bound are tested in ``tests/test_notify.py`` and ``tests/test_handoff_e2e.py``.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,9 @@ from supervisor.engine.notifying import Notifier
 from supervisor.engine.runner import Runner
 from supervisor.engine.runs import new_run
 from supervisor.engine.taskrun import RunContext
+from supervisor.handoff.notify import TargetResult
+from supervisor.handoff.payload import Notification
+from supervisor.plan.model import NotifyConfig
 from supervisor.state.layout import Layout
 from supervisor.state.records import RunStatus
 from supervisor.state.store import Store
@@ -28,9 +31,8 @@ from supervisor.state.views import run_view
 from supervisor.ui.compose import KINDS
 from supervisor.workspace.git import RepoInfo
 from tests.fakes import FakeClock, FakeExecutor, Play
-from tests.handoff_fakes import Webhook
 from tests.handoff_views import DENIED
-from tests.test_runner import write_plan
+from tests.unit.engine.test_runner import write_plan
 
 pytestmark = pytest.mark.anyio
 
@@ -40,11 +42,20 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    yield hook
-    hook.close()
+class Outbox:
+    """Stands in for the network: keeps each notification a target would get, answers ok."""
+
+    def __init__(self) -> None:
+        self.sent: list[Notification] = []
+
+    async def __call__(self, config: NotifyConfig, note: Notification) -> list[TargetResult]:
+        if not config.wants(note.event):
+            return []
+        self.sent.append(note)
+        return [TargetResult("json://127.0.0.1:9/***", True, None, 1, 0.01)]
+
+    def payloads(self) -> list[dict[str, Any]]:
+        return [dict(note.payload) for note in self.sent]
 
 
 def _result(**fields: Any) -> Play:
@@ -54,9 +65,7 @@ def _result(**fields: Any) -> Play:
     return Play(code=0, output=[json.dumps(event).encode() + b"\n"])
 
 
-async def test_needs_input_and_an_auth_stop_notify_while_the_run_goes_on(
-    tmp_path: Path, webhook: Webhook
-) -> None:
+async def test_needs_input_and_an_auth_stop_notify_while_the_run_goes_on(tmp_path: Path) -> None:
     """A task ending needs-input and an auth failure that stops the Claude agents each send a
     notification from the running run (the task-failed one is off by default); the run-finished
     one follows; every send is recorded on the run and emitted as a Notified event."""
@@ -64,7 +73,7 @@ async def test_needs_input_and_an_auth_stop_notify_while_the_run_goes_on(
         tmp_path,
         [["ask", "x", "y"]],
         extra=(
-            f'[notify]\nurls = ["{webhook.url()}"]\ntimeout = "10s"\n'
+            '[notify]\nurls = ["json://127.0.0.1:9/hook"]\ntimeout = "10s"\n'
             '[agents.cc]\ncommand = ["claude-wrapper"]\nkind = "claude"\npreflight = false\n'
         ),
         defaults='retries = 0\nagent = "cc"',
@@ -77,7 +86,8 @@ async def test_needs_input_and_an_auth_stop_notify_while_the_run_goes_on(
     clock = FakeClock()
     state = new_run(plan, store, repo, clock.time())
     seen: list[events.Event] = []
-    notifier = Notifier(plan.notify, state, seen.append)
+    outbox = Outbox()
+    notifier = Notifier(plan.notify, state, seen.append, send=outbox)
 
     def emit(event: events.Event) -> None:
         seen.append(event)
@@ -91,7 +101,7 @@ async def test_needs_input_and_an_auth_stop_notify_while_the_run_goes_on(
 
     states = {r.task_id: (r.state.value, r.reason) for r in store.tasks(state.run_id)}
     assert states == {"ask": ("failed", "needs-input"), "x": ("failed", "auth"), "y": ("not_run", "auth")}
-    got = {p["event"]: p for p in webhook.payloads()}
+    got = {p["event"]: p for p in outbox.payloads()}
     assert sorted(got) == ["needs-input", "run-finished", "stopped-early"]
     assert got["needs-input"]["task"]["id"] == "ask"
     assert got["needs-input"]["task"]["permission_denials"] == [DENIED]
@@ -104,7 +114,7 @@ async def test_needs_input_and_an_auth_stop_notify_while_the_run_goes_on(
     assert all(r["ok"] for n in recorded for r in n["results"])
     notified = [e for e in seen if isinstance(e, events.Notified)]
     assert sorted(e.event for e in notified) == ["needs-input", "run-finished", "stopped-early"]
-    assert {e.target for e in notified} == {f"json://127.0.0.1:{webhook.port}/***"}
+    assert {e.target for e in notified} == {"json://127.0.0.1:9/***"}
     store.close()
 
 
@@ -114,11 +124,13 @@ async def test_without_targets_nothing_is_sent_or_recorded(tmp_path: Path) -> No
     store = Store(tmp_path / "state.db")
     repo = RepoInfo(root=tmp_path, base_ref="HEAD", base_commit="0" * 40)
     state = new_run(plan, store, repo, 1000.0)
-    notifier = Notifier(plan.notify, state, lambda event: None)
+    outbox = Outbox()
+    notifier = Notifier(plan.notify, state, lambda event: None, send=outbox)
     async with notifier.sending():
         notifier.observe(events.TaskFinished("a", "failed", 1, "needs-input", None))
         assert await notifier.run_finished(state.view(), None) == []
     assert state.run.notifications is None
+    assert outbox.sent == []
     store.close()
 
 
