@@ -245,6 +245,8 @@ def test_a_rejected_push_and_a_hanging_target_change_nothing_else(tmp_path: Path
         failures = [line for line in done.stderr.splitlines() if "notification failed" in line]
         assert len(failures) == 1, done.stderr
         assert f"no answer within {bound:g} s" in failures[0]
+        report = next((plan.parent / ".pagent" / "runs").glob("*/report.html")).read_text()
+        assert f"no answer within {bound:g} s" in report  # rewritten once the notification was sent
         status_text = cli(bin_path("pagent"), "status", plan).stdout
         assert "notify failed: run-finished" in status_text
         assert "rejected: rejected (non-fast-forward)" in status_text

@@ -4,8 +4,8 @@
 kinds it composed. It handles SIGINT and SIGTERM: the runner starts nothing new, stops every
 running attempt and records it ``interrupted``; the result then carries exit code 130 or 143.
 At the end it writes ``summary.json``, has the report written (by the ``report`` callback the
-CLI gives), sends the run-finished notification naming it, and rewrites ``summary.json`` with
-what the notifications did (the hand-off: ``supervisor.engine.publishing``, ``.notifying``).
+CLI gives), sends the run-finished notification naming it, and rewrites both with what the
+notifications did (the hand-off: ``supervisor.engine.publishing``, ``.notifying``).
 """
 
 from __future__ import annotations
@@ -254,9 +254,11 @@ async def _run(request: _Request, store: Store, signals: _Signals) -> RunResult:
         _write_summary(layout.summary(run.run_id), view)
         report = _write_report(request, view, layout.report(run.run_id))
         await notifier.run_finished(view, report)
-    if state.run.notifications != final.notifications:  # what was sent is part of the summary
+    if state.run.notifications != final.notifications:  # what was sent belongs in both
         view = run_view(store, state.run)
         _write_summary(layout.summary(run.run_id), view)
+        if report is not None:
+            _write_report(request, view, report)
     return RunResult(run.run_id, status, exit_code, view)
 
 
