@@ -80,6 +80,53 @@ class CostUpdate:
     total_usd: float
 
 
+@dataclass(frozen=True)
+class StoppedEarly:
+    """The run starts no further task of some kind (``reason``: auth, billing, usage-limit) or at
+    all (max-cost); a ``Notice`` with ``message`` is emitted too, for people."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Published:
+    """A branch was published ([publish]): ``task_id`` is ``None`` for the integration branch.
+
+    ``push`` is the push's status (pushed, up-to-date, rejected, error) and ``detail`` why it
+    did not succeed; ``pull_request`` the URL of its pull request, ``pr_problem`` why there is
+    none although one was wanted.
+    """
+
+    task_id: str | None
+    branch: str
+    push: str
+    detail: str | None
+    pull_request: str | None
+    pr_problem: str | None
+
+
+@dataclass(frozen=True)
+class Notified:
+    """One notification target answered (or did not): ``target`` is masked, ``error`` one line."""
+
+    event: str
+    target: str
+    ok: bool
+    error: str | None
+    tries: int
+
+
 Event = (
-    RunStarted | WaveStarted | AttemptStarted | AttemptFailed | TaskFinished | Notice | Output | CostUpdate
+    RunStarted
+    | WaveStarted
+    | AttemptStarted
+    | AttemptFailed
+    | TaskFinished
+    | Notice
+    | Output
+    | CostUpdate
+    | StoppedEarly
+    | Published
+    | Notified
 )

@@ -77,6 +77,7 @@ class LaunchGate:
         self._spent = spent
         self._poll = poll
         self._waiting = False
+        self._over_budget = False
         self.stopped_kinds: dict[str, str] = {}
 
     async def capacity(self, memory: int, task_id: str) -> None:
@@ -96,7 +97,15 @@ class LaunchGate:
 
     def blocked(self, kind: str) -> str | None:
         """Why no new attempt of agent kind ``kind`` may start now, or ``None``."""
-        if self._max_cost is not None and self._spent() >= self._max_cost:
+        if self._max_cost is not None and (spent := self._spent()) >= self._max_cost:
+            if not self._over_budget:  # said once, when the first task is held back
+                self._over_budget = True
+                message = (
+                    f"max_cost_usd = {self._max_cost:g} reached (${spent:.2f} spent); "
+                    "no further task was started"
+                )
+                self._emit(events.Notice(message))
+                self._emit(events.StoppedEarly(Reason.MAX_COST.value, message))
             return Reason.MAX_COST.value
         return self.stopped_kinds.get(kind)
 

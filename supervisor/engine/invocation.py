@@ -3,6 +3,9 @@
 ``execute_plan`` is what the CLI calls inside ``anyio.run``, with the executor and the agent
 kinds it composed. It handles SIGINT and SIGTERM: the runner starts nothing new, stops every
 running attempt and records it ``interrupted``; the result then carries exit code 130 or 143.
+At the end it writes ``summary.json``, has the report written (by the ``report`` callback the
+CLI gives), sends the run-finished notification naming it, and rewrites both with what the
+notifications did (the hand-off: ``supervisor.engine.publishing``, ``.notifying``).
 """
 
 from __future__ import annotations
@@ -12,17 +15,28 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 from supervisor.agents.base import Kinds
 from supervisor.engine import events
+from supervisor.engine.notifying import Notifier
+from supervisor.engine.publishing import Publisher
 from supervisor.engine.runner import Runner
 from supervisor.engine.runs import new_run, recover, reopen_run
 from supervisor.engine.runstate import RunState
 from supervisor.engine.taskrun import RunContext
-from supervisor.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, PagentError, UsageError
+from supervisor.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    PagentError,
+    PlanError,
+    UsageError,
+)
 from supervisor.plan.model import Plan
 from supervisor.seam import AttemptKey, Executor
 from supervisor.state import history
@@ -31,7 +45,7 @@ from supervisor.state.lock import PlanLock
 from supervisor.state.records import RunRecord, RunStatus, TaskState
 from supervisor.state.store import Store
 from supervisor.state.views import find_run, run_view
-from supervisor.workspace.git import RepoInfo, resolve_repo
+from supervisor.workspace.git import RepoInfo, remote_problem, resolve_repo
 from supervisor.workspace.worktree import default_worktree_root
 
 
@@ -49,6 +63,10 @@ class Interrupted(PagentError):
     """SIGINT or SIGTERM arrived before the run began: nothing was started."""
 
 
+# Writes the run's report.html from its view at the given path (the CLI's ``write_report``).
+Report = Callable[[dict[str, Any], Path], object]
+
+
 @dataclass(frozen=True)
 class _Request:
     """Everything one invocation was asked to do, resolved."""
@@ -62,6 +80,7 @@ class _Request:
     run_id: str | None
     emit: Callable[[events.Event], None]
     memory_poll: float
+    report: Report | None
 
 
 @dataclass
@@ -88,13 +107,21 @@ async def execute_plan(
     run_id: str | None = None,
     emit: Callable[[events.Event], None] = lambda event: None,
     memory_poll: float = 2.0,
+    report: Report | None = None,
 ) -> RunResult:
-    """Run ``plan`` (or retry its latest / given run) to the end; see the module docstring."""
+    """Run ``plan`` (or retry its latest / given run) to the end; see the module docstring.
+
+    ``report`` writes the run's report.html (called once summary.json is written, before the
+    run-finished notification, which names the report's path).
+    """
     repo = resolve_repo(plan)  # exit 2 on a wrong repo or base, before anything is created
+    remote = plan.publish.remote if plan.publish.auto else None
+    if remote is not None and (problem := remote_problem(repo.root, remote)):
+        raise PlanError(f"{plan.path.name}: publish.remote: {problem}")
     layout = Layout.of(plan)
     if retry_failed and not layout.database.exists():
         raise UsageError(f"{plan.path.name}: no run yet")
-    request = _Request(plan, layout, repo, executor, kinds, retry_failed, run_id, emit, memory_poll)
+    request = _Request(plan, layout, repo, executor, kinds, retry_failed, run_id, emit, memory_poll, report)
     layout.ensure()
     signals = _Signals()
     with PlanLock(layout.lock_file) as lock:
@@ -194,26 +221,60 @@ async def _run(request: _Request, store: Store, signals: _Signals) -> RunResult:
             emit(events.Notice(f"keep_runs = {plan.keep_runs}: forgot {len(pruned)} older run(s)"))
     run = state.run
     context = RunContext(plan, layout, repo.root, run.base_commit or repo.base_commit)
+    notifier = Notifier(plan.notify, state, emit)
+
+    def emit_all(event: events.Event) -> None:
+        emit(event)
+        notifier.observe(event)
+
+    publisher = Publisher(plan, state, layout, repo.root, emit_all) if plan.publish.auto else None
     runner = Runner(
         context,
         state,
         request.executor,
         request.kinds,
         worktrees=default_worktree_root(plan, repo) / run.run_id,
-        emit=emit,
+        emit=emit_all,
         retry=request.retry_failed,
         memory_poll=request.memory_poll,
+        publisher=publisher,
     )
     signals.runner = runner
     if signals.received:  # a signal arrived while the run was being set up
         runner.interrupt()
-    status = await runner.execute()
-    exit_code = signals.exit_code
-    if exit_code is None:
-        exit_code = EXIT_OK if status is RunStatus.SUCCEEDED else EXIT_FAILED
-    final = state.update_run(exit_code=exit_code)
-    view = run_view(store, final)
-    summary = layout.summary(run.run_id)
-    summary.parent.mkdir(parents=True, exist_ok=True)
-    summary.write_text(json.dumps(view, indent=2) + "\n", encoding="utf-8")
+    async with notifier.sending():
+        status = await runner.execute()
+        if publisher is not None and request.retry_failed and not signals.received:
+            await publisher.catch_up()  # what an earlier invocation could not publish
+        exit_code = signals.exit_code
+        if exit_code is None:
+            exit_code = EXIT_OK if status is RunStatus.SUCCEEDED else EXIT_FAILED
+        final = state.update_run(exit_code=exit_code)
+        view = run_view(store, final)
+        _write_summary(layout.summary(run.run_id), view)
+        report = _write_report(request, view, layout.report(run.run_id))
+        await notifier.run_finished(view, report)
+    if state.run.notifications != final.notifications:  # what was sent belongs in both
+        view = run_view(store, state.run)
+        _write_summary(layout.summary(run.run_id), view)
+        if report is not None:
+            _write_report(request, view, report)
     return RunResult(run.run_id, status, exit_code, view)
+
+
+def _write_summary(path: Path, view: dict[str, Any]) -> None:
+    """Write ``summary.json`` (the run's view) to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(view, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_report(request: _Request, view: dict[str, Any], path: Path) -> Path | None:
+    """Have the report written at ``path``; ``None`` when there is no writer or it failed."""
+    if request.report is None:
+        return None
+    try:
+        request.report(view, path)
+    except OSError as exc:
+        request.emit(events.Notice(f"cannot write {path}: {exc.strerror or exc}"))
+        return None
+    return path

@@ -5,6 +5,8 @@ task runs as a ``TaskRun``, at most ``jobs`` agents at a time (the ``LaunchGate`
 attempt is retried with backoff while its wave is still open; when a task of a wave fails for
 good, the later waves' tasks become ``not_run``. After each wave it asks
 ``supervisor.results.integration`` what the wave produced (overlaps, merges) and records it.
+With a ``Publisher`` (``[publish]``), a task's branch is published as soon as the task has
+succeeded, and the integration branch after each wave that merged into it.
 Every change goes through the run state, which persists it before anything acts on it. The
 runner never prints: it emits ``supervisor.engine.events``.
 """
@@ -22,6 +24,7 @@ from supervisor.agents.base import Kinds
 from supervisor.engine import events
 from supervisor.engine.clock import Clock, SystemClock
 from supervisor.engine.gate import LaunchGate, Stop
+from supervisor.engine.publishing import Publisher
 from supervisor.engine.runstate import RunState
 from supervisor.engine.taskrun import RunContext, TaskRun
 from supervisor.plan.model import Wave
@@ -47,6 +50,7 @@ class Runner:
         rng: random.Random | None = None,
         retry: bool = False,
         memory_poll: float = 2.0,
+        publisher: Publisher | None = None,
     ) -> None:
         self.context = context
         self.plan = context.plan
@@ -58,6 +62,7 @@ class Runner:
         self.emit = emit
         self.rng = rng or random.Random()
         self.retry = retry
+        self.publisher = publisher
         self.stop = Stop()
         self.gate = LaunchGate(
             self.plan.jobs,
@@ -100,7 +105,7 @@ class Runner:
                 self.emit(events.WaveStarted(wave.index, wave.name, len(todo)))
                 async with anyio.create_task_group() as tg:
                     for task in todo:
-                        tg.start_soon(self._task_run(task.id).run)
+                        tg.start_soon(self._run_task, task.id)
             # A conflict does not hold later waves back: the task's own work succeeded.
             ok = (TaskState.SUCCEEDED, TaskState.CONFLICT)
             failed = [t.id for t in wave.tasks if records[t.id].state not in ok]
@@ -109,6 +114,16 @@ class Runner:
             if todo and not self.stop.requested:
                 await self._after_wave(wave)
         return self._finish()
+
+    async def _run_task(self, task_id: str) -> None:
+        """Drive one task; publish its branch once it has succeeded (not while stopping)."""
+        await self._task_run(task_id).run()
+        if (
+            self.publisher is not None
+            and self.state[task_id].state is TaskState.SUCCEEDED
+            and not self.stop.requested
+        ):
+            await self.publisher.task(task_id)
 
     def _task_run(self, task_id: str) -> TaskRun:
         task = self.plan.task(task_id)
@@ -199,3 +214,5 @@ class Runner:
                     )
                 )
         self.state.update_run(integration=json.dumps(merges))
+        if self.publisher is not None and not self.stop.requested:
+            await self.publisher.integration()

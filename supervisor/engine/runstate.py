@@ -4,13 +4,16 @@ Every change of a task run goes through ``check_transition`` and is persisted *b
 applied in memory, so what the database says is never behind what the engine acts on. Ending an
 attempt and moving its task on is one transaction (``end_attempt``); so are beginning an attempt,
 repairing a dead run (``abandon``) and reopening a run for ``--retry-failed`` (``reopen``).
-Heartbeats and live notes of running attempts are written here too, so no other module of the
-engine holds the store for writing.
+Heartbeats and live notes of running attempts are written here too, and so is the hand-off:
+what was published (``record_publish``, ``record_integration_publish``) and which notifications
+were sent (``record_notification``), so no other module of the engine holds the store for writing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+import time
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
@@ -27,6 +30,7 @@ from supervisor.state.records import (
     check_transition,
 )
 from supervisor.state.store import Store
+from supervisor.state.views import run_view, task_view
 
 
 class RunState:
@@ -69,6 +73,14 @@ class RunState:
     def attempts(self, task_id: str) -> list[AttemptRecord]:
         """The attempts of one task run so far, in order."""
         return self._store.attempts(self.run_id, task_id)
+
+    def view(self, only: Collection[str] | None = None) -> dict[str, Any]:
+        """The run's status view now (``pagent status --json``); with ``only``, just those tasks."""
+        return run_view(self._store, self._run, only=only)
+
+    def task_view(self, task_id: str) -> dict[str, Any]:
+        """One task's status view now."""
+        return task_view(self._records[task_id], self.attempts(task_id), time.time())
 
     async def wait_finished(self, task_id: str) -> None:
         """Return once ``task_id`` is in a final state."""
@@ -189,6 +201,22 @@ class RunState:
             self._records[record.task_id] = record
             self._finished[record.task_id] = anyio.Event()
         self._run = replace(self._run, **run)
+
+    # -- the hand-off ---------------------------------------------------------------------------
+
+    def record_publish(self, task_id: str, record: Mapping[str, Any]) -> TaskRecord:
+        """The publish record of a task's branch (pushed, pull request); its state stays."""
+        return self.set_task(task_id, publish=json.dumps(record))
+
+    def record_integration_publish(self, record: Mapping[str, Any]) -> RunRecord:
+        """The publish record of the run's integration branch."""
+        return self.update_run(publish=json.dumps(record))
+
+    def record_notification(self, entry: Mapping[str, Any]) -> RunRecord:
+        """Append one notification sent (its event, when, one result per target) to the run's."""
+        sent = json.loads(self._run.notifications or "[]")
+        sent.append(dict(entry))
+        return self.update_run(notifications=json.dumps(sent))
 
     @classmethod
     def create(cls, store: Store, run: RunRecord, tasks: list[TaskRecord]) -> RunState:

@@ -309,3 +309,4 @@ class TaskRun:
         note = f"{name} agents stopped: {result.reason}{detail}; no further {name} task was started"
         self._state.update_run(note=note)
         self._emit(events.Notice(note))
+        self._emit(events.StoppedEarly(str(Reason.of(result.reason) or result.reason), note))

@@ -22,6 +22,7 @@ from supervisor.plan import schema
 from supervisor.plan.catalog import Catalog
 from supervisor.plan.model import RETRYABLE_ON_REQUEST, AgentSpec, Plan, Task, TaskSettings, Wave
 from supervisor.plan.names import TASK_ID, branch_problem
+from supervisor.plan.outbound import UrlCheck, notify_config, publish_config
 from supervisor.plan.prompts import SEPARATOR, template_problem
 from supervisor.plan.units import parse_duration, parse_size
 
@@ -30,11 +31,12 @@ _DURATIONS = frozenset(
 )
 
 
-def load_plan(path: str | Path, catalog: Catalog) -> Plan:
+def load_plan(path: str | Path, catalog: Catalog, *, check_url: UrlCheck | None = None) -> Plan:
     """Read and validate the plan at ``path``; raise ``PlanError`` (one line) on any problem.
 
     ``catalog`` says which agent kinds exist and which agents every plan knows (the CLI passes
-    the registry's, ``supervisor.agents.registry.KINDS.catalog()``).
+    the registry's, ``supervisor.agents.registry.KINDS.catalog()``); ``check_url`` says why a
+    notification URL cannot be used (the CLI passes apprise's answer; ``None``: not checked).
     """
     path = Path(path).absolute()
     label = str(path.name)
@@ -52,10 +54,12 @@ def load_plan(path: str | Path, catalog: Catalog) -> Plan:
         table = schema.convert(raw)
     except ValueError as exc:
         raise PlanError(f"{label}: {exc}") from None
-    return _build(path, label, table, catalog)
+    return _build(path, label, table, catalog, check_url)
 
 
-def _build(path: Path, label: str, table: schema.PlanTable, catalog: Catalog) -> Plan:
+def _build(
+    path: Path, label: str, table: schema.PlanTable, catalog: Catalog, check_url: UrlCheck | None
+) -> Plan:
     """Apply the cross-field rules and convert the checked tables into the frozen model."""
     plan_dir = path.parent
     # The name becomes part of branch names (pagent/<name>/<task>) and of the worktree
@@ -147,6 +151,11 @@ def _build(path: Path, label: str, table: schema.PlanTable, catalog: Catalog) ->
         waves.append(Wave(index=w, name=wave_name, tasks=tuple(tasks)))
 
     _check_dependencies(waves, label)
+    try:
+        notify = notify_config(table.notify, plan_dir, check_url)
+        publish = publish_config(table.publish, integrate=table.integrate is not None)
+    except ValueError as exc:
+        raise PlanError(f"{label}: {exc}") from None
     return Plan(
         path=path,
         name=plan_name,
@@ -159,6 +168,8 @@ def _build(path: Path, label: str, table: schema.PlanTable, catalog: Catalog) ->
         integrate_branch=table.integrate.branch if table.integrate else None,
         agents=MappingProxyType(agents),
         waves=tuple(waves),
+        notify=notify,
+        publish=publish,
     )
 
 

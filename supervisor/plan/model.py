@@ -1,4 +1,5 @@
-"""The plan as frozen dataclasses: agents, task settings, tasks, waves, and where a plan lives.
+"""The plan as frozen dataclasses: agents, task settings, tasks, waves, the hand-off settings
+(``[notify]``, ``[publish]``) and where a plan lives.
 
 Nothing here reads a file or validates anything: ``supervisor.plan.load`` builds these from the
 TOML after checking every key, so code that holds a ``Plan`` can trust every field.
@@ -6,6 +7,7 @@ TOML after checking every key, so code that holds a ``Plan`` can trust every fie
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 from collections.abc import Mapping
@@ -84,6 +86,83 @@ class Wave:
     tasks: tuple[Task, ...]
 
 
+class NotifyEvent(enum.StrEnum):
+    """What a notification is about; ``[notify] on`` names the configurable ones."""
+
+    RUN_FINISHED = "run-finished"
+    NEEDS_INPUT = "needs-input"
+    STOPPED_EARLY = "stopped-early"
+    TASK_FAILED = "task-failed"
+    TEST = "test"  # `pagent notify --test`: always sent, never configured
+
+
+CONFIGURABLE_EVENTS = (
+    NotifyEvent.RUN_FINISHED,
+    NotifyEvent.NEEDS_INPUT,
+    NotifyEvent.STOPPED_EARLY,
+    NotifyEvent.TASK_FAILED,
+)
+DEFAULT_EVENTS = frozenset({NotifyEvent.RUN_FINISHED, NotifyEvent.NEEDS_INPUT, NotifyEvent.STOPPED_EARLY})
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """``[notify]``: apprise URLs, a command (argv), the events that notify, the bound per target."""
+
+    urls: tuple[str, ...] = ()  # secrets inside: never print one unmasked
+    command: tuple[str, ...] | None = None
+    events: frozenset[NotifyEvent] = DEFAULT_EVENTS
+    timeout: float = 10.0
+    retries: int = 2
+
+    @property
+    def enabled(self) -> bool:
+        """Whether there is anywhere to send a notification."""
+        return bool(self.urls or self.command)
+
+    def wants(self, event: NotifyEvent) -> bool:
+        """Whether ``event`` sends a notification (a test message always does)."""
+        return self.enabled and (event is NotifyEvent.TEST or event in self.events)
+
+
+PullRequestMode = Literal["draft", "ready", "none"]
+PullRequestFor = Literal["tasks", "integration"]
+
+# The GitHub CLI (gh >= 2.4: every flag used here is in its 2.4.0 manual and in today's).
+# --head skips gh's interactive push/fork step; --body-file keeps the body out of argv limits.
+DRAFT_COMMAND = (
+    "gh", "pr", "create", "--draft", "--head", "{branch}", "--base", "{base}",
+    "--title", "{title}", "--body-file", "{body_file}",
+)  # fmt: skip
+READY_COMMAND = tuple(arg for arg in DRAFT_COMMAND if arg != "--draft")
+# --state all: a pull request someone closed is an answer too; never open a second one.
+LIST_COMMAND = ("gh", "pr", "list", "--head", "{branch}", "--state", "all", "--json", "url")
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """``[publish]``; ``remote`` is ``None`` when the plan publishes nothing."""
+
+    remote: str | None = None
+    pull_request: PullRequestMode = "none"
+    pull_request_for: PullRequestFor = "tasks"
+    base: str | None = None  # the branch pull requests go into; None: see the README
+    auto: bool = True  # publish during the run; False: only ``pagent publish`` does
+    command: tuple[str, ...] = DRAFT_COMMAND
+    list_command: tuple[str, ...] = LIST_COMMAND  # empty: do not ask, trust the record
+    timeout: float = 120.0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether branches are pushed at all."""
+        return self.remote is not None
+
+    @property
+    def pull_requests(self) -> bool:
+        """Whether pull requests are opened."""
+        return self.enabled and self.pull_request != "none"
+
+
 @dataclass(frozen=True)
 class PlanFile:
     """Where a plan's runs live, known from the plan file's path alone.
@@ -129,6 +208,8 @@ class Plan(PlanFile):
     integrate_branch: str | None
     agents: Mapping[str, AgentSpec]
     waves: tuple[Wave, ...]
+    notify: NotifyConfig = NotifyConfig()
+    publish: PublishConfig = PublishConfig()
 
     @property
     def tasks(self) -> tuple[Task, ...]:

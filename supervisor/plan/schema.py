@@ -2,7 +2,7 @@
 
 msgspec checks every key against these declarations and names the offending key path
 (``$.waves[0].tasks[2].retries``); ``convert`` turns that into the user's one-line message.
-Cross-field rules (unique ids, known agents, prompt files...) live in ``plan.py``.
+Cross-field rules (unique ids, known agents, prompt files...) live in ``load``.
 """
 
 from __future__ import annotations
@@ -87,6 +87,29 @@ class IntegrateTable(_Strict, frozen=True):
     branch: NonEmptyStr
 
 
+class NotifyTable(_Strict, frozen=True):
+    """``[notify]``: where notifications go and which events send one."""
+
+    urls: list[NonEmptyStr] = []
+    command: Annotated[list[NonEmptyStr], msgspec.Meta(min_length=1)] | None = None
+    on: list[str] | None = None
+    timeout: Duration = 10
+    retries: Annotated[int, msgspec.Meta(ge=0, le=5)] = 2
+
+
+class PublishTable(_Strict, frozen=True):
+    """``[publish]``: push succeeded branches to a remote, optionally open pull requests."""
+
+    remote: NonEmptyStr = "origin"
+    pull_request: Literal["draft", "ready", "none"] = "none"
+    pull_request_for: Literal["tasks", "integration"] = "tasks"
+    base: NonEmptyStr | None = None
+    auto: bool = True
+    command: Annotated[list[NonEmptyStr], msgspec.Meta(min_length=1)] | None = None
+    list_command: list[NonEmptyStr] | None = None  # [] = do not ask; rely on the run's record
+    timeout: Duration = "2m"
+
+
 class PlanTable(_Strict, frozen=True):
     """The whole plan file."""
 
@@ -99,6 +122,8 @@ class PlanTable(_Strict, frozen=True):
     keep_runs: PositiveInt | None = None
     context_file: NonEmptyStr | None = None
     integrate: IntegrateTable | None = None
+    notify: NotifyTable | None = None
+    publish: PublishTable | None = None
     defaults: SettingsTable = SettingsTable()
     agents: dict[str, AgentTable] = {}
     waves: list[WaveTable] = []

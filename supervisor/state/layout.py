@@ -8,6 +8,7 @@
   runs/<run id>/
     logs/<task>.<attempt>.log       raw stdout + stderr of one attempt
     prompts/<task>.<attempt>.txt    the prompt the attempt got on stdin
+    pull-requests/<branch>.md       the body of a pull request pagent opened ([publish])
     summary.json                    written at the end (also on SIGINT/SIGTERM)
     report.html                     the morning view
 ```
@@ -52,6 +53,10 @@ class Layout:
 
     def prompt(self, run_id: str, task_id: str, attempt: int) -> Path:
         return self.run_dir(run_id) / "prompts" / f"{task_id}.{attempt}.txt"
+
+    def pull_request_body(self, run_id: str, name: str) -> Path:
+        """The body file of the pull request for ``name`` (a task id, or "integration")."""
+        return self.run_dir(run_id) / "pull-requests" / f"{name}.md"
 
     def summary(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "summary.json"

@@ -91,6 +91,8 @@ class RunRecord:
     integration_branch: str | None = None
     overlaps: str | None = None  # JSON list of {"tasks": [a, b], "paths": [...]}
     integration: str | None = None  # JSON list of merge results, in merge order
+    publish: str | None = None  # JSON publish record of the integration branch ([publish])
+    notifications: str | None = None  # JSON list: each notification sent, per target ([notify])
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class TaskRecord:
     start_commit: str | None = None  # where the task's branch started (base, or a dependency)
     diff: str | None = None  # JSON DiffStats after the latest attempt
     conflicts: str | None = None  # JSON list of paths, for state "conflict"
+    publish: str | None = None  # JSON publish record of the task's branch: pushed, pull request
 
 
 @dataclass(frozen=True)

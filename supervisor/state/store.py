@@ -38,7 +38,9 @@ CREATE TABLE IF NOT EXISTS runs (
     note TEXT,
     integration_branch TEXT,
     overlaps TEXT,
-    integration TEXT
+    integration TEXT,
+    publish TEXT,
+    notifications TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_plan ON runs (plan_key, run_id);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -57,6 +59,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     start_commit TEXT,
     diff TEXT,
     conflicts TEXT,
+    publish TEXT,
     PRIMARY KEY (run_id, task_id)
 );
 CREATE TABLE IF NOT EXISTS attempts (

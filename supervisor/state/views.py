@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from supervisor.errors import UsageError
@@ -43,6 +44,7 @@ def task_view(record: TaskRecord, attempts: list[AttemptRecord], now: float) -> 
         "total_cost_usd": _total_cost(attempts),
         "diff": json.loads(record.diff) if record.diff else None,
         "conflicts": json.loads(record.conflicts) if record.conflicts else None,
+        "publish": json.loads(record.publish) if record.publish else None,
         "history": [
             {
                 "attempt": a.number,
@@ -101,15 +103,29 @@ def _total_cost(attempts: list[AttemptRecord]) -> float | None:
     return round(sum(costs), 6) if costs else None
 
 
-def run_view(store: Store, run: RunRecord, now: float | None = None) -> dict[str, Any]:
-    """The whole run: its record, counts by state and every task view, in plan order."""
+def run_view(
+    store: Store, run: RunRecord, now: float | None = None, only: Collection[str] | None = None
+) -> dict[str, Any]:
+    """The whole run: its record, counts by state and every task view, in plan order.
+
+    With ``only``, ``tasks`` holds just those tasks (counts and cost are still the whole run's):
+    what a notification about one task needs, without reading every attempt of a large run.
+    """
     now = time.time() if now is None else now
-    by_task: dict[str, list[AttemptRecord]] = defaultdict(list)
-    all_attempts = store.attempts(run.run_id)
-    for attempt in all_attempts:
-        by_task[attempt.task_id].append(attempt)
-    tasks = [task_view(record, by_task[record.task_id], now) for record in store.tasks(run.run_id)]
-    counts = Counter(task["state"] for task in tasks)
+    if only is None:
+        by_task: dict[str, list[AttemptRecord]] = defaultdict(list)
+        all_attempts = store.attempts(run.run_id)
+        for attempt in all_attempts:
+            by_task[attempt.task_id].append(attempt)
+        tasks = [task_view(record, by_task[record.task_id], now) for record in store.tasks(run.run_id)]
+        counts: Mapping[str, int] = Counter(task["state"] for task in tasks)
+        cost = _total_cost(all_attempts)
+    else:
+        records = [record for record in store.tasks(run.run_id) if record.task_id in only]
+        tasks = [task_view(r, store.attempts(run.run_id, r.task_id), now) for r in records]
+        counts = store.state_counts(run.run_id)
+        found = store.run_cost(run.run_id)
+        cost = None if found is None else round(found, 6)
     end = run.ended_at or now
     return {
         "run_id": run.run_id,
@@ -122,16 +138,21 @@ def run_view(store: Store, run: RunRecord, now: float | None = None) -> dict[str
         "duration": round(end - run.started_at, 3),
         "pid": run.pid,
         "base_commit": run.base_commit,
-        "counts": {state: counts[state] for state in STATE_ORDER if counts[state]},
-        "cost_usd": _total_cost(all_attempts),
+        "counts": {state: counts[state] for state in STATE_ORDER if counts.get(state)},
+        "cost_usd": cost,
         "agent_version": run.agent_version,
         "note": run.note,
         "overlaps": json.loads(run.overlaps) if run.overlaps else [],
         "integration": (
-            {"branch": run.integration_branch, "merges": json.loads(run.integration or "[]")}
+            {
+                "branch": run.integration_branch,
+                "merges": json.loads(run.integration or "[]"),
+                "publish": json.loads(run.publish) if run.publish else None,
+            }
             if run.integration_branch
             else None
         ),
+        "notifications": json.loads(run.notifications) if run.notifications else [],
         "tasks": tasks,
     }
 

@@ -153,7 +153,13 @@ def _run(
     configure_logging(log_format)
     printer = EventPrinter(quiet)
     run = functools.partial(
-        execute_plan, plan, executor=executor_for(plan), kinds=KINDS, retry_failed=retry_failed, run_id=run_id
+        execute_plan,
+        plan,
+        executor=executor_for(plan),
+        kinds=KINDS,
+        retry_failed=retry_failed,
+        run_id=run_id,
+        report=write_report,  # written by the run, so that its notification can name the file
     )
     if not quiet and log_format == "text" and sys.stderr.isatty():
         view = progress.ProgressView()
@@ -162,7 +168,6 @@ def _run(
     else:
         result = anyio.run(functools.partial(run, emit=printer))
     layout = Layout.of(plan)
-    write_report(result.view, layout.report(result.run_id))
     click.echo(format_summary(result.view, str(layout.run_dir(result.run_id))))
     sys.exit(result.exit_code)
 
@@ -210,7 +215,24 @@ def run_cmd(**kwargs: Any) -> None:
 def validate(plan_path: Path) -> None:
     """Check PLAN; exit 0 if it is valid, 2 with one line naming the problem if not."""
     plan = load_plan(plan_path)
+    if (warning := _publish_warning(plan)) is not None:
+        click.echo(f"pagent: warning: {plan.path.name}: {warning}", err=True)
     click.echo(f"{plan.path.name}: ok ({len(plan.tasks)} tasks in {len(plan.waves)} waves)")
+
+
+def _publish_warning(plan: Plan) -> str | None:
+    """Why ``[publish] remote`` will not work (a run then refuses to start), or ``None``."""
+    if plan.publish.remote is None:
+        return None
+    from supervisor.errors import PlanError
+    from supervisor.workspace.git import remote_problem, resolve_repo
+
+    try:
+        repo = resolve_repo(plan)
+    except PlanError as exc:
+        return f"cannot check publish.remote: {str(exc).removeprefix(plan.path.name + ': ')}"
+    problem = remote_problem(repo.root, plan.publish.remote)
+    return None if problem is None else f"publish.remote: {problem} (pagent-run refuses to start)"
 
 
 @pagent.command()
@@ -312,6 +334,56 @@ def report(plan_path: Path, run_id: str | None, open_: bool) -> None:
     click.echo(str(path))
     if open_:
         click.launch(str(path))
+
+
+@pagent.command()
+@PLAN_ARG
+@RUN_OPT
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handle_errors
+def publish(plan_path: Path, run_id: str | None, debug: bool) -> None:
+    """Publish PLAN's latest (or given) run per its [publish] table: push every succeeded task's
+    branch (only what changed) and the integration branch, open the pull requests not yet opened.
+
+    Exit 0 when everything is published, 1 when a push or a pull request failed. Refuses while a
+    run of the plan is active.
+    """
+    import anyio
+
+    from supervisor.engine.byhand import publish_run
+    from supervisor.ui.handoff import publish_lines
+
+    plan = load_plan(plan_path)
+    view = anyio.run(publish_run, plan, run_id)
+    lines = publish_lines(view) or ["published: nothing (no succeeded task with a branch)"]
+    click.echo("\n".join(lines))
+    if publish_lines(view, problems_only=True):
+        sys.exit(EXIT_FAILED)
+
+
+@pagent.command()
+@PLAN_ARG
+@RUN_OPT
+@click.option("--test", "test", is_flag=True, help="Send a test message instead of the run's summary.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handle_errors
+def notify(plan_path: Path, run_id: str | None, test: bool, debug: bool) -> None:
+    """Send PLAN's latest (or given) run's summary to the [notify] targets (or, with --test, a
+    test message) and print one line per target.
+
+    Exit 0 when every target got it, 1 when one did not. The run's summary is recorded on the
+    run; refuses while a run of the plan is active (--test does not need a run).
+    """
+    import anyio
+
+    from supervisor.engine import byhand
+
+    plan = load_plan(plan_path)
+    results = anyio.run(byhand.notify_test, plan) if test else anyio.run(byhand.notify_run, plan, run_id)
+    for result in results:
+        click.echo(result.line())
+    if not all(result.ok for result in results):
+        sys.exit(EXIT_FAILED)
 
 
 def _entry(command: click.Command, name: str) -> None:

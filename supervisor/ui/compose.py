@@ -1,7 +1,8 @@
 """Composition: the one place that picks the concrete parts a command works with.
 
 The core never chooses its own parts: the plan loader is given the registry's catalog of agent
-kinds, the engine is given the executor and the registry. Commands (and tests that drive the
+kinds and apprise's check of notification URLs, the engine is given the executor and the
+registry. Commands (and tests that drive the
 core the way the CLI does) take them from here.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from supervisor.agents.registry import KINDS
+from supervisor.handoff.check import url_problem
 from supervisor.plan import load
 from supervisor.plan.model import Plan
 from supervisor.seam import Executor
@@ -18,8 +20,9 @@ __all__ = ["KINDS", "executor_for", "load_plan"]
 
 
 def load_plan(path: str | Path) -> Plan:
-    """Read and validate the plan at ``path`` against the registry's agent kinds."""
-    return load.load_plan(path, KINDS.catalog())
+    """Read and validate the plan at ``path`` against the registry's agent kinds; notification
+    URLs are checked by apprise (loaded only when the plan has some)."""
+    return load.load_plan(path, KINDS.catalog(), check_url=url_problem)
 
 
 def executor_for(plan: Plan) -> Executor:

@@ -97,3 +97,31 @@ class EventPrinter:
                 getattr(self.log, level)(f"task {event.state.replace('_', ' ')}", **fields)
             case events.Notice():
                 self.log.warning(event.message, **({"task": event.task_id} if event.task_id else {}))
+            case events.StoppedEarly():
+                pass  # the Notice emitted with it says it
+            case events.Published():
+                self._published(event)
+            case events.Notified() if event.ok:
+                self.log.info("notified", notify=event.event, target=event.target)
+            case events.Notified():
+                tries = f"{event.tries} {'try' if event.tries == 1 else 'tries'}"
+                self.log.warning(
+                    "notification failed",
+                    notify=event.event,
+                    target=event.target,
+                    error=event.error,
+                    tries=tries,
+                )
+
+    def _published(self, event: events.Published) -> None:
+        """One line per published branch: warning when the push or the pull request failed."""
+        fields: dict[str, Any] = {"task": event.task_id} if event.task_id else {"integration": True}
+        fields.update(branch=event.branch, push=event.push)
+        if event.detail:
+            fields["detail"] = event.detail
+        if event.pull_request:
+            fields["pull_request"] = event.pull_request
+        if event.pr_problem:
+            fields["pull_request_problem"] = event.pr_problem
+        ok = event.push in {"pushed", "up-to-date"} and not event.pr_problem
+        getattr(self.log, "info" if ok else "warning")("published" if ok else "publish incomplete", **fields)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.state.views import needs_person
+from supervisor.ui.handoff import report_section
 from supervisor.ui.report_format import (
     _CSS,
     _STATE_CLASS,
@@ -73,6 +74,7 @@ def render_report(
         _task_table(tasks, Path(report_dir), conflicted),
         _overlaps(overlaps, view.get("merge_order")),
         _integration(integration),
+        report_section(view),  # the hand-off (supervisor.ui.handoff)
         "</body>\n</html>\n",
     ]
     return "".join(parts)

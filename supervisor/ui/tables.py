@@ -12,6 +12,7 @@ from typing import Any
 from supervisor.plan.units import format_duration
 from supervisor.reasons import Reason
 from supervisor.state.views import needs_person
+from supervisor.ui.handoff import notification_lines, publish_lines
 
 
 def format_summary(view: dict[str, Any], run_dir: str) -> str:
@@ -29,6 +30,7 @@ def format_summary(view: dict[str, Any], run_dir: str) -> str:
         why = f" ({task['reason']})" if task["reason"] else ""
         lines.append(f"  {task['state']:<11} {task['id']}{why}  log: {task['log'] or '-'}")
         lines.extend(f"{'':<14}{line}" for line in needs_person(task))
+    lines.extend([*publish_lines(view), *notification_lines(view)])  # the hand-off, if any
     lines.append(f"run directory: {run_dir}")
     if any(task["state"] != "succeeded" for task in view["tasks"]):
         lines.append(f"rerun what did not succeed: pagent-run {view['plan_path']} --retry-failed")
@@ -92,4 +94,5 @@ def format_status(view: dict[str, Any]) -> str:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
         if task is not None:
             lines.extend(f"    {line}" for line in needs_person(task))
+    lines.extend([*publish_lines(view), *notification_lines(view)])  # the hand-off, if any
     return "\n".join(line.rstrip() for line in lines)

@@ -63,3 +63,30 @@ def resolve_repo(plan: Plan) -> RepoInfo:
         what = "the repository has no commit yet" if plan.base is None else "no such commit"
         raise PlanError(f"{plan.path.name}: base: {base_ref!r}: {what}") from None
     return RepoInfo(root=root, base_ref=base_ref, base_commit=commit)
+
+
+def remote_problem(repo: Path, remote: str) -> str | None:
+    """Why ``remote`` cannot be pushed to from ``repo`` ("no remote 'origin' in /repo"), or ``None``.
+
+    Reads the repository's configuration only: nothing is contacted. A URL or a path is taken
+    as it is (git pushes to those directly).
+    """
+    if "/" in remote or ":" in remote:
+        return None
+    try:
+        git(["remote", "get-url", "--push", remote], repo)
+    except GitError as exc:
+        if "not installed" in str(exc):
+            return str(exc)
+        return f"no remote {remote!r} in {repo}"
+    return None
+
+
+def branch_of(repo: Path, ref: str | None) -> str | None:
+    """The local branch ``ref`` names (``None``: the branch checked out in ``repo``); ``None``
+    when it names no branch (a commit, a tag, a detached HEAD)."""
+    if ref is None or ref == "HEAD":
+        name = git(["symbolic-ref", "--quiet", "--short", "HEAD"], repo, check=False).strip()
+        return name or None
+    found = git(["rev-parse", "--verify", "--quiet", f"refs/heads/{ref}"], repo, check=False).strip()
+    return ref if found else None
