@@ -8,7 +8,7 @@ directories under the scratch directory; Codex also its ``CODEX_HOME``.
 
 The retry and idle settings default to small bounds (no CLI retries) so that tests are quick;
 ``None`` leaves a CLI's own default.  What each setting does was measured with the pinned
-versions (tests/transcripts/agents/README.md).
+versions (tests/transcripts/README-agents.md).
 """
 
 from __future__ import annotations

@@ -211,6 +211,20 @@ def test_codex_retries_show_live_and_in_notices() -> None:
     assert parser.outcome(_exit(meta)).metrics["api_retries"] == 5
 
 
+def test_gemini_retries_show_live_from_stderr() -> None:
+    """Gemini's stdout is silent while it retries; its stderr lines become the live status."""
+    _, meta = _load("gemini", "http-500-default")
+    parser = GeminiParser()
+    parser.feed(b'{"type":"init","session_id":"s1","model":"m"}\n')
+    statuses = []
+    for line in meta["stderr_tail"].encode().splitlines(keepends=True):
+        parser.feed_stderr(line)
+        statuses.append(parser.status)
+    assert "retrying API, 500, attempt 9 failed" in statuses
+    assert statuses[-1] is None  # "Attempt 10 failed ... Max attempts reached"
+    assert parser.notices() == ["retrying API, 500, attempt 9 failed"]
+
+
 def test_refused_calls_are_named() -> None:
     """The refused tool calls come with the metrics, in the shape ``pagent status`` shows."""
     _, meta = _load("gemini", "tool-not-registered")

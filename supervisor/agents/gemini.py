@@ -5,7 +5,8 @@ delta}``, ``tool_use {tool_name, tool_id, parameters}``, ``tool_result {tool_id,
 output, error {type, message}}``, ``error {severity, message}`` (a warning) and at the end
 ``result {status: success|error, error {type, message}, stats {input_tokens, output_tokens,
 tool_calls, models}}``.  Its own API retries print nothing on stdout (stderr says "Attempt N
-failed ..."), so a long retry looks like silence.  Reading is tolerant
+failed ..."), so a long retry looks like silence on stdout; `feed_stderr` turns those lines
+into the live status.  Reading is tolerant
 (`supervisor.agents.jsonlines`); the outcome comes from the ``result`` event, and from the exit
 code only where there is none: Gemini exits with the HTTP status mod 256 on API errors (500 ->
 244, 429 -> 173, 401 -> 145) and with its own codes otherwise (41 auth, 42 input, 44 sandbox,
@@ -72,6 +73,9 @@ _EXIT_CLASSES = {
 }
 _AUTH_TEXT = re.compile(r"api key not valid|unauthenticated|permission_denied|authenticat", re.IGNORECASE)
 _RATE_TEXT = re.compile(r"resource[ _]exhausted|rate.?limit|quota|too many requests", re.IGNORECASE)
+_ATTEMPT = re.compile(
+    r"Attempt (\d+) failed(?: with status (\d{3}))?(?:.*(Retrying with backoff))?", re.IGNORECASE
+)
 _TIMEOUT_TEXT = re.compile(r"fetch failed|terminated|timed? ?out|timeout", re.IGNORECASE)
 _KEEP = 20
 
@@ -91,6 +95,8 @@ class GeminiParser:
         self.tool_failures: list[dict[str, Any]] = []
         self.warnings: list[str] = []
         self._text: list[str] = []  # the assistant's latest message, in its deltas
+        self.api_retries = 0
+        self._retry: str | None = None
         self._notices: list[str] = []
 
     def feed(self, data: bytes) -> None:
@@ -98,8 +104,18 @@ class GeminiParser:
         self._lines.feed(data)
 
     def feed_stderr(self, data: bytes) -> None:
-        """Take a chunk of stderr ("Attempt N failed ..." lines, error reports), kept as evidence."""
-        self._stderr.feed(data)
+        """Take a chunk of stderr: "Attempt N failed with status S. Retrying with backoff..."
+        becomes the live status and a notice; the tail is kept as evidence."""
+        for line in self._stderr.feed(data):
+            match = _ATTEMPT.search(line)
+            if match is None:
+                continue
+            if match[3] and self.result is None:  # "... Retrying with backoff": it tries again
+                self.api_retries += 1
+                self._retry = f"retrying API, {match[2] or '?'}, attempt {match[1]} failed"
+                self._notices.append(self._retry)
+            else:
+                self._retry = None
 
     def notices(self) -> list[str]:
         """Refused tool calls and warnings since the last call."""
@@ -113,13 +129,14 @@ class GeminiParser:
 
     @property
     def status(self) -> str | None:
-        """Gemini reports no live state on stdout (its retries show only on stderr)."""
-        return None
+        """ "retrying API, 500, attempt 3 failed" while the CLI retries (known from stderr only)."""
+        return self._retry
 
     # -- reading ---------------------------------------------------------------------------------
 
     def _event(self, event: Event) -> None:
         kind = event.get("type")
+        self._retry = None  # any event: the CLI got past its retry
         if kind == "init":
             if isinstance(event.get("session_id"), str):
                 self.session_id = event["session_id"]
@@ -218,6 +235,7 @@ class GeminiParser:
             "tokens_out": number(stats.get("output_tokens")),
             "cached_tokens": number(stats.get("cached")),
             "tool_calls": number(stats.get("tool_calls")),
+            "api_retries": self.api_retries,
             "duration_ms": number(stats.get("duration_ms")),
             "result_text": text[-2000:] if result else None,
             "error_text": self.error_text() or self._stderr.text()[-2000:] or None,
