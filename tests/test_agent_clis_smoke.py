@@ -30,7 +30,7 @@ PROMPT = "Create hello.txt saying hello."
 # Generous next to the measured run times (1-7 s) so that a loaded machine does not flake.
 RUN_TIMEOUT_S = 90.0
 # The first test on a machine may install ~400 MB from npm.
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def _cli(name: str) -> Path:
