@@ -22,7 +22,7 @@ from supervisor.agents.gemini import GeminiParser
 from supervisor.agents.opencode import OpencodeParser
 from supervisor.seam import Exit
 
-TRANSCRIPTS = Path(__file__).parent / "transcripts"
+TRANSCRIPTS = Path(__file__).parents[2] / "transcripts"
 Parser = CodexParser | GeminiParser | OpencodeParser
 PARSERS: dict[str, type[Parser]] = {"codex": CodexParser, "gemini": GeminiParser, "opencode": OpencodeParser}
 HIGH_DEMAND = "We\u2019re currently experiencing high demand, which may cause temporary errors."
