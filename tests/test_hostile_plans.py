@@ -41,7 +41,6 @@ def _one_task(tmp_path: Path, repo: Path, **task: Any) -> Path:
         pytest.param({"extra_args": ["--x\0"]}, {}, "agents.rogue.extra_args", id="nul-in-agent-args"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="issue 12: NUL and '=' reach Popen, which raises ValueError")
 def test_nul_and_equals_in_env_and_argv_are_plan_errors(
     tmp_path: Path, repo: Path, agents: dict[str, Any], task: dict[str, Any], key: str
 ) -> None:
@@ -52,7 +51,6 @@ def test_nul_and_equals_in_env_and_argv_are_plan_errors(
     rejected(plan, key)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: a NUL in the program name passes validation")
 def test_nul_in_the_program_name_is_a_plan_error(tmp_path: Path, repo: Path) -> None:
     """Today it validates and every attempt fails at night with ``launch-failed``."""
     plan = write_plan(
@@ -74,7 +72,6 @@ def test_nul_in_the_program_name_is_a_plan_error(tmp_path: Path, repo: Path) -> 
         pytest.param("workdir", ".git/hooks", id="workdir-in-.git"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="issue 12: _check_workdir only refuses absolute paths and '..'")
 def test_done_marker_and_workdir_naming_git_or_a_directory_are_plan_errors(
     tmp_path: Path, repo: Path, setting: str, value: str
 ) -> None:
@@ -135,7 +132,6 @@ def test_a_workdir_through_a_symlink_in_the_repository_does_not_leave_the_worktr
         ),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="issue 12: branch_problem knows neither length nor prefix clashes")
 def test_ids_and_branch_names_git_rejects_are_plan_errors(
     tmp_path: Path, repo: Path, tasks: dict[str, dict[str, Any]], key: str
 ) -> None:
@@ -170,7 +166,6 @@ def test_an_explicit_branch_equal_to_another_tasks_default_gets_its_own_branch(
         pytest.param("pagent/h", id="prefix-of-task-branches"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="issue 12: integrate.branch is not checked against task branches")
 def test_an_integration_branch_colliding_with_a_task_branch_is_a_plan_error(
     tmp_path: Path, repo: Path, branch: str
 ) -> None:
@@ -221,7 +216,6 @@ def test_nan_and_inf_durations_are_plan_errors(
         pytest.param({"require_changes": True}, id="require_changes-without-changes"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="issue 12: with isolation = 'none' the checks are skipped silently")
 def test_checks_with_isolation_none_are_enforced_or_refused(
     tmp_path: Path, repo: Path, settings: dict[str, Any]
 ) -> None:

@@ -60,7 +60,6 @@ def validate_bounded(plan: Path, seconds: float = 5) -> subprocess.CompletedProc
         pytest.param("{task_id!r}", id="repr-conversion"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="issue 12: template_problem checks field names, not specs")
 def test_format_specs_in_a_prompt_are_plan_errors(tmp_path: Path, repo: Path, template: str) -> None:
     """A placeholder with a conversion or format spec validates today and then either crashes
     the run at render time (ValueError in prompts.render) or renders something else ('a')."""
@@ -102,7 +101,6 @@ def _huge(tmp_path: Path) -> str:
         pytest.param(_huge, "task", id="prompt_file-2GiB"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="issue 12: prompt files are read without a type check or size limit")
 def test_prompt_files_that_are_not_small_regular_files_are_refused_at_once(
     tmp_path: Path, repo: Path, make: Any, where: str
 ) -> None:

@@ -99,7 +99,6 @@ def test_without_a_terminal_agent_output_never_reaches_the_event_lines(tmp_path:
     assert "\x1b" not in done.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: wave names are printed as given")
 def test_a_wave_name_with_escape_sequences_does_not_reach_cron_output(tmp_path: Path, repo: Path) -> None:
     """A careless plan names a wave with control characters (copied from a terminal). Without a
     terminal pagent-run promises no escape sequences; today the wave name brings them."""

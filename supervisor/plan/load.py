@@ -3,7 +3,9 @@
 ``load_plan`` is the only entry point. It reads the TOML and the prompt files and touches nothing
 else: no git, no state, no directory is created. Every problem becomes a ``PlanError`` whose
 message is one line naming the file and the key path, e.g.
-``plan.toml: waves[0].tasks[2].retries: expected an integer >= 0, got -1``.
+``plan.toml: waves[0].tasks[2].retries: expected an integer >= 0, got -1``. The aim: whatever
+``load_plan`` accepts cannot fail at night for a reason visible in the plan (``supervisor.plan.rules``
+lists those rules; files are read by ``supervisor.plan.files``, never blocking, bounded).
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ import tomli  # the parser stdlib's tomllib was made from, compiled: three times
 
 from supervisor.errors import PlanError
 from supervisor.plan import schema
+from supervisor.plan.across import check_branches, check_dependencies
 from supervisor.plan.catalog import Catalog
+from supervisor.plan.files import PLAN_LIMIT, PROMPT_LIMIT, FileProblem, read_bounded, read_text
 from supervisor.plan.model import RETRYABLE_ON_REQUEST, AgentSpec, Plan, Task, TaskSettings, Wave
-from supervisor.plan.names import TASK_ID, branch_problem
+from supervisor.plan.names import TASK_ID, branch_problem, has_control, id_problem, short
 from supervisor.plan.outbound import UrlCheck, notify_config, publish_config
 from supervisor.plan.prompts import SEPARATOR, template_problem
+from supervisor.plan.rules import env_name_problem, inside_problem, nul_in, unisolated_problem
 from supervisor.plan.units import parse_duration, parse_size
 
 _DURATIONS = frozenset(
@@ -41,7 +46,9 @@ def load_plan(path: str | Path, catalog: Catalog, *, check_url: UrlCheck | None 
     path = Path(path).absolute()
     label = str(path.name)
     try:
-        raw_bytes = path.read_bytes()
+        raw_bytes = read_bounded(path, PLAN_LIMIT)
+    except FileProblem as exc:
+        raise PlanError(f"{label}: cannot read plan {str(path)!r}: it {exc}") from None
     except OSError as exc:
         raise PlanError(f"{label}: cannot read plan {str(path)!r}: {exc.strerror or exc}") from None
     try:
@@ -50,6 +57,10 @@ def load_plan(path: str | Path, catalog: Catalog, *, check_url: UrlCheck | None 
         raise PlanError(f"{label}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except tomli.TOMLDecodeError as exc:
         raise PlanError(f"{label}: invalid TOML: {exc}") from None
+    if (where := nul_in(raw)) is not None:
+        raise PlanError(
+            f"{label}: {where}: contains a NUL character, which no argument, environment or path can carry"
+        )
     try:
         table = schema.convert(raw)
     except ValueError as exc:
@@ -74,6 +85,9 @@ def _build(
         key = f"{label}: agents.{schema.toml_key(name)}"
         if not TASK_ID.match(name):
             raise PlanError(f"{key}: agent names use letters, digits, '.', '_', '-', got {name!r}")
+        for env_name in agent.env:
+            if problem := env_name_problem(env_name):
+                raise PlanError(f"{key}.env: {problem}")
         rules = catalog.kinds.get(agent.kind)
         if rules is None:
             known = ", ".join(sorted(catalog.kinds))
@@ -102,6 +116,8 @@ def _build(
         raise PlanError(f"{label}: waves: the plan has no [[waves]]")
     for w, wave_table in enumerate(table.waves):
         wave_name = wave_table.name or f"wave-{w + 1}"
+        if has_control(wave_name):  # it is printed on terminals and in cron mail
+            raise PlanError(f"{label}: waves[{w}].name: {wave_name!r} contains control characters")
         if not wave_table.tasks:
             raise PlanError(f"{label}: waves[{w}]: wave {wave_name!r} has no [[waves.tasks]]")
         tasks: list[Task] = []
@@ -110,17 +126,14 @@ def _build(
         for t, task_table in enumerate(wave_table.tasks):
             where = f"waves[{w}].tasks[{t}]"
             task_id = task_table.id
-            if not TASK_ID.match(task_id) or task_id.endswith(".lock") or ".." in task_id:
-                raise PlanError(
-                    f"{label}: {where}.id: {task_id!r} is not a safe id "
-                    "(letters, digits, '.', '_', '-'; not starting with '.' or '-')"
-                )
+            if problem := id_problem(task_id):
+                raise PlanError(f"{label}: {where}.id: {short(task_id)} {problem}")
             if task_id in seen:
                 raise PlanError(f"{label}: {where}.id: duplicate id {task_id!r} (first at {seen[task_id]})")
             seen[task_id] = where
             if task_table.branch is not None:
                 if problem := branch_problem(task_table.branch):
-                    raise PlanError(f"{label}: {where}.branch: {task_table.branch!r} {problem}")
+                    raise PlanError(f"{label}: {where}.branch: {short(task_table.branch)} {problem}")
                 if task_table.branch in branches:
                     raise PlanError(
                         f"{label}: {where}.branch: {task_table.branch!r} is also the branch of "
@@ -135,6 +148,10 @@ def _build(
                 raise PlanError(f"{label}: {origin}.extra_args: {exc}") from None
             if settings.confine and not settings.workdir:
                 raise PlanError(f"{label}: {where}.confine: needs 'workdir' (the directory to stay in)")
+            if unisolated := unisolated_problem(settings):
+                name, why = unisolated
+                origin = "" if getattr(task_table, name) is not None else " (from [defaults])"
+                raise PlanError(f"{label}: {where}.{name}{origin}: {why}")
             tasks.append(
                 Task(
                     id=task_id,
@@ -150,7 +167,8 @@ def _build(
             )
         waves.append(Wave(index=w, name=wave_name, tasks=tuple(tasks)))
 
-    _check_dependencies(waves, label)
+    check_dependencies(waves, label)
+    check_branches(waves, plan_name, table.integrate.branch if table.integrate else None, label)
     try:
         notify = notify_config(table.notify, plan_dir, check_url)
         publish = publish_config(table.publish, integrate=table.integrate is not None)
@@ -183,13 +201,7 @@ def _prompt(task: schema.TaskTable, plan_dir: Path, label: str, where: str) -> s
     if task.prompt is not None and task.prompt_file is not None:
         raise PlanError(f"{label}: {where}: give either 'prompt' or 'prompt_file', not both")
     if task.prompt_file is not None:
-        prompt_path = plan_dir / task.prompt_file
-        try:
-            text = prompt_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise PlanError(f"{label}: {where}.prompt_file: no such file: {prompt_path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PlanError(f"{label}: {where}.prompt_file: cannot read {prompt_path}: {exc}") from None
+        text = _read_file(plan_dir / task.prompt_file, label, f"{where}.prompt_file")
     elif task.prompt is not None:
         text = task.prompt
     else:
@@ -206,51 +218,20 @@ def _read_context(plan_dir: Path, name: str | None, label: str, key: str) -> str
     """A context file's text (verbatim), or "" when none is set."""
     if name is None:
         return ""
-    path = plan_dir / name
+    return _read_file(plan_dir / name, label, key).strip()
+
+
+def _read_file(path: Path, label: str, key: str) -> str:
+    """A prompt or context file's text: a regular file of at most 1 MiB (``files.PROMPT_LIMIT``),
+    UTF-8; read without ever blocking (a FIFO, ``/dev/zero`` and directories are refused)."""
     try:
-        return path.read_text(encoding="utf-8").strip()
+        return read_text(path, PROMPT_LIMIT)
     except FileNotFoundError:
         raise PlanError(f"{label}: {key}: no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError(f"{label}: {key}: cannot read {path}: {exc}") from None
-
-
-def _check_dependencies(waves: list[Wave], label: str) -> None:
-    """``depends_on`` names tasks of the same or an earlier wave, without cycles; ``stack``
-    needs exactly one dependency and a worktree."""
-    where = {t.id: f"waves[{w.index}].tasks[{i}]" for w in waves for i, t in enumerate(w.tasks)}
-    wave_of = {t.id: t.wave for w in waves for t in w.tasks}
-    graph: dict[str, tuple[str, ...]] = {}
-    for wave in waves:
-        for task in wave.tasks:
-            key = f"{label}: {where[task.id]}"
-            for dep in task.depends_on:
-                if dep not in wave_of:
-                    raise PlanError(f"{key}.depends_on: unknown task {dep!r}")
-                if dep == task.id:
-                    raise PlanError(f"{key}.depends_on: a task cannot depend on itself")
-                if wave_of[dep] > task.wave:
-                    raise PlanError(f"{key}.depends_on: {dep!r} runs in a later wave")
-            if task.stack and len(task.depends_on) != 1:
-                raise PlanError(f"{key}.stack: needs exactly one task in 'depends_on'")
-            if task.stack and task.settings.isolation != "worktree":
-                raise PlanError(f"{key}.stack: needs isolation = 'worktree'")
-            graph[task.id] = task.depends_on
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-
-    def visit(node: str, path: list[str]) -> None:
-        state[node] = 1
-        for dep in graph[node]:
-            if state.get(dep) == 1:
-                cycle = " -> ".join([*path[path.index(dep) :], dep]) if dep in path else dep
-                raise PlanError(f"{label}: {where[node]}.depends_on: dependency cycle: {cycle}")
-            if state.get(dep) is None:
-                visit(dep, [*path, dep])
-        state[node] = 2
-
-    for node in graph:
-        if node not in state:
-            visit(node, [node])
+    except FileProblem as exc:
+        raise PlanError(f"{label}: {key}: cannot read {path}: it {exc}") from None
+    except OSError as exc:
+        raise PlanError(f"{label}: {key}: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _merge(
@@ -282,8 +263,10 @@ def _merge(
                     allowed = ", ".join(sorted(RETRYABLE_ON_REQUEST))
                     raise ValueError(f"cannot retry on {unknown[0]!r} (allowed: {allowed})")
                 value = tuple(value)
-            elif name in {"workdir", "done_marker"}:
-                value = _check_workdir(value)
+            elif name in {"workdir", "done_marker"} and (
+                problem := inside_problem(value, marker=name == "done_marker")
+            ):
+                raise ValueError(problem)
             elif name == "verify":
                 value = tuple(value)
             elif name == "agent" and value not in agents:
@@ -293,11 +276,3 @@ def _merge(
             raise PlanError(f"{label}: {key}: {exc}") from None
         changes[name] = value
     return replace(base, **changes) if changes else base
-
-
-def _check_workdir(value: str) -> str:
-    """A workdir must stay inside the worktree: relative, without '..'."""
-    parts = Path(value).parts
-    if Path(value).is_absolute() or ".." in parts:
-        raise ValueError(f"expected a path inside the worktree, got {value!r}")
-    return value

@@ -107,13 +107,16 @@ def _positive_duration(value: str | int | float, key: str) -> float:
 
 
 def _check_template(argv: tuple[str, ...], known: frozenset[str], key: str) -> None:
-    """Every ``{name}`` in ``argv`` must be one of ``known`` (``{{`` and ``}}`` are literal)."""
+    """Every ``{name}`` in ``argv`` must be one of ``known``, plain (no ``!r``, no ``:spec``);
+    ``{{`` and ``}}`` are literal."""
     for index, arg in enumerate(argv):
         try:
-            names = [field for _, field, _, _ in string.Formatter().parse(arg) if field is not None]
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(arg) if f is not None]
         except ValueError as exc:
             raise ValueError(f"{key}[{index}]: {exc} in {arg!r} (write a literal brace doubled)") from None
-        for name in names:
+        for name, spec, conversion in fields:
             if name not in known:
                 allowed = ", ".join(f"{{{k}}}" for k in sorted(known))
                 raise ValueError(f"{key}[{index}]: unknown placeholder {{{name}}} (known: {allowed})")
+            if spec or conversion:  # would change the value, or fail when the command is made
+                raise ValueError(f"{key}[{index}]: placeholder {{{name}}} has a conversion or format spec")

@@ -4,7 +4,8 @@ The prompt an attempt receives is the plan's ``context_file``, then the wave's, 
 own prompt, separated by ``SEPARATOR``. Context files are included verbatim. The task's prompt
 (inline or from ``prompt_file``) is a template in the manner of Python's ``str.format``: the
 placeholders below are filled per attempt, and a literal brace is written doubled (``{{``).
-An unknown placeholder is a plan error, found when the plan is loaded.
+An unknown placeholder, or one with a conversion or format spec (``{task_id!r}``,
+``{attempt:>5}``), is a plan error, found when the plan is loaded.
 """
 
 from __future__ import annotations
@@ -30,14 +31,24 @@ _FAILURE_CHARS = 3000
 def template_problem(text: str) -> str | None:
     """Why ``text`` is not a valid prompt template, or ``None``."""
     try:
-        fields = [field for _, field, _, _ in string.Formatter().parse(text) if field is not None]
+        fields = [
+            (field, spec, conversion)
+            for _, field, spec, conversion in string.Formatter().parse(text)
+            if field is not None
+        ]
     except ValueError as exc:
         return f"{exc} (write a literal brace doubled: '{{{{' or '}}}}')"
-    for field in fields:
+    for field, spec, conversion in fields:
         if field not in PLACEHOLDERS:
             known = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
             shown = "{" + field + "}"
             return f"unknown placeholder {shown} (known: {known}; a literal brace is written doubled)"
+        if spec or conversion:
+            # A format spec or conversion ({task_id!r}, {attempt:>9}) would change the value or
+            # fail while rendering at night: placeholders are plain.
+            shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            shown = shown[:60] + "}"
+            return f"placeholder {shown} has a conversion or format spec; write it plain, {{{field}}}"
     return None
 
 

@@ -1,0 +1,80 @@
+"""Rules of a plan that would otherwise fail at run time, checked when it is loaded.
+
+Each function returns why a value cannot work (one line, without the file name: the loader adds
+that and the key path), or ``None``. They are pure: no file, no git, no process.
+
+- No string anywhere in the plan may hold a NUL character: no argument, environment value or
+  path can carry one (``execve`` and every file system call end a string there).
+- An environment variable's name is not empty and holds no ``=``.
+- ``workdir`` and ``done_marker`` name something inside the worktree that pagent may create or
+  remove: not the worktree itself (``.``), nothing inside git's own ``.git`` (any component,
+  any case), no directory form for the marker (a trailing ``/``).
+- With ``isolation = "none"`` the agent works in the repository itself, which pagent never
+  commits in or inspects, so the checks that need a worktree (``done_marker``,
+  ``require_changes``, ``confine``) cannot hold there and are refused; ``verify`` runs in the
+  repository like in a worktree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+from supervisor.plan.model import TaskSettings
+from supervisor.plan.schema import toml_key
+
+
+def nul_in(value: Any, path: str = "") -> str | None:
+    """The key path of the first string (key or value) in the parsed TOML ``value`` that holds
+    a NUL character, or ``None``."""
+    if isinstance(value, str):
+        return path if "\0" in value else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            here = f"{path}.{toml_key(key)}" if path else toml_key(key)
+            if "\0" in key:
+                return here
+            if (found := nul_in(item, here)) is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := nul_in(item, f"{path}[{index}]")) is not None:
+                return found
+    return None
+
+
+def env_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an environment variable, or ``None``."""
+    if not name:
+        return "an environment variable needs a name"
+    if "=" in name:
+        return f"{name!r} is not a variable name: it holds '='"
+    return None
+
+
+def inside_problem(value: str, *, marker: bool) -> str | None:
+    """Why ``value`` cannot be a ``workdir`` (``marker`` False) or a ``done_marker``, or ``None``."""
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts:
+        return f"expected a path inside the worktree, got {value!r}"
+    if not path.parts:
+        if marker:
+            return f"expected a file name inside the worktree, got {value!r} (the worktree itself)"
+        return f"{value!r} is the worktree itself, which is the default: leave 'workdir' out"
+    if any(part.lower() == ".git" for part in path.parts):
+        return f"{value!r} is inside git's own '.git', which pagent never touches"
+    if marker and (value.endswith("/") or value.endswith("/.")):
+        return f"expected a file name, got the directory form {value!r}"
+    return None
+
+
+def unisolated_problem(settings: TaskSettings) -> tuple[str, str] | None:
+    """With ``isolation = "none"``: ``(setting, why)`` for a setting that needs a worktree."""
+    if settings.isolation != "none":
+        return None
+    why = "needs isolation = 'worktree': with isolation = 'none' pagent inspects nothing in the repository"
+    for name in ("done_marker", "require_changes", "confine"):
+        if getattr(settings, name):
+            return name, why
+    return None
