@@ -40,6 +40,18 @@ class LockedError(PagentError):
     exit_code = EXIT_LOCKED
 
 
+class StateError(PagentError):
+    """The plan's state (``.pagent/`` beside it: the database, the lock, the run files) cannot be
+    read or written: a read-only directory, a full disk, a ``state.db`` that is not a database.
+    Exit 2 when nothing was begun (README, "Exit codes"); a run that was begun exits 1."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, exit_code: int | None = None, *, disk_full: bool = False) -> None:
+        super().__init__(message, exit_code)
+        self.disk_full = disk_full
+
+
 class GitError(PagentError):
     """A git command failed; the message carries git's own words."""
 

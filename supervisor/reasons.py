@@ -2,7 +2,8 @@
 
 ``Reason`` is string-valued, so the store, ``summary.json`` and ``pagent status --json`` keep
 the very strings they always had. A few reasons carry a detail after their class: ``exit 3``,
-``signal SIGKILL``, ``api-error 500``, ``dependency fix-1 failed``, ``worktree: <git's words>``;
+``signal SIGKILL``, ``api-error 500``, ``dependency fix-1 failed``, ``worktree: <git's words>``,
+``io-error: <what failed>``;
 ``Reason.of`` finds the class of any reason string, so the policy table, the checks, the views
 and the report all speak of classes, never of spellings.
 """
@@ -10,6 +11,7 @@ and the report all speak of classes, never of spellings.
 from __future__ import annotations
 
 import enum
+import errno
 
 
 class Reason(enum.StrEnum):
@@ -54,6 +56,10 @@ class Reason(enum.StrEnum):
     EARLIER_WAVE = "an earlier wave failed"  # "an earlier wave failed (fix-1, fix-2)"
     WORKSPACE = "worktree"  # "worktree: <git's words>"
     CONFLICT = "conflict"  # merged into the integration branch with conflicts
+    # What the supervisor's own machine did to a task (never the agent's verdict).
+    DISK_FULL = "disk-full"  # no space left writing the attempt's log, prompt or records
+    IO_ERROR = "io-error"  # "io-error: cannot write ...: Not a directory"
+    SUPERVISOR_ERROR = "supervisor-error"  # "supervisor-error: KeyError: 'x'": a bug of pagent's
 
     @classmethod
     def of(cls, reason: str | None) -> Reason | None:
@@ -73,7 +79,7 @@ class Reason(enum.StrEnum):
     def detail(self, detail: object) -> str:
         """This class with a detail: ``Reason.EXIT.detail(3) == "exit 3"``,
         ``Reason.WORKSPACE.detail("...") == "worktree: ..."``."""
-        if self is Reason.WORKSPACE:
+        if self in (Reason.WORKSPACE, Reason.IO_ERROR, Reason.SUPERVISOR_ERROR):
             return f"{self.value}: {detail}"
         if self is Reason.EARLIER_WAVE:
             return f"{self.value} ({detail})"
@@ -87,6 +93,8 @@ _WITH_DETAIL = (
     Reason.DEPENDENCY,
     Reason.EARLIER_WAVE,
     Reason.WORKSPACE,
+    Reason.IO_ERROR,
+    Reason.SUPERVISOR_ERROR,
 )
 
 
@@ -103,3 +111,26 @@ def signal_reason(name: str) -> str:
 def api_error(status: int) -> str:
     """The reason for an API failure with HTTP status ``status``."""
     return Reason.API_ERROR.detail(status)
+
+
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``: itself, or every leaf of a (nested) exception group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
+    return [exc]
+
+
+def mishap(exc: BaseException) -> str:
+    """The reason for a task the supervisor itself could not carry on with: ``disk-full`` for a
+    full disk, ``io-error: ...`` for another file error (or a state error, which carries
+    ``disk_full``), ``supervisor-error: Type: message`` for anything else (a bug of pagent's)."""
+    exc = leaves(exc)[0]
+    text = " ".join(str(exc).split())[:300]
+    if (isinstance(exc, OSError) and exc.errno in _FULL) or getattr(exc, "disk_full", False):
+        return Reason.DISK_FULL.value
+    if isinstance(exc, OSError) or hasattr(exc, "disk_full"):
+        return Reason.IO_ERROR.detail(text or type(exc).__name__)
+    return Reason.SUPERVISOR_ERROR.detail(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)

@@ -81,7 +81,6 @@ def no_task_running(plan: Path) -> None:
 # -- a full disk ---------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: OSError from the log write escapes run_attempt")
 def test_a_full_disk_while_writing_a_log_gives_one_line_and_consistent_records(
     tmp_path: Path, repo: Path, small_disk: Callable[[Path, str], Path]
 ) -> None:
@@ -129,7 +128,6 @@ def test_a_full_worktree_disk_fails_the_task_with_a_clear_reason(
 # -- a read-only plan directory ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: OSError from ensure_state_dir is not a PagentError")
 def test_a_read_only_plan_directory_gives_one_line(
     tmp_path: Path, repo: Path, read_only: Callable[[Path], None]
 ) -> None:
@@ -143,7 +141,6 @@ def test_a_read_only_plan_directory_gives_one_line(
 
 
 @pytest.mark.parametrize("command", [["status"], ["runs"], ["logs", "a"], ["report"]])
-@pytest.mark.xfail(strict=True, reason="issue 12: Store opens state.db read-write (WAL): OperationalError")
 def test_read_only_commands_work_or_say_why_on_a_read_only_plan_directory(
     tmp_path: Path, repo: Path, read_only: Callable[[Path], None], command: list[str]
 ) -> None:
@@ -168,11 +165,16 @@ def test_read_only_commands_work_or_say_why_on_a_read_only_plan_directory(
         pytest.param("pagent", ["runs"], [], id="runs"),
         pytest.param("pagent", ["logs"], ["a"], id="logs"),
         pytest.param("pagent", ["report"], [], id="report"),
-        pytest.param("pagent", ["clean"], [], id="clean"),
+        pytest.param(
+            "pagent",
+            ["clean"],
+            [],
+            id="clean",
+            marks=pytest.mark.xfail(strict=True, reason="issue 12: clean does not read the runs' records yet"),
+        ),
         pytest.param("pagent-run", [], [], id="run"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="issue 12: sqlite3.DatabaseError is not turned into a PagentError")
 def test_a_corrupt_state_db_is_named_with_what_to_do(
     tmp_path: Path, repo: Path, program: str, before: list[str], after: list[str]
 ) -> None:
@@ -215,7 +217,6 @@ def test_an_agent_deleting_its_own_worktree_fails_its_task_only(tmp_path: Path, 
     assert git(repo, "show", "pagent/h/a:a.txt") == "a\n"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: build_spec only handles FileNotFoundError for prompts/")
 def test_an_agent_replacing_the_run_directory_by_a_file_does_not_crash_the_run(
     tmp_path: Path, repo: Path
 ) -> None:

@@ -69,7 +69,6 @@ def printing(tmp_path: Path, repo: Path, data: bytes) -> Path:
     return write_plan(tmp_path / "plans", repo, {"a": {"prompt": f"print-hex {line}\nsleep 1.5"}})
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: ProgressView shows the agent's last line unfiltered")
 def test_the_live_view_strips_escape_sequences_from_agent_output(tmp_path: Path, repo: Path) -> None:
     """Today the title sequence, the alternate screen and the clear screen reach the terminal
     verbatim (only BEL is dropped, by rich)."""
@@ -81,7 +80,6 @@ def test_the_live_view_strips_escape_sequences_from_agent_output(tmp_path: Path,
     assert b"\x1b[2J" not in screen
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: the last line is a rich markup string, not Text")
 def test_the_live_view_shows_agent_output_literally_not_as_markup(tmp_path: Path, repo: Path) -> None:
     """An agent printing ``[bold]x[/bold]`` sees it rendered bold, brackets gone; ``[/nope]``
     (a closing tag never opened) would make rich raise while rendering."""
@@ -122,7 +120,6 @@ print(json.dumps({"type": "result", "subtype": "success", "is_error": False, "nu
 """
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: the 'asked' question is printed raw in the summary")
 def test_a_question_with_escape_sequences_is_shown_without_them(tmp_path: Path, repo: Path) -> None:
     """A Claude-kind agent that changed nothing ends with a question (``needs-input``); the
     summary (stdout, mailed by cron) and ``pagent status`` show the question -- today with

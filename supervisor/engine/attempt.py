@@ -126,6 +126,9 @@ async def run_attempt(
                             sampled_at=clock.time(),
                             note=parser.status,
                         )
+                    if log.failure is not None:  # the log cannot be written (a full disk): stop
+                        await stop(log.failure)
+                        return
                     if parser.finished:
                         continue  # only exited_late() decides now
                     if (reason := watchdog.verdict(now)) is not None:

@@ -10,6 +10,7 @@ notifications did (the hand-off: ``supervisor.engine.publishing``, ``.notifying`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -22,6 +23,7 @@ import anyio
 
 from supervisor.agents.base import Kinds
 from supervisor.engine import events
+from supervisor.engine.logfile import DiskReserve
 from supervisor.engine.notifying import Notifier
 from supervisor.engine.publishing import Publisher
 from supervisor.engine.runner import Runner
@@ -35,9 +37,11 @@ from supervisor.errors import (
     EXIT_SIGTERM,
     PagentError,
     PlanError,
+    StateError,
     UsageError,
 )
 from supervisor.plan.model import Plan
+from supervisor.reasons import leaves
 from supervisor.seam import AttemptKey, Executor
 from supervisor.state import history
 from supervisor.state.layout import Layout
@@ -81,6 +85,7 @@ class _Request:
     emit: Callable[[events.Event], None]
     memory_poll: float
     report: Report | None
+    reserve: DiskReserve
 
 
 @dataclass
@@ -121,25 +126,39 @@ async def execute_plan(
     layout = Layout.of(plan)
     if retry_failed and not layout.database.exists():
         raise UsageError(f"{plan.path.name}: no run yet")
-    request = _Request(plan, layout, repo, executor, kinds, retry_failed, run_id, emit, memory_poll, report)
+    reserve = DiskReserve(layout.reserve)
+    request = _Request(
+        plan, layout, repo, executor, kinds, retry_failed, run_id, emit, memory_poll, report, reserve
+    )
     layout.ensure()
     signals = _Signals()
     with PlanLock(layout.lock_file) as lock:
         lock.acquire(plan.path.name)
-        store = Store(layout.database)
+        reserve.hold()
         try:
-            result = await _with_signals(request, store, signals)
-        except BaseExceptionGroup as group:
-            # The task group wraps what the core raised on purpose; the CLI wants it bare.
-            only = group.exceptions[0] if len(group.exceptions) == 1 else None
-            if isinstance(only, PagentError):
-                raise only from None
-            raise
+            store = Store(layout.database)
+            try:
+                result = await _with_signals(request, store, signals)
+            except BaseExceptionGroup as group:
+                # Task groups (nested ones too) wrap what the core raised; the CLI wants it bare.
+                raise _bare(group) from None
+            finally:
+                store.close()
         finally:
-            store.close()
+            reserve.release()
     if result is None:
         raise Interrupted(f"{plan.path.name}: interrupted before any task started", signals.exit_code)
     return result
+
+
+def _bare(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What to raise for ``group``: its first ``PagentError`` (one line for the CLI), else its
+    only exception, else the group itself."""
+    found = leaves(group)
+    for leaf in found:
+        if isinstance(leaf, PagentError):
+            return leaf
+    return found[0] if len(found) == 1 else group
 
 
 async def _with_signals(request: _Request, store: Store, signals: _Signals) -> RunResult | None:
@@ -202,7 +221,7 @@ async def _preflight(request: _Request, store: Store, earlier: RunRecord | None)
 
 async def _run(request: _Request, store: Store, signals: _Signals) -> RunResult:
     """Repair, begin the run (or reopen it), execute it, write its summary."""
-    plan, repo, emit, layout = request.plan, request.repo, request.emit, request.layout
+    plan, repo, emit = request.plan, request.repo, request.emit
     grace = max(task.settings.kill_grace for task in plan.tasks)
     for message in await recover(plan, store, request.executor, time.time(), grace):
         emit(events.Notice(message))
@@ -213,6 +232,28 @@ async def _run(request: _Request, store: Store, signals: _Signals) -> RunResult:
         state = reopen_run(plan, store, earlier, repo)
     else:
         state = new_run(plan, store, repo, time.time())
+    try:
+        return await _execute(request, store, signals, state, versions=versions, earlier=earlier)
+    except (StateError, BaseExceptionGroup) as exc:
+        # The run was begun: it did not complete (its record ends like a crash's; the next
+        # pagent-run of the plan repairs it). Exit 1, not 2.
+        bare = _bare(exc) if isinstance(exc, BaseExceptionGroup) else exc
+        if isinstance(bare, StateError):
+            raise StateError(str(bare), EXIT_FAILED, disk_full=bare.disk_full) from None
+        raise
+
+
+async def _execute(
+    request: _Request,
+    store: Store,
+    signals: _Signals,
+    state: RunState,
+    *,
+    versions: str,
+    earlier: RunRecord | None,
+) -> RunResult:
+    """Execute the begun run ``state`` and write its summary and report."""
+    plan, repo, emit, layout = request.plan, request.repo, request.emit, request.layout
     if versions:
         state.update_run(agent_version=versions)
     if plan.keep_runs is not None and earlier is None:
@@ -220,7 +261,7 @@ async def _run(request: _Request, store: Store, signals: _Signals) -> RunResult:
         if pruned:
             emit(events.Notice(f"keep_runs = {plan.keep_runs}: forgot {len(pruned)} older run(s)"))
     run = state.run
-    context = RunContext(plan, layout, repo.root, run.base_commit or repo.base_commit)
+    context = RunContext(plan, layout, repo.root, run.base_commit or repo.base_commit, request.reserve)
     notifier = Notifier(plan.notify, state, emit)
 
     def emit_all(event: events.Event) -> None:
@@ -251,21 +292,33 @@ async def _run(request: _Request, store: Store, signals: _Signals) -> RunResult:
             exit_code = EXIT_OK if status is RunStatus.SUCCEEDED else EXIT_FAILED
         final = state.update_run(exit_code=exit_code)
         view = run_view(store, final)
-        _write_summary(layout.summary(run.run_id), view)
+        _write_summary(layout.summary(run.run_id), view, emit)
         report = _write_report(request, view, layout.report(run.run_id))
         await notifier.run_finished(view, report)
     if state.run.notifications != final.notifications:  # what was sent belongs in both
         view = run_view(store, state.run)
-        _write_summary(layout.summary(run.run_id), view)
+        _write_summary(layout.summary(run.run_id), view, emit)
         if report is not None:
             _write_report(request, view, report)
     return RunResult(run.run_id, status, exit_code, view)
 
 
-def _write_summary(path: Path, view: dict[str, Any]) -> None:
-    """Write ``summary.json`` (the run's view) to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(view, indent=2) + "\n", encoding="utf-8")
+def _write_summary(path: Path, view: dict[str, Any], emit: Callable[[events.Event], None]) -> bool:
+    """Write ``summary.json`` (the run's view) to ``path``, whole or not at all (a temporary file
+    renamed over it). When even that fails (a full disk, a run directory an agent replaced), one
+    notice says so; the summary still goes to stdout, and ``pagent status --json`` reads the same
+    view from the state database."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(json.dumps(view, indent=2) + "\n", encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        emit(events.Notice(f"cannot write {path}: {exc.strerror or exc}; 'pagent status --json' shows it"))
+        return False
+    return True
 
 
 def _write_report(request: _Request, view: dict[str, Any], path: Path) -> Path | None:

@@ -4,6 +4,8 @@
 reason                 what happens
 =====================  =========================================================================
 ``ok``, ``interrupted``  never retried
+``disk-full``          never retried: another attempt cannot write its log either; free space,
+                       then ``--retry-failed``
 ``auth``, ``billing``  never retried; no further task of the same agent kind starts (each would
                        fail the same way)
 ``usage-limit``        wait until the reset the CLI names, if that is within ``max_wait``, then
@@ -31,7 +33,7 @@ from supervisor.plan.model import RETRYABLE_ON_REQUEST, TaskSettings
 from supervisor.reasons import Reason
 
 MAX_DELAY = 3600.0
-NEVER_RETRIED = frozenset({Reason.OK, Reason.INTERRUPTED})
+NEVER_RETRIED = frozenset({Reason.OK, Reason.INTERRUPTED, Reason.DISK_FULL})
 STOPS_KIND = frozenset({Reason.AUTH, Reason.BILLING})
 
 

@@ -9,10 +9,16 @@ With a ``Publisher`` (``[publish]``), a task's branch is published as soon as th
 succeeded, and the integration branch after each wave that merged into it.
 Every change goes through the run state, which persists it before anything acts on it. The
 runner never prints: it emits ``supervisor.engine.events``.
+
+Containment: whatever one task run raises that nobody expected (a full disk, a run directory an
+agent replaced, a bug) ends that task ``failed`` with a reason (``supervisor.reasons.mishap``),
+its open attempt ended; it never cancels the wave's other tasks nor leaves a task ``running``.
+The same holds for the work after a wave and for publishing: their surprises are notices.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from collections.abc import Callable
@@ -27,8 +33,9 @@ from supervisor.engine.gate import LaunchGate, Stop
 from supervisor.engine.publishing import Publisher
 from supervisor.engine.runstate import RunState
 from supervisor.engine.taskrun import RunContext, TaskRun
+from supervisor.errors import StateError
 from supervisor.plan.model import Wave
-from supervisor.reasons import Reason
+from supervisor.reasons import Reason, mishap
 from supervisor.results.integration import Integration, after_wave
 from supervisor.seam import Executor
 from supervisor.state.records import RunStatus, TaskState
@@ -64,6 +71,7 @@ class Runner:
         self.retry = retry
         self.publisher = publisher
         self.stop = Stop()
+        self.unrecorded: list[str] = []  # tasks whose end the store could not take (a full disk)
         self.gate = LaunchGate(
             self.plan.jobs,
             executor,
@@ -84,7 +92,31 @@ class Runner:
         self.stop.request()
 
     async def execute(self) -> RunStatus:
-        """Run every pending task, wave by wave; return (and persist) the run's final status."""
+        """Run every pending task, wave by wave; return (and persist) the run's final status.
+
+        Should the run itself be unable to go on (its own records, say), every task that has not
+        ended does (failed, or not_run if it never started), the run fails and one notice says
+        why; a store that cannot be written at all (``StateError``) is raised once that is done."""
+        try:
+            return await self._execute()
+        except Exception as exc:
+            reason = mishap(exc)
+            if reason == Reason.DISK_FULL and self.context.reserve is not None:
+                self.context.reserve.release()
+            self.emit(events.Notice(f"the run could not go on: {reason}"))
+            now = self.clock.time()
+            for task_id, record in list(self.state.records.items()):
+                if not record.state.finished:
+                    never = record.state is TaskState.PENDING and not record.attempts
+                    state = TaskState.NOT_RUN if never else TaskState.FAILED
+                    self.state.fail_task(task_id, reason, now, state)
+            with contextlib.suppress(StateError):
+                self.state.update_run(status=RunStatus.FAILED, ended_at=now)
+            if isinstance(exc, StateError):
+                raise
+            return RunStatus.FAILED
+
+    async def _execute(self) -> RunStatus:
         records = self.state.records
         pending = sum(r.state is TaskState.PENDING for r in records.values())
         self.emit(events.RunStarted(self.state.run_id, self.plan.name, self.dir, pending, self.retry))
@@ -112,18 +144,41 @@ class Runner:
             if failed:
                 blocked_by = ", ".join(failed)
             if todo and not self.stop.requested:
-                await self._after_wave(wave)
+                try:
+                    await self._after_wave(wave)
+                except Exception as exc:  # the tasks' own outcomes stand
+                    self.emit(events.Notice(f"after wave {wave.name}: {mishap(exc)}"))
         return self._finish()
 
     async def _run_task(self, task_id: str) -> None:
         """Drive one task; publish its branch once it has succeeded (not while stopping)."""
-        await self._task_run(task_id).run()
+        try:
+            await self._task_run(task_id).run()
+        except Exception as exc:  # contained: see the module docstring
+            self._contain(task_id, exc)
+            return
         if (
             self.publisher is not None
             and self.state[task_id].state is TaskState.SUCCEEDED
             and not self.stop.requested
         ):
-            await self.publisher.task(task_id)
+            try:
+                await self.publisher.task(task_id)
+            except Exception as exc:  # publishing never fails a task
+                self.emit(events.Notice(f"{task_id}: publishing failed: {mishap(exc)}", task_id))
+
+    def _contain(self, task_id: str, exc: Exception) -> None:
+        """End ``task_id`` failed after its run raised ``exc`` (see the module docstring)."""
+        reason = mishap(exc)
+        if reason == Reason.DISK_FULL and self.context.reserve is not None:
+            self.context.reserve.release()  # room for this very record
+        was_finished = self.state[task_id].state.finished
+        record, persisted = self.state.fail_task(task_id, reason, self.clock.time())
+        if not persisted:
+            self.unrecorded.append(task_id)
+            self.emit(events.Notice(f"{task_id}: cannot record its end in the state database", task_id))
+        if not was_finished:
+            self.emit(events.TaskFinished(task_id, record.state, record.attempts, reason, None))
 
     def _task_run(self, task_id: str) -> TaskRun:
         task = self.plan.task(task_id)

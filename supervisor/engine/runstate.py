@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 
+from supervisor.errors import StateError
 from supervisor.reasons import Reason
 from supervisor.state.records import (
     AttemptRecord,
@@ -99,6 +100,36 @@ class RunState:
     def give_up(self, task_id: str, state: TaskState, reason: str) -> TaskRecord:
         """End a task that will not (or no longer) run an attempt in this invocation."""
         return self.set_task(task_id, state=state, reason=reason)
+
+    def fail_task(
+        self, task_id: str, reason: str, now: float, state: TaskState = TaskState.FAILED
+    ) -> tuple[TaskRecord, bool]:
+        """End a task whose run raised something unexpected: its open attempts end with
+        ``reason`` and the task moves to ``state`` (failed, or not_run for one that never
+        started) with it, in one transaction. A task already in a final state keeps it.
+        Returns the record and whether the change was persisted.
+
+        The one exception to "persisted before applied": when the store itself cannot be written
+        (a full disk), the change is applied in memory all the same, so that the task's
+        dependants and its wave move on; the run's record then ends the way a crash's does
+        (the next run repairs it)."""
+        record = self._records[task_id]
+        if record.state.finished:
+            return record, True
+        changes: dict[str, Any] = {"state": state, "reason": reason, "ended_at": now}
+        check_transition(record.state, state)
+        try:
+            with self._store.batch():
+                for attempt in self._store.open_attempts(self.run_id):
+                    if attempt.task_id == task_id:
+                        self._store.update_attempt(
+                            self.run_id, task_id, attempt.number, ended_at=now, reason=reason
+                        )
+                self._store.update_task(self.run_id, task_id, **changes)
+            persisted = True
+        except StateError:
+            persisted = False
+        return self._apply(task_id, changes), persisted
 
     def begin_attempt(self, attempt: AttemptRecord, started_at: float) -> TaskRecord:
         """Record a new attempt (its key before its process exists: a crash right after the

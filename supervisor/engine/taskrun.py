@@ -23,13 +23,13 @@ from supervisor.engine import events, policy
 from supervisor.engine.attempt import AttemptResult, run_attempt, run_verify
 from supervisor.engine.clock import Clock
 from supervisor.engine.gate import LaunchGate, Stop
-from supervisor.engine.logfile import LogFile
+from supervisor.engine.logfile import DiskReserve, LogFile
 from supervisor.engine.runstate import RunState
 from supervisor.engine.spec import build_spec
 from supervisor.errors import GitError
 from supervisor.plan.model import Plan, Task
 from supervisor.reasons import Reason
-from supervisor.results.checks import judge, verified
+from supervisor.results.checks import Verdict, judge, verified
 from supervisor.seam import AttemptKey, AttemptSpec, CollectRequest, Executor, Workspace, WorkspaceRequest
 from supervisor.state.layout import Layout
 from supervisor.state.records import METRIC_COLUMNS, AttemptRecord, TaskState
@@ -43,6 +43,7 @@ class RunContext:
     layout: Layout
     repo: Path  # the plan's repository
     base_commit: str  # where new task branches start
+    reserve: DiskReserve | None = None  # given up when the state's disk is full
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class TaskRun:
             run_id, task.id, number, started_at=now, log_path=str(log_path), cookie=str(key)
         )
         self._state.begin_attempt(attempt, now)
-        log = LogFile(log_path)
+        log = LogFile(log_path, ctx.reserve.release if ctx.reserve is not None else None)
         task_changes: dict[str, Any] = {}
         try:
             result = await run_attempt(
@@ -230,8 +231,20 @@ class TaskRun:
                 metrics.update(detail)
                 if diff is not None:
                     task_changes["diff"] = diff
+            elif result.exit is not None and result.succeeded and settings.verify:
+                # isolation = "none": nothing to inspect, but verify runs where the agent ran.
+                code = await run_verify(
+                    argv=settings.verify, spec=spec, settings=settings, log=log, executor=self._executor
+                )
+                verdict = verified(Verdict(True, result.reason), code)
+                result = replace(result, succeeded=verdict.succeeded, reason=verdict.reason)
+                metrics.update(verdict.detail)
         finally:
             log.close()
+        if log.failure is not None and result.reason != Reason.INTERRUPTED:
+            # The attempt's record is incomplete (its log could not be written): it failed.
+            result = replace(result, succeeded=False, reason=log.failure)
+            metrics["log_dropped_bytes"] = log.dropped
         exit_code = None if result.exit is None else result.exit.code
         columns = {name: metrics.pop(name, None) for name in METRIC_COLUMNS}
         attempt_changes = {

@@ -3,6 +3,9 @@ rules for branch names (``git check-ref-format --branch``), checked without runn
 the limits git's files impose on them: a ref is a file under ``.git/refs/heads/`` (and its
 reflog under ``.git/logs/``), so every component of a branch must fit a file name (255 bytes)
 once git adds ``.lock`` and pagent adds ``-<run id>`` to a branch that already exists.
+
+``printable`` makes any text that reaches a terminal or cron mail (an agent's output, its
+question, a reason) harmless: escape sequences are removed whole, other control characters too.
 """
 
 from __future__ import annotations
@@ -19,6 +22,22 @@ MAX_COMPONENT = 200
 # The whole ref must fit a path (PATH_MAX 4096) below the repository's .git/logs/refs/heads/.
 MAX_BRANCH = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# ESC (or its one-byte C1 form) and what follows it: CSI "ESC [ ... final", OSC/DCS/APC/PM/SOS
+# strings up to BEL or ST, and two-character escapes ("ESC c", "ESC 7").
+_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d-\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?"
+)
+_BLANKS = re.compile(r"[\t\n\r\v\f]")
+
+
+def printable(text: str) -> str:
+    """``text`` without escape sequences and control characters, on one line (tabs and line
+    breaks become spaces): safe to show on a terminal, never able to drive it."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub("", _BLANKS.sub(" ", _SEQUENCE.sub("", text)))
 
 
 def has_control(text: str) -> bool:

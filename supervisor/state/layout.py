@@ -5,6 +5,7 @@
   .gitignore                        keeps all of it out of git
   state.db                          runs, task runs, attempts, heartbeats
   locks/<plan key>.lock             held by the active run
+  .reserve                          disk space the active run holds back for its last records
   runs/<run id>/
     logs/<task>.<attempt>.log       raw stdout + stderr of one attempt
     prompts/<task>.<attempt>.txt    the prompt the attempt got on stdin
@@ -19,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor.errors import StateError
 from supervisor.plan.model import PlanFile
 
 _IGNORE = "# pagent-run state: runs, logs, locks. Never commit.\n*\n"
@@ -39,6 +41,11 @@ class Layout:
     @property
     def database(self) -> Path:
         return self.root / "state.db"
+
+    @property
+    def reserve(self) -> Path:
+        """Space the active run holds back for its last records (``engine.logfile.DiskReserve``)."""
+        return self.root / ".reserve"
 
     @property
     def lock_file(self) -> Path:
@@ -65,8 +72,14 @@ class Layout:
         return self.run_dir(run_id) / "report.html"
 
     def ensure(self) -> None:
-        """Create ``.pagent/`` with a ``.gitignore`` that keeps all of it out of git."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        ignore = self.root / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text(_IGNORE)
+        """Create ``.pagent/`` with a ``.gitignore`` that keeps all of it out of git;
+        ``StateError`` (one line) if it cannot be made (a read-only or full disk)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            ignore = self.root / ".gitignore"
+            if not ignore.exists():
+                ignore.write_text(_IGNORE)
+        except OSError as exc:
+            raise StateError(
+                f"cannot write pagent's state beside the plan, in {self.root}: {exc.strerror or exc}"
+            ) from None

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from supervisor.errors import LockedError
+from supervisor.errors import LockedError, StateError
 
 
 class PlanLock:
@@ -26,9 +26,13 @@ class PlanLock:
         self._fd: int | None = None
 
     def acquire(self, what: str) -> None:
-        """Take the lock or raise ``LockedError`` naming the holder; never waits."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        """Take the lock or raise ``LockedError`` naming the holder; never waits. ``StateError``
+        if the lock file cannot be made (a read-only directory)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StateError(f"{what}: cannot take the lock {self.path}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -37,10 +41,11 @@ class PlanLock:
             since = holder.get("started", "?") if holder else "?"
             pid = holder.get("pid", "?") if holder else "?"
             raise LockedError(f"{what}: another run is active (pid {pid}, started {since})") from None
-        info = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
+        info = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+        with contextlib.suppress(OSError):  # only for another run's message: a full disk may refuse it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
 
     def release(self) -> None:
         """Give the lock up (also happens when the process dies)."""

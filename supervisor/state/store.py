@@ -5,10 +5,16 @@ transition *before* acting on it. WAL with ``synchronous=NORMAL`` survives a cra
 process at any instant (the database is never left half-written); a power loss may lose the
 last transitions, which recovery then treats like a crash. Readers (``pagent status``) never
 block the writer.
+
+Every SQLite error becomes a ``StateError`` naming the file and what to do (a corrupt file: move
+it aside; a full disk: free space; a read-only directory), never a traceback. Readers that
+change nothing (``pagent status``, ``logs``, ``runs``, ``report``) open the file read-only
+(``Store(path, read_only=True)``), so they work on a read-only plan directory too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from supervisor.errors import StateError
+from supervisor.state.connection import Connection, connect, state_error
 from supervisor.state.records import AttemptRecord, RunRecord, RunStatus, TaskRecord, TaskState
 
 SCHEMA_VERSION = 1
@@ -93,17 +101,33 @@ CREATE TABLE IF NOT EXISTS attempts (
 """
 
 R = TypeVar("R", RunRecord, TaskRecord, AttemptRecord)
+_TABLES = (("runs", RunRecord), ("tasks", TaskRecord), ("attempts", AttemptRecord))
 
 
 class Store:
     """The state database of one plan directory (``.pagent/state.db``)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we open transactions ourselves, one per method.
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        self.read_only = read_only
         self._in_batch = False
+        self._selects = _SELECTS
+        try:
+            if not read_only:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = Connection(connect(path, read_only), path)
+        except (OSError, sqlite3.Error) as exc:
+            raise state_error(path, exc) from None
+        try:
+            self._open()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _open(self) -> None:
+        if self.read_only:
+            self._selects = self._read_only_selects()
+            return
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -113,13 +137,28 @@ class Store:
             self._db.executescript(_SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
         self._add_missing_columns()
 
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self._db.fetchall(f"PRAGMA table_info({table})")}
+
     def _add_missing_columns(self) -> None:
         """Bring a database written by an older version up to date: columns are only ever added."""
-        for table, cls in (("runs", RunRecord), ("tasks", TaskRecord), ("attempts", AttemptRecord)):
-            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+        for table, cls in _TABLES:
+            have = self._columns(table)
             for field in dataclasses.fields(cls):
                 if field.name not in have:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {field.name}")
+
+    def _read_only_selects(self) -> dict[type[Any], str]:
+        """The select lists for a database that cannot be brought up to date: a column an older
+        version did not have reads as NULL. A file without pagent's tables is not a database."""
+        selects: dict[type[Any], str] = {}
+        for table, cls in _TABLES:
+            have = self._columns(table)
+            if not have:
+                raise state_error(self.path, sqlite3.DatabaseError(f"no such table: {table}"))
+            names = _FIELD_NAMES[cls]
+            selects[cls] = ", ".join(name if name in have else f"NULL AS {name}" for name in names)
+        return selects
 
     def close(self) -> None:
         """Close the connection; the file stays."""
@@ -147,7 +186,9 @@ class Store:
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk does): then there is nothing to undo.
+            with contextlib.suppress(StateError):
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 
@@ -223,16 +264,15 @@ class Store:
 
     def state_counts(self, run_id: str) -> dict[str, int]:
         """How many task runs of a run are in each state."""
-        rows = self._db.execute(
-            "SELECT state, COUNT(*) FROM tasks WHERE run_id = ? GROUP BY state", (run_id,)
-        ).fetchall()
+        sql = "SELECT state, COUNT(*) FROM tasks WHERE run_id = ? GROUP BY state"
+        rows = self._db.fetchall(sql, (run_id,))
         return {row[0]: row[1] for row in rows}
 
     def run_cost(self, run_id: str) -> float | None:
         """The summed cost of a run's attempts that reported one; ``None`` if none did."""
-        row = self._db.execute(
+        (row,) = self._db.fetchall(
             "SELECT SUM(cost_usd) FROM attempts WHERE run_id = ? AND cost_usd IS NOT NULL", (run_id,)
-        ).fetchone()
+        )
         return None if row[0] is None else float(row[0])
 
     def tasks(self, run_id: str) -> list[TaskRecord]:
@@ -260,7 +300,7 @@ class Store:
         The columns are named in the record's field order and come back as plain tuples, so a
         row becomes a record in one call: a 10,000-task run is read in a few tens of ms.
         """
-        rows = self._db.execute(f"SELECT {_SELECTS[cls]} FROM {table} {tail}", params).fetchall()
+        rows = self._db.fetchall(f"SELECT {self._selects[cls]} FROM {table} {tail}", params)
         enums = _ENUM_POSITIONS[cls]
         if not enums:
             return [cls(*row) for row in rows]

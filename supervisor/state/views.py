@@ -14,6 +14,7 @@ from typing import Any
 
 from supervisor.errors import UsageError
 from supervisor.plan.model import PlanFile
+from supervisor.plan.names import printable
 from supervisor.state.records import AttemptRecord, RunRecord, TaskRecord, TaskState
 from supervisor.state.store import Store
 
@@ -77,7 +78,10 @@ def task_view(record: TaskRecord, attempts: list[AttemptRecord], now: float) -> 
 
 def needs_person(task: dict[str, Any]) -> list[str]:
     """What a person must look at for a task that ended ``needs-input``: one line per tool call
-    Claude was denied ("Bash: rm -rf build"), or the question it asked. Empty otherwise."""
+    Claude was denied ("Bash: rm -rf build"), or the question it asked. Empty otherwise.
+
+    The agent wrote these: each line is made printable (no escape sequence, no line break), as
+    it goes to terminals, cron mail and notifications."""
     if task.get("reason") != "needs-input":
         return []
     detail = task.get("detail") or {}
@@ -91,9 +95,9 @@ def needs_person(task: dict[str, Any]) -> list[str]:
             shown = given.get("command") or given.get("file_path") or given.get("url") or json.dumps(given)
         else:
             shown = json.dumps(given)
-        lines.append(f"denied {tool}: {str(shown)[:300]}")
+        lines.append(printable(f"denied {tool}: {str(shown)[:300]}"))
     if detail.get("asked"):
-        lines.append(f"asked: {str(detail['asked'])[-300:]}")
+        lines.append(printable(f"asked: {str(detail['asked'])[-300:]}"))
     return lines
 
 

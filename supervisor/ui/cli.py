@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,8 +35,10 @@ RUN_OPT = click.option("--run", "run_id", metavar="ID", help="An earlier run (de
 
 
 def _fail(message: str, code: int) -> None:
+    from supervisor.plan.names import printable
+
     for line in message.splitlines() or [""]:
-        click.echo(f"pagent: {line}", err=True)
+        click.echo(f"pagent: {printable(line)}", err=True)
     sys.exit(code)
 
 
@@ -73,14 +76,15 @@ def _locate(plan_path: Path) -> PlanFile:
 
 
 def _store(plan: PlanFile) -> Store:
-    """The plan's state database for reading; ``UsageError`` if the plan never ran."""
+    """The plan's state database, opened read-only (so that it works on a read-only plan
+    directory too); ``UsageError`` if the plan never ran."""
     from supervisor.state.layout import Layout
     from supervisor.state.store import Store
 
     path = Layout.of(plan).database
     if not path.exists():
         raise UsageError(f"{plan.path.name}: no run yet")
-    return Store(path)
+    return Store(path, read_only=True)
 
 
 def _view(plan: PlanFile, run_id: str | None) -> dict[str, Any]:
@@ -330,10 +334,28 @@ def report(plan_path: Path, run_id: str | None, open_: bool) -> None:
 
     plan = _locate(plan_path)
     view = _view(plan, run_id)
-    path = write_report(view, Layout.of(plan).report(view["run_id"]))
+    target = Layout.of(plan).report(view["run_id"])
+    try:
+        path = write_report(view, target)
+    except OSError as exc:
+        path = _report_elsewhere(view, target)
+        click.echo(f"pagent: warning: cannot write {target}: {exc.strerror or exc}; showing {path}", err=True)
     click.echo(str(path))
     if open_:
         click.launch(str(path))
+
+
+def _report_elsewhere(view: dict[str, Any], target: Path) -> Path:
+    """Where the report is when the run's directory cannot be written (read-only, full): the one
+    the run wrote at its end, if any, else a fresh one in a private temporary directory."""
+    from supervisor.ui.report import write_report
+
+    if target.is_file():
+        return target
+    try:
+        return write_report(view, Path(tempfile.mkdtemp(prefix="pagent-report-")) / target.name)
+    except OSError as exc:
+        raise PagentError(f"cannot write {target} nor a copy elsewhere: {exc.strerror or exc}") from None
 
 
 @pagent.command()

@@ -3,17 +3,23 @@
 Event lines go through structlog to stderr: readable key=value lines (coloured only on a
 terminal), or JSON lines with ``--log-format json``. The summary and tables that go to stdout
 are in ``supervisor.tables``.
+
+Every value of an event line is made printable first (``supervisor.plan.names.printable``):
+whatever an agent or a plan wrote (a reason, a notice quoting the agent, a wave name) cannot
+bring an escape sequence to the terminal or to cron's mail, and every event stays one line.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
 
 from supervisor.engine import events
+from supervisor.plan.names import printable
 from supervisor.plan.units import format_duration
 
 
@@ -47,6 +53,7 @@ def configure_logging(fmt: str, stream: TextIO | None = None) -> None:
         )
     structlog.configure(
         processors=[
+            _printable,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="%H:%M:%S" if fmt != "json" else "iso", utc=fmt == "json"),
             renderer,
@@ -55,6 +62,11 @@ def configure_logging(fmt: str, stream: TextIO | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=target),
         cache_logger_on_first_use=False,
     )
+
+
+def _printable(logger: object, method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    """A structlog processor: every text value of the line without control characters."""
+    return {key: printable(value) if isinstance(value, str) else value for key, value in event.items()}
 
 
 class EventPrinter:

@@ -3,6 +3,10 @@
 Shown only when stderr is a terminal (never under cron, never with ``--quiet`` or
 ``--log-format json``). Below the scrolling event lines it keeps one row per running task — its
 attempt, elapsed time and last output line — and a footer with the counts and the cost so far.
+
+What an agent prints never drives the terminal: its last line is stripped of escape sequences
+and control characters (``supervisor.plan.names.printable``) and shown as ``rich.text.Text``,
+never parsed as rich markup (``[bold]`` stays literal; ``[/nope]`` cannot break the row).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from supervisor.engine import events
+from supervisor.plan.names import printable
 from supervisor.plan.units import format_duration
 
 
@@ -44,7 +49,7 @@ class ProgressView:
             case events.AttemptStarted():
                 self.running[event.task_id] = _Running(event.attempt, time.monotonic())
             case events.Output() if event.task_id in self.running:
-                self.running[event.task_id].last_line = event.line
+                self.running[event.task_id].last_line = printable(event.line)
             case events.AttemptFailed():
                 self.running.pop(event.task_id, None)
             case events.TaskFinished():
@@ -65,7 +70,10 @@ class ProgressView:
         now = time.monotonic()
         for task_id, running in sorted(self.running.items()):
             table.add_row(
-                task_id, str(running.attempt), format_duration(now - running.started), running.last_line
+                Text(task_id),
+                str(running.attempt),
+                format_duration(now - running.started),
+                Text(running.last_line),
             )
         waiting = max(0, self.total - self.done - self.failed - len(self.running))
         footer = Text(

@@ -1,7 +1,9 @@
 """The text a person reads on stdout: the end-of-run summary, ``pagent status`` and ``pagent runs``.
 
 Pure formatting of the views (``supervisor.views``); kept apart from the event lines
-(``supervisor.console``) so that the read-only commands start without structlog.
+(``supervisor.console``) so that the read-only commands start without structlog. Every line is
+made printable (``supervisor.plan.names.printable``): reasons, notes, paths and what remotes
+answered reach terminals and cron mail without a control character.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from supervisor.plan.names import printable
 from supervisor.plan.units import format_duration
 from supervisor.reasons import Reason
 from supervisor.state.views import needs_person
@@ -34,7 +37,7 @@ def format_summary(view: dict[str, Any], run_dir: str) -> str:
     lines.append(f"run directory: {run_dir}")
     if any(task["state"] != "succeeded" for task in view["tasks"]):
         lines.append(f"rerun what did not succeed: pagent-run {view['plan_path']} --retry-failed")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def format_runs(rows: list[dict[str, Any]]) -> str:
@@ -47,7 +50,8 @@ def format_runs(rows: list[dict[str, Any]]) -> str:
         cost = "-" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}"
         table.append((row["run_id"], started, took, row["status"], counts, cost))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table)
+    lines = ("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table)
+    return "\n".join(printable(line) for line in lines)
 
 
 def format_status(view: dict[str, Any]) -> str:
@@ -95,4 +99,4 @@ def format_status(view: dict[str, Any]) -> str:
         if task is not None:
             lines.extend(f"    {line}" for line in needs_person(task))
     lines.extend([*publish_lines(view), *notification_lines(view)])  # the hand-off, if any
-    return "\n".join(line.rstrip() for line in lines)
+    return "\n".join(printable(line).rstrip() for line in lines)
