@@ -1,7 +1,8 @@
 """The executor seam: everything the engine needs from wherever an attempt runs.
 
 The engine never touches a process, a pid, ``/proc`` or a task's files. It asks an
-``Executor`` to admit an attempt (``capacity_problem``), to prepare the task's workspace
+``Executor`` to admit an attempt (``capacity_problem``; ``capacity_limit`` says what can never
+be admitted), to prepare the task's workspace
 (``prepare``), to start the agent (``start``, which yields an ``AttemptHandle``), to look at the
 workspace after the attempt (``collect``), to stop what a dead supervisor left behind
 (``sweep``) and to name an agent CLI's version (``version``). ``supervisor.launch.local`` runs
@@ -225,6 +226,11 @@ class Executor(Protocol):
     def capacity_problem(self, memory: int) -> str | None:
         """Why an attempt needing ``memory`` bytes free cannot start now ("waiting for memory:
         ..."), or ``None`` when it can."""
+
+    def capacity_limit(self) -> int | None:
+        """The most memory (bytes) an attempt could ever find free where attempts run (a
+        machine's total), or ``None`` when the executor cannot tell: a ``min_free_memory``
+        above it would wait for ever, so the run refuses it before it begins."""
 
     async def prepare(self, request: WorkspaceRequest) -> Workspace:
         """Create (or reuse) the task's workspace; ``GitError`` or ``OSError`` if it cannot."""

@@ -97,8 +97,8 @@ class FakeExecutor:
     """Plays scripted attempts per task (the last play repeats) and records what happened.
 
     ``verify`` scripts the exit codes of a task's verify runs (the last repeats); ``memory`` is
-    the memory the executor reports available; ``leftovers`` are references ``sweep`` finds
-    still running.
+    the memory the executor reports available, ``limit`` the most it could ever have;
+    ``leftovers`` are references ``sweep`` finds still running.
     """
 
     def __init__(
@@ -109,12 +109,14 @@ class FakeExecutor:
         verify: Mapping[str, Sequence[int]] | None = None,
         memory: Callable[[], int] = lambda: 1 << 40,
         leftovers: Sequence[str] = (),
+        limit: int | None = None,
     ) -> None:
         self.plays = plays
         self.default = default
         self.verify = verify or {}
         self.memory = memory
         self.leftovers = set(leftovers)
+        self.limit = limit  # what capacity_limit says (None: cannot tell)
         self.running = 0
         self.max_running = 0
         self.log: list[tuple[str, str, int]] = []  # ("start" | "end" | "verify", task, attempt)
@@ -128,6 +130,9 @@ class FakeExecutor:
         if memory <= 0 or self.memory() >= memory:
             return None
         return "waiting for memory: scripted"
+
+    def capacity_limit(self) -> int | None:
+        return self.limit
 
     async def prepare(self, request: WorkspaceRequest) -> Workspace:
         self.prepared.append(request)

@@ -170,7 +170,7 @@ def test_read_only_commands_work_or_say_why_on_a_read_only_plan_directory(
             ["clean"],
             [],
             id="clean",
-            marks=pytest.mark.xfail(strict=True, reason="issue 12: clean does not read the runs' records yet"),
+            marks=pytest.mark.xfail(strict=True, reason="issue 12: clean does not read the runs yet"),
         ),
         pytest.param("pagent-run", [], [], id="run"),
     ],

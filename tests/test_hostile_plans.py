@@ -179,7 +179,6 @@ def test_an_integration_branch_colliding_with_a_task_branch_is_a_plan_error(
 # -- limits --------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: min_free_memory above the machine waits for ever")
 def test_min_free_memory_no_machine_has_ends_the_run_at_once(tmp_path: Path, repo: Path) -> None:
     """``min_free_memory = "1000T"``: today it validates and ``pagent-run`` waits for ever
     ("waiting for memory" once, then nothing). Promised: a plan error (exit 2) at once."""

@@ -40,6 +40,7 @@ from supervisor.errors import (
     StateError,
     UsageError,
 )
+from supervisor.plan.across import check_memory
 from supervisor.plan.model import Plan
 from supervisor.reasons import leaves
 from supervisor.seam import AttemptKey, Executor
@@ -123,6 +124,7 @@ async def execute_plan(
     remote = plan.publish.remote if plan.publish.auto else None
     if remote is not None and (problem := remote_problem(repo.root, remote)):
         raise PlanError(f"{plan.path.name}: publish.remote: {problem}")
+    check_memory(plan, executor.capacity_limit())  # exit 2: it would wait for memory for ever
     layout = Layout.of(plan)
     if retry_failed and not layout.database.exists():
         raise UsageError(f"{plan.path.name}: no run yet")

@@ -79,6 +79,10 @@ class LocalExecutor:
             f"{memory // 2**20} MiB required (min_free_memory)"
         )
 
+    def capacity_limit(self) -> int | None:
+        """This machine's total memory: no attempt can ever find more free."""
+        return int(psutil.virtual_memory().total)
+
     async def prepare(self, request: WorkspaceRequest) -> Workspace:
         async with self._prepare_lock:
             return await anyio.to_thread.run_sync(self._workspaces.prepare, request)

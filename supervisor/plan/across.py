@@ -1,10 +1,11 @@
-"""Rules across the tasks of a plan: dependencies (known, not later, no cycles) and branches
-(every task's and the integration branch can exist side by side in one repository)."""
+"""Rules across the tasks of a plan: dependencies (known, not later, no cycles), branches (every
+task's and the integration branch can exist side by side in one repository), and memory no
+machine can offer (``check_memory``, given the executor's limit by whoever knows it)."""
 
 from __future__ import annotations
 
 from supervisor.errors import PlanError
-from supervisor.plan.model import Wave
+from supervisor.plan.model import Plan, Wave
 from supervisor.plan.names import clashes, short
 
 
@@ -53,6 +54,8 @@ def check_branches(waves: list[Wave], plan_name: str, integrate: str | None, lab
     A task's explicit branch equal to another task's default is fine (one of them gets the run
     id appended, as for any branch that is taken); the integration branch equal to a task's is not.
     """
+    if integrate is None and all(task.branch is None for wave in waves for task in wave.tasks):
+        return  # default branches alone never clash: an id holds no '/'
     named: list[tuple[str, str]] = []
     for wave in waves:
         for i, task in enumerate(wave.tasks):
@@ -72,3 +75,32 @@ def check_branches(waves: list[Wave], plan_name: str, integrate: str | None, lab
             f"{label}: {second_owner}: {short(second)} and {short(first)} of {first_owner} cannot "
             "both exist (git cannot have a branch and a branch below it)"
         )
+
+
+def check_memory(plan: Plan, limit: int | None) -> None:
+    """No task asks for more free memory (``min_free_memory``) than where it runs can ever have
+    (``limit``, the executor's ``capacity_limit``; ``None``: unknown, nothing is checked): such
+    a task would wait for memory for ever."""
+    if limit is None:
+        return
+    for wave in plan.waves:
+        for i, task in enumerate(wave.tasks):
+            wanted = task.settings.min_free_memory
+            if wanted > limit:
+                key = f"{plan.path.name}: waves[{wave.index}].tasks[{i}].min_free_memory"
+                raise PlanError(
+                    f"{key}: {_size(wanted)} is more than the {_size(limit)} of memory attempts can "
+                    "ever have here: the task would wait for ever"
+                )
+
+
+def _size(size: int) -> str:
+    """Bytes for people: "512 MiB", "7.8 GiB"."""
+    value, unit = float(size), "bytes"
+    for name in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, name
+    if unit == "bytes":
+        return f"{size} bytes"
+    return f"{value:.1f}".rstrip("0").rstrip(".") + f" {unit}"

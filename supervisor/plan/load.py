@@ -57,7 +57,9 @@ def load_plan(path: str | Path, catalog: Catalog, *, check_url: UrlCheck | None 
         raise PlanError(f"{label}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except tomli.TOMLDecodeError as exc:
         raise PlanError(f"{label}: invalid TOML: {exc}") from None
-    if (where := nul_in(raw)) is not None:
+    # TOML cannot hold a raw NUL: only the escapes \u0000 and \U00000000 make one, so a file
+    # without either needs no walk (a 10,000-task plan would spend 80 ms on it).
+    if (b"\\u0000" in raw_bytes or b"\\U00000000" in raw_bytes) and (where := nul_in(raw)) is not None:
         raise PlanError(
             f"{label}: {where}: contains a NUL character, which no argument, environment or path can carry"
         )

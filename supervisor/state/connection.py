@@ -7,6 +7,7 @@ turns every ``sqlite3.Error`` into a ``StateError`` that names the file and says
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import urllib.parse
 from collections.abc import Sequence
@@ -74,11 +75,17 @@ class Connection:
 
 
 def connect(path: Path, read_only: bool) -> sqlite3.Connection:
-    """Open ``path``; read-only: ``mode=ro``, or, where SQLite cannot make the WAL's shared
-    memory file (a read-only directory), ``immutable=1`` (nothing can change it there)."""
+    """Open ``path``. Read-only: where the directory can be written, an ordinary connection
+    that refuses to write (``query_only``: it leaves no -wal/-shm files behind); elsewhere
+    ``mode=ro``, or, where SQLite cannot make the WAL's shared memory file either (a read-only
+    directory), ``immutable=1`` (nothing can change the file there)."""
     # isolation_level=None: we open transactions ourselves, one per method.
     if not read_only:
         return sqlite3.connect(path, isolation_level=None, timeout=30.0)
+    if os.access(path.parent, os.W_OK) and os.access(path, os.W_OK):
+        db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        db.execute("PRAGMA query_only=ON")
+        return db
     uri = "file:" + urllib.parse.quote(str(path.absolute()))
     db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=30.0)
     try:

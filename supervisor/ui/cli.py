@@ -218,7 +218,12 @@ def run_cmd(**kwargs: Any) -> None:
 @handle_errors
 def validate(plan_path: Path) -> None:
     """Check PLAN; exit 0 if it is valid, 2 with one line naming the problem if not."""
+    from supervisor.plan.across import check_memory
+    from supervisor.ui.compose import executor_for
+
     plan = load_plan(plan_path)
+    # Where attempts run decides what memory they can ever have (pagent-run checks it too).
+    check_memory(plan, executor_for(plan).capacity_limit())
     if (warning := _publish_warning(plan)) is not None:
         click.echo(f"pagent: warning: {plan.path.name}: {warning}", err=True)
     click.echo(f"{plan.path.name}: ok ({len(plan.tasks)} tasks in {len(plan.waves)} waves)")

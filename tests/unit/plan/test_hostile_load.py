@@ -20,6 +20,7 @@ import pytest
 import tomli_w
 
 from supervisor.errors import PlanError
+from supervisor.plan.across import check_memory
 from supervisor.plan.files import PROMPT_LIMIT, FileProblem, read_bounded
 from supervisor.plan.names import MAX_COMPONENT, MAX_ID, branch_problem, clashes, has_control
 from supervisor.ui.compose import load_plan
@@ -358,3 +359,21 @@ def test_verify_with_isolation_none_loads(tmp_path: Path) -> None:
     """verify is enforced with isolation = "none" (it runs in the repository): not refused."""
     plan = load_plan(plan_file(tmp_path, [{"id": "a", "isolation": "none", "verify": ["true"]}]))
     assert plan.tasks[0].settings.verify == ("true",)
+
+
+# -- memory no machine has -------------------------------------------------------------------
+
+
+def test_min_free_memory_beyond_what_attempts_can_ever_have_is_refused(tmp_path: Path) -> None:
+    """``min_free_memory = "1000T"`` used to wait for memory for ever; given the executor's
+    limit it is a plan error naming the task's key, in people's units."""
+    plan = load_plan(plan_file(tmp_path, [{"id": "a"}, {"id": "b", "min_free_memory": "1000T"}]))
+    check_memory(plan, None)  # an executor that cannot tell: nothing to check
+    check_memory(plan, 1000 * 2**40)
+    with pytest.raises(PlanError) as caught:
+        check_memory(plan, 8 * 2**30)
+    assert str(caught.value) == (
+        "plan.toml: waves[0].tasks[1].min_free_memory: 1000 TiB is more than the 8 GiB of memory "
+        "attempts can ever have here: the task would wait for ever"
+    )
+    assert caught.value.exit_code == 2
