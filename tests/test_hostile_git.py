@@ -168,7 +168,6 @@ def test_an_agent_leaving_index_lock_behind_does_not_crash_the_run(tmp_path: Pat
     assert states == {"a": "failed", "b": "succeeded"}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: git() decodes output as UTF-8 text: UnicodeDecodeError")
 def test_a_file_name_that_is_not_utf8_does_not_crash_the_run(tmp_path: Path, repo: Path) -> None:
     """The agent leaves an untracked file named ``b"\\xff.txt"``. Today auto-commit's
     ``git status -z`` output cannot be decoded: internal error, the task ``running``."""

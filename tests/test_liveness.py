@@ -282,14 +282,15 @@ async def test_heartbeat_shows_live_figures_in_pagent_status(plans: Path, repo: 
 async def test_memory_admission_waits_without_starting_and_says_so_once(
     plans: Path, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With min_free_memory far above the machine's memory the agent never starts; the wait is
-    reported once however often memory is checked, and SIGTERM ends it cleanly (exit 143)."""
+    """With min_free_memory at the machine's total memory (more than is ever available, yet not
+    more than the machine has: that would be refused at once) the agent never starts; the wait
+    is reported once however often memory is checked, and SIGTERM ends it cleanly (exit 143)."""
     pid_file = tmp_path / "never.pid"
     path = write_plan(
         plans,
         repo,
         {"big": agent("hang.py", pid_file)},
-        defaults={**LIVENESS, "min_free_memory": "1000T"},
+        defaults={**LIVENESS, "min_free_memory": psutil.virtual_memory().total},
     )
     checks = 0
 
