@@ -15,10 +15,12 @@ from typing import Any
 from supervisor.errors import UsageError
 from supervisor.plan.model import PlanFile
 from supervisor.plan.names import printable
+from supervisor.reasons import Reason
 from supervisor.state.records import AttemptRecord, RunRecord, TaskRecord, TaskState
 from supervisor.state.store import Store
 
 STATE_ORDER = [state.value for state in TaskState]
+_MISHAPS = frozenset({Reason.DISK_FULL, Reason.IO_ERROR, Reason.SUPERVISOR_ERROR})
 
 
 def task_view(record: TaskRecord, attempts: list[AttemptRecord], now: float) -> dict[str, Any]:
@@ -62,6 +64,10 @@ def task_view(record: TaskRecord, attempts: list[AttemptRecord], now: float) -> 
     if latest is not None and latest.detail:
         view["detail"] = json.loads(latest.detail)
     if record.state is TaskState.PENDING and record.reason:
+        view["reason"] = record.reason
+    if Reason.of(record.reason) in _MISHAPS:
+        # The supervisor's own machine ended the task (a full disk, a replaced run directory),
+        # perhaps before another attempt began: that is why it failed, whatever the last one said.
         view["reason"] = record.reason
     if latest is not None and latest.ended_at is None and record.state is TaskState.RUNNING:
         view["live"] = {
