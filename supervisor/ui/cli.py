@@ -142,7 +142,9 @@ def _run(
     if run_id is not None and not retry_failed:
         raise UsageError("--run goes with --retry-failed (to run a plan anew, leave --run out)")
     if dry_run:
-        click.echo(_describe_plan(plan))
+        from supervisor.plan.names import printable
+
+        click.echo("\n".join(printable(line) for line in _describe_plan(plan).splitlines()))
         return
     import anyio
 
