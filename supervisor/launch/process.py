@@ -12,6 +12,10 @@ the agent's program can be executed, so a missing one still fails the launch (``
 instead of becoming an exit code; a supervisor killed in the instant between the vfork and
 ``setpriv``'s prctl leaves an agent without the signal, which the next run's recovery finds by
 its cookie.
+
+The launcher also makes the supervisor a child subreaper (``supervisor.launch.orphans``): what
+an attempt leaves behind after scrubbing its cookie and leaving its session is re-parented to
+the supervisor and stopped by ``finish`` once no running attempt can own it.
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import IO
 
 import anyio
 import psutil
 
-from supervisor.launch import proctree
+from supervisor.launch import orphans, proctree
 from supervisor.seam import Exit, OutputCallback, Sample, Stream
 
 _PR_SET_PDEATHSIG = 1
@@ -112,11 +117,16 @@ class LocalHandle:
     """A running local attempt; see ``supervisor.seam.AttemptHandle``."""
 
     def __init__(
-        self, popen: subprocess.Popen[bytes], cookie: str, since: proctree.PidMark | None = None
+        self,
+        popen: subprocess.Popen[bytes],
+        cookie: str,
+        since: proctree.PidMark | None = None,
+        window: orphans.Window | None = None,
     ) -> None:
         self._popen = popen
         self._cookie = cookie
         self._since = since  # the pid counter before the attempt started: its processes are newer
+        self._window = window or orphans.Window()  # when it started, for the orphans it leaves
         self._proc = psutil.Process(popen.pid)
         self.pid = popen.pid
         self.pid_started = self._proc.create_time()
@@ -160,10 +170,13 @@ class LocalHandle:
         procs = proctree.tree(None, self.pid, self._cookie, self._since)
         if procs:
             await proctree.stop_processes(procs, self.pid, grace)
+        # Its tree is gone: what it left outside tree, session and cookie may be stopped now.
+        orphans.ORPHANS.ending(self._window)
+        stopped = len(procs) + await orphans.ORPHANS.collect(grace)
         with anyio.move_on_after(grace):
             await self._readers_done.wait()
         self._finished = True  # not when cancelled half-way: the launcher's clean-up redoes it
-        return len(procs)
+        return stopped
 
     def sample(self) -> Sample | None:
         """CPU seconds, RSS and process count of the main process and its descendants.
@@ -188,10 +201,11 @@ class LocalHandle:
         return Sample(cpu_seconds=cpu, rss=rss, procs=count) if count else None
 
     def close(self) -> None:
-        """Release the pidfd."""
+        """Release the pidfd; the attempt is over (its main process reaped, if it was started)."""
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
+        orphans.ORPHANS.close(self._window, self.pid if self._exit is not None else None)
 
 
 class LocalLauncher:
@@ -200,6 +214,7 @@ class LocalLauncher:
     def __init__(self) -> None:
         self._prefix = _pdeathsig_command()
         self._preexec = None if self._prefix is not None else _pdeathsig_setter()
+        self.adopts_orphans = orphans.ORPHANS.adopt()  # once per process; False where unsupported
 
     @asynccontextmanager
     async def start(
@@ -224,20 +239,16 @@ class LocalLauncher:
             _check_executable(command[0], env, cwd)
             command = [*self._prefix, *command]
         since = proctree.pid_mark()
+        window = orphans.ORPHANS.open()
         with open(stdin or os.devnull, "rb") as stdin_file:  # noqa: ASYNC230 - a local file, opened once
-            popen = subprocess.Popen(  # noqa: ASYNC220
-                command,
-                stdin=stdin_file,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=dict(env),
-                start_new_session=True,
-                # None with setpriv (so vfork); else one prctl call, libc resolved before fork.
-                preexec_fn=self._preexec,  # noqa: PLW1509
-                close_fds=True,
-            )
-        handle = LocalHandle(popen, cookie, since)
+            try:
+                popen = _popen(command, stdin_file, cwd, env, self._preexec)
+            except BaseException:
+                orphans.ORPHANS.close(window, None)
+                raise
+        # No await since Popen returned: an orphan scan cannot have seen this child unregistered.
+        orphans.ORPHANS.own(popen.pid)
+        handle = LocalHandle(popen, cookie, since, window)
         assert popen.stdout is not None
         assert popen.stderr is not None
         pipes = [(popen.stdout, Stream.STDOUT), (popen.stderr, Stream.STDERR)]
@@ -275,6 +286,28 @@ class LocalLauncher:
                     anyio.notify_closing(pipe.fileno())
                 pipe.close()
             handle.close()
+
+
+def _popen(
+    command: list[str],
+    stdin: IO[bytes],
+    cwd: Path,
+    env: Mapping[str, str],
+    preexec: Callable[[], None] | None,
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a session of its own with pipes for its output."""
+    return subprocess.Popen(
+        command,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=dict(env),
+        start_new_session=True,
+        # None with setpriv (so vfork); else one prctl call, libc resolved before fork.
+        preexec_fn=preexec,  # noqa: PLW1509
+        close_fds=True,
+    )
 
 
 async def _read_until_eof(fd: int, stream: Stream, on_output: OutputCallback) -> None:
