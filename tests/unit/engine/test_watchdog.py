@@ -147,3 +147,84 @@ def test_a_verdict_comes_within_one_tick_of_the_limit() -> None:
         now += tick
     assert dog.verdict(now) == Reason.STALLED
     assert stall_timeout <= now - T0 < stall_timeout + tick
+
+
+def feed(dog: Watchdog, fractions: list[float], every: float, start: float = T0, cpu: float = 3.0) -> float:
+    """Samples every ``every`` seconds from ``start``, the tree using ``fractions`` of a core
+    between consecutive ones (the first sample is the baseline); returns the last sample's time."""
+    now = start
+    dog.sampled(now, cpu)
+    for fraction in fractions:
+        now += every
+        cpu += fraction * every
+        dog.sampled(now, cpu)
+    return now
+
+
+# A Claude CLI idling on a dead connection, sampled every second (measured with 2.1.328): single
+# samples reach 2.4-8.9 %, the ten-second average stays far below 2 %.
+IDLE_CLI = [0.089, 0.001, 0.001, 0.024, 0.001, 0.001, 0.001, 0.03, 0.001, 0.001]
+
+
+def test_an_idle_cli_with_cpu_bursts_in_single_samples_is_stalled_at_stall_timeout() -> None:
+    """Bursts above the threshold in single samples do not restart the stall clock: what counts
+    is the CPU over the whole window (1.5 % here), so the verdict comes at stall_timeout, 10 s
+    (the old rule, any sample above 2 % is activity, waited until 10 s after the last burst;
+    measured with the real CLI: 28 s)."""
+    assert max(IDLE_CLI) > STALL_CPU_FRACTION > sum(IDLE_CLI) / len(IDLE_CLI)
+    dog = watchdog(timeout=600.0, stall_timeout=10.0)
+    cpu = 1.0
+    dog.sampled(T0, cpu)
+    verdicts = []
+    for second, fraction in enumerate(IDLE_CLI * 3, start=1):
+        cpu += fraction
+        dog.sampled(T0 + second, cpu)
+        verdicts.append(dog.verdict(T0 + second))
+    assert verdicts.index(Reason.STALLED) + 1 == 10
+    assert set(verdicts[:9]) == {None}
+
+
+def test_bursty_work_above_the_average_threshold_is_alive() -> None:
+    """One second in four at 10 % of a core (2.5 % on average): alive for as long as it lasts."""
+    dog = watchdog(stall_timeout=4.0)
+    last = feed(dog, [0.1, 0.0, 0.0, 0.0] * 5, 1.0)
+    assert dog.verdict(last) is None
+
+
+def test_after_computing_silently_the_attempt_stalls_once_the_window_holds_no_work() -> None:
+    """A full core for 5 s, then nothing: alive while the window still averages 2 % or more."""
+    dog = watchdog(timeout=600.0, stall_timeout=10.0)
+    last = feed(dog, [1.0] * 5 + [0.0] * 9, 1.0)  # samples up to T0 + 14
+    assert last == T0 + 14
+    assert dog.verdict(T0 + 14) is None  # 1 s of work in the last 10 s: 10 %
+    feed(dog, [0.0], 1.0, start=T0 + 14, cpu=3.0 + 5.0)
+    assert dog.verdict(T0 + 15) == Reason.STALLED
+
+
+def test_an_announced_wait_is_not_a_stall_and_the_clock_starts_after_it() -> None:
+    """The agent says it waits 30 s (an API retry): silent and idle for all of it, it is stalled
+    only stall_timeout after the wait's end."""
+    dog = watchdog(timeout=600.0, stall_timeout=2.0)
+    dog.output(T0 + 1.0)
+    dog.quiet(T0 + 1.0, 30.0)
+    feed(dog, [0.0] * 40, 1.0)
+    assert dog.verdict(T0 + 31.0) is None
+    assert dog.verdict(T0 + 32.99) is None
+    assert dog.verdict(T0 + 33.0) == Reason.STALLED
+
+
+def test_a_wait_that_ended_gives_no_further_allowance() -> None:
+    """Once the wait is over (the agent spoke again), silence counts from its last output."""
+    dog = watchdog(timeout=600.0, stall_timeout=2.0)
+    dog.quiet(T0, 30.0)
+    dog.output(T0 + 5.0)
+    dog.quiet(T0 + 5.0, None)
+    assert dog.verdict(T0 + 6.99) is None
+    assert dog.verdict(T0 + 7.0) == Reason.STALLED
+
+
+def test_the_timeout_holds_during_an_announced_wait() -> None:
+    """A wait announced past the attempt's timeout does not extend it."""
+    dog = watchdog(timeout=10.0, stall_timeout=2.0)
+    dog.quiet(T0, 3600.0)
+    assert dog.verdict(T0 + 10.0) == Reason.TIMEOUT
