@@ -45,6 +45,16 @@ class Outcome:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A silence the agent announced (the Claude CLI waiting out an API retry): the stall clock
+    allows it, and an attempt stopped during it fails of ``reason`` (when set) instead of
+    ``stalled`` or ``timeout``: it was waiting on something outside it, not hung."""
+
+    seconds: float
+    reason: str | None = None  # e.g. "rate-limited" for a retry after a 429 or 529
+
+
 class OutputParser(Protocol):
     """Reads one attempt's stdout as it arrives and judges the attempt at the end."""
 
@@ -64,6 +74,11 @@ class OutputParser(Protocol):
     @property
     def status(self) -> str | None:
         """A short live status for ``pagent status`` ("retrying API, 529, attempt 2/10"), or None."""
+
+    @property
+    def waiting(self) -> Waiting | None:
+        """The silence the agent announced last, while no later output ended it; a new object
+        for every new announcement."""
 
 
 class AgentKind(Protocol):

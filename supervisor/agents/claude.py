@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from supervisor.agents import claude_classes as classes
-from supervisor.agents.base import Notice, Outcome, standard_argv
+from supervisor.agents.base import Notice, Outcome, Waiting, standard_argv
 from supervisor.agents.jsonlines import JsonLines
 from supervisor.agents.jsonlines import http_status as _status
 from supervisor.agents.jsonlines import number as _number
@@ -54,6 +54,7 @@ class ClaudeParser:
         self.api_retries = 0
         self.last_retry: dict[str, Any] | None = None  # the latest api_retry event
         self._retrying = False  # the latest api_retry is still being waited out (live status)
+        self._waiting: Waiting | None = None  # ... and no event at all came after it
         self.progress_since_retry = False  # a real turn happened after the latest api_retry
         self.denied: list[dict[str, Any]] = []  # system/permission_denied events, last 50
         self._notices: list[str] = []
@@ -80,6 +81,7 @@ class ClaudeParser:
 
     def _event(self, event: dict[str, Any]) -> None:
         kind, subtype = event.get("type"), event.get("subtype")
+        self._waiting = None  # any event ends an announced wait; a new api_retry starts one
         if isinstance(event.get("session_id"), str) and self.session_id is None:
             self.session_id = event["session_id"]
         if kind == "system" and subtype == "init":
@@ -92,6 +94,9 @@ class ClaudeParser:
             self._retrying = True
             self.progress_since_retry = False
             delay = _number(event.get("retry_delay_ms"))
+            self._waiting = Waiting(
+                max(0.0, delay / 1000) if delay is not None else 0.0, classes.retry_reason(event)
+            )
             after = f" in {delay / 1000:.1f}s" if delay is not None else ""
             self._notices.append(f"{self.status}{after}")
         elif kind == "system" and subtype == "permission_denied":
@@ -175,6 +180,11 @@ class ClaudeParser:
         if what is None:  # a timeout or a dropped connection has no status
             what = retry.get("error") if isinstance(retry.get("error"), str) else "?"
         return f"retrying API, {what}, attempt {retry.get('attempt', '?')}/{retry.get('max_retries', '?')}"
+
+    @property
+    def waiting(self) -> Waiting | None:
+        """The API retry the CLI announced last (``retry_delay_ms``), while nothing followed it."""
+        return self._waiting
 
     def outcome(self, exit: Exit) -> Outcome:
         """Judge the attempt from the result event (see the module docstring)."""

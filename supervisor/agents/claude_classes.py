@@ -102,6 +102,20 @@ def unanswered_retry(stream: ClaudeParser) -> dict[str, Any] | None:
     return None if stream.progress_since_retry else stream.last_retry
 
 
+def retry_reason(retry: dict[str, Any]) -> str | None:
+    """What an attempt stopped while the CLI waits out ``retry`` (an ``api_retry`` event) failed
+    of: its HTTP status classified as a result's would be (429/529 or a rate-limit error:
+    ``rate-limited``; 401/403: ``auth``; any other: ``api-error N``); ``None`` when the retry
+    names no status (a dropped connection, a timeout)."""
+    status = http_status_of(retry.get("error_status"))
+    error = retry.get("error")
+    if status in (429, 529) or error in _RATE_ERRORS:
+        return Reason.RATE_LIMITED
+    if status in (401, 403) or error == "authentication_failed":
+        return Reason.AUTH
+    return api_error(status) if status is not None else None
+
+
 def usage_limited(stream: ClaudeParser) -> bool:
     """True if the CLI reported a usage (plan) limit, by field, event or text."""
     return (

@@ -15,6 +15,7 @@ class PlainParser:
 
     finished = False
     status = None
+    waiting = None
 
     def feed(self, data: bytes) -> None:
         pass

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from supervisor.agents.base import Outcome, OutputParser
+from supervisor.agents.base import Outcome, OutputParser, Waiting
 from supervisor.engine import events
 from supervisor.engine.clock import Clock
 from supervisor.engine.gate import Stop
@@ -69,15 +69,19 @@ async def run_attempt(
     last_output_wall: float | None = None
     result_seen = anyio.Event()
     live_status: str | None = None
+    announced: Waiting | None = None  # the agent's latest announced wait, as the watchdog has it
 
     def on_output(data: bytes, stream: Stream) -> None:
-        nonlocal last_event, last_output_wall, live_status
+        nonlocal last_event, last_output_wall, live_status, announced
         log.write(data)
         now = clock.monotonic()
         watchdog.output(now)
         last_output_wall = clock.time()
         if stream is Stream.STDOUT:
             parser.feed(data)
+            if parser.waiting is not announced:
+                announced = parser.waiting
+                watchdog.quiet(now, announced.seconds if announced is not None else None)
             for notice in parser.notices():
                 emit(events.Notice(notice, spec.task_id))
             if parser.status != live_status:
@@ -91,15 +95,16 @@ async def run_attempt(
             emit(events.Output(spec.task_id, log.last_line))
 
     verdict: str | None = None
+    waited: Waiting | None = None  # what the agent was waiting for when it was stopped
     try:
         async with executor.start(spec, on_output) as handle:
             recorder.running(handle.ref, handle.pid)
             emit(events.AttemptStarted(spec.task_id, spec.attempt, handle.pid, spec.cwd or Path()))
 
             async def stop(reason: str) -> None:
-                nonlocal verdict
+                nonlocal verdict, waited
                 if verdict is None:
-                    verdict = reason
+                    verdict, waited = reason, parser.waiting
                     log.note(f"stopping the agent: {reason}")
                     await handle.stop(settings.kill_grace)
 
@@ -159,6 +164,11 @@ async def run_attempt(
         return AttemptResult(succeeded=False, reason=Reason.LAUNCH_FAILED.value, exit=None)
 
     outcome: Outcome = parser.outcome(exit)
+    if verdict in (Reason.TIMEOUT, Reason.STALLED) and waited is not None and waited.reason is not None:
+        # Stopped while waiting out what it announced (an API retry after a 429): that is the
+        # failure, and its policy applies (rate-limited: retried later, not counted).
+        log.note(f"it was waiting out an announced retry: {waited.reason}")
+        return AttemptResult(False, waited.reason, exit, outcome.metrics, leftovers)
     if verdict in (Reason.TIMEOUT, Reason.STALLED, Reason.INTERRUPTED):
         return AttemptResult(False, verdict, exit, outcome.metrics, leftovers)
     if verdict is None and exit.oom:
