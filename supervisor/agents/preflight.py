@@ -4,17 +4,20 @@ For every agent with ``preflight`` on (Claude agents by default) that a run is a
 kind's ``preflight`` runs ``<command> --version`` and sends a one-line prompt, both through the
 executor the tasks use, in a scratch directory of the executor's. Only what would fail every
 task the same way stops the run before anything is created (exit 1, one line): a missing binary,
-an authentication or billing failure, a usage limit, a crash. A transient failure (a rate limit,
-an overloaded or failing API, a timeout) is retried with backoff for a bounded time and then
-let through with a notice: one overloaded minute at 2 a.m. must not lose the night; the tasks'
-own retry policy deals with it.
+an authentication or billing failure, a usage limit that does not reset within ``max_wait``.
+Anything else is taken for transient (a rate limit, an overloaded or failing API, a connection
+error, a timeout, a crash without a result): it is retried with backoff (``BACKOFF`` s, doubling,
+``TRIES`` prompts at most) and then let through with a notice: one overloaded minute at 2 a.m.
+must not lose the night; the tasks' own retry policy deals with it. The whole check ends within
+``LIMIT`` seconds (each prompt's timeout is cut to what is left), plus the ``--version`` call's
+own bound.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import anyio
@@ -30,6 +33,7 @@ PROMPT = "pagent-run preflight: reply with the single word OK and do nothing els
 TIMEOUT = 120.0  # seconds for the one-line prompt, API retries included
 TRIES = 4  # one-line prompts at most, for transient failures
 BACKOFF = 5.0  # seconds before the second try, doubling
+LIMIT = 300.0  # seconds for all tries and backoffs together
 _HANG_AFTER_RESULT = 5.0
 # What would fail every task the same way: the run stops before anything is created.
 FATAL = frozenset({Reason.AUTH, Reason.BILLING, Reason.USAGE_LIMIT, Reason.LAUNCH_FAILED})
@@ -49,12 +53,15 @@ async def run_preflight(
     max_wait: float = 0.0,
     new_parser: Callable[[], OutputParser] | None = None,
     notice: Callable[[str], None] = lambda message: None,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> str:
     """Check ``agent``: its version, then one prompt; return the version or raise
     ``PreflightError`` (see the module docstring for what is fatal and what is retried).
 
     ``key`` marks the preflight's processes like an attempt's, so the next run's crash
-    recovery finds them if this supervisor dies meanwhile.
+    recovery finds them if this supervisor dies meanwhile. ``sleep`` and ``clock`` measure
+    the backoff and ``LIMIT`` (the tests give invented ones).
     """
     try:
         found = await executor.version(agent.command, agent.env)
@@ -66,8 +73,10 @@ async def run_preflight(
         ) from None
     env = {**env_defaults, **agent.env}
     delay = BACKOFF
+    deadline = clock() + LIMIT
     for attempt in range(1, TRIES + 1):
-        reason, detail, reset_in = await _one_prompt(agent, executor, key, parser, env)
+        timeout = min(TIMEOUT, max(0.0, deadline - clock()))
+        reason, detail, reset_in = await _one_prompt(agent, executor, key, parser, env, timeout=timeout)
         if reason is None:
             return found
         what = f"agent {agent.name!r} preflight failed: {reason}{detail}"
@@ -77,21 +86,29 @@ async def run_preflight(
             return found
         if cls in FATAL:
             raise PreflightError(what)
-        if attempt == TRIES:
-            notice(f"{what}; going on after {TRIES} tries (the tasks retry by their policy)")
+        # Another try needs its backoff and some time to answer, inside the limit.
+        if attempt == TRIES or deadline - clock() < delay + BACKOFF:
+            notice(f"{what}; going on after {attempt} tries (the tasks retry by their policy)")
             return found
         notice(f"{what}; trying again in {delay:g}s")
-        await anyio.sleep(delay)
+        await sleep(delay)
         delay *= 2
         parser = new_parser() if new_parser is not None else parser
     return found  # pragma: no cover - the loop returns or raises
 
 
 async def _one_prompt(
-    agent: AgentSpec, executor: Executor, key: AttemptKey, parser: OutputParser, env: Mapping[str, str]
+    agent: AgentSpec,
+    executor: Executor,
+    key: AttemptKey,
+    parser: OutputParser,
+    env: Mapping[str, str],
+    *,
+    timeout: float,
 ) -> tuple[str | None, str, float | None]:
-    """Send the one-line prompt: ``(None, "", None)`` on success, else the reason, a detail and
-    the seconds until a usage limit resets (when the agent said)."""
+    """Send the one-line prompt, waiting ``timeout`` seconds at most: ``(None, "", None)`` on
+    success, else the reason, a detail and the seconds until a usage limit resets (when the
+    agent said)."""
     with tempfile.TemporaryDirectory(prefix="pagent-preflight-") as scratch:
         prompt = Path(scratch) / "prompt.txt"
         prompt.write_text(PROMPT)
@@ -105,7 +122,7 @@ async def _one_prompt(
 
         try:
             async with executor.start(spec, on_output) as handle:
-                with anyio.move_on_after(TIMEOUT) as scope:
+                with anyio.move_on_after(timeout) as scope:
                     async with anyio.create_task_group() as tg:
 
                         async def stop_if_hanging() -> None:
@@ -119,7 +136,7 @@ async def _one_prompt(
                         tg.cancel_scope.cancel()
                 if scope.cancelled_caught:
                     await handle.stop(2.0)
-                    return Reason.API_TIMEOUT.value, f": no answer to a one-line prompt in {TIMEOUT:g}s", None
+                    return Reason.API_TIMEOUT.value, f": no answer to a one-line prompt in {timeout:g}s", None
                 await handle.finish(2.0)
         except OSError as exc:
             return Reason.LAUNCH_FAILED.value, f": cannot start: {exc.strerror or exc}", None
