@@ -41,7 +41,7 @@ import ctypes.util
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psutil
 
@@ -54,7 +54,7 @@ _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 def _ticks_now() -> int:
     """Clock ticks since boot, as /proc counts a process's start time (floored like the kernel)."""
-    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) * _TICKS_PER_SECOND // 1_000_000_000
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) * _TICKS_PER_SECOND // 1_000_000_000  # Linux only
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,10 @@ def _child(pid: int) -> _Child | None:
 
 @dataclass(frozen=True, eq=False)
 class Window:
-    """One attempt's lifetime on the kernel's clock, from just before its process started."""
+    """One attempt's lifetime on the kernel's clock, from just before its process started (0
+    where there is no subreaper: then nothing ever looks at it)."""
 
-    start: int = field(default_factory=_ticks_now)
+    start: int = 0
 
 
 class Orphanage:
@@ -108,7 +109,11 @@ class Orphanage:
         me = os.getpid()
         children = f"/proc/{me}/task/{me}/children"
         libc_name = ctypes.util.find_library("c")
-        if libc_name is None or not os.access(children, os.R_OK):
+        try:
+            ours = os.readlink("/proc/self") == str(me)  # noqa: PTH115 - not another pid namespace's
+        except OSError:
+            ours = False
+        if libc_name is None or not ours or not os.access(children, os.R_OK):
             return False  # without the children list, adopted zombies could never be found
         prctl = ctypes.CDLL(libc_name, use_errno=True).prctl
         if prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
@@ -120,9 +125,10 @@ class Orphanage:
 
     def open(self) -> Window:
         """An attempt's process is about to start (call it right before ``Popen``)."""
-        window = Window()
-        if self.enabled:
-            self._open[window] = None
+        if not self.enabled:
+            return Window()
+        window = Window(_ticks_now())
+        self._open[window] = None
         return window
 
     def own(self, pid: int) -> None:
