@@ -83,6 +83,8 @@ _KEEP = 20
 class GeminiParser:
     """Follows one attempt's stream-json output of the Gemini CLI; see the module docstring."""
 
+    waiting = None  # the CLI announces no wait the stall clock should allow (``OutputParser``)
+
     def __init__(self) -> None:
         self._lines = JsonLines(self._event)
         self._stderr = TextTail()

@@ -57,6 +57,8 @@ _KEEP = 20
 class OpencodeParser:
     """Follows one attempt's ``opencode run --format json`` output; see the module docstring."""
 
+    waiting = None  # the CLI announces no wait the stall clock should allow (``OutputParser``)
+
     def __init__(self) -> None:
         self._lines = JsonLines(self._event)
         self._stderr = TextTail()
