@@ -1,9 +1,11 @@
 """Git facts about a task's work in its workspace: its head, diff stats, auto-commit.
 
-Every function here is synchronous and runs git through ``supervisor.worktree.git`` (argv, no
-shell). None of them moves ``base`` or a task branch: ``auto_commit`` adds a commit on the
-branch checked out in the task's own worktree, and ``integrate`` only moves the branch checked
-out in the integration worktree.
+Every function here is synchronous and runs git through ``supervisor.workspace.git.git``
+(argv, no shell, no hooks, bounded). None of them moves ``base`` or a task branch:
+``auto_commit`` adds a commit on the branch checked out in the task's own worktree (its caller
+checks first that this is the task's branch), and ``integrate`` only moves the branch checked
+out in the integration worktree. Paths they report are printable (``git.shown``: a name that is
+not UTF-8 shows its bytes as ``\xff``).
 
 Decisions worth knowing:
 
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from supervisor.errors import GitError
 from supervisor.seam import DiffStats
-from supervisor.workspace.git import git
+from supervisor.workspace.git import git, shown
 
 # The identity used when the repository has none configured (cron jobs often have no HOME
 # config and no GIT_* environment); environment variables still win over ``-c`` when set.
@@ -38,16 +40,17 @@ def head(worktree: Path) -> str:
     return git(["rev-parse", "--verify", "HEAD^{commit}"], worktree).strip()
 
 
-def diff_stats(worktree: Path, base: str, exclude: Sequence[str] = ()) -> DiffStats:
-    """Commits on HEAD not on ``base``, and the diff from their merge base to HEAD.
+def diff_stats(worktree: Path, base: str, exclude: Sequence[str] = (), head: str = "HEAD") -> DiffStats:
+    """Commits on ``head`` (HEAD, or the task branch's commit) not on ``base``, and the diff from
+    their merge base to ``head``.
 
     ``uncommitted`` is true when ``git status`` shows any change, untracked files included,
     other than the ``exclude`` paths (e.g. a completion marker that is never committed).
-    ``GitError`` if ``base`` is unknown or shares no history with HEAD.
+    ``GitError`` if ``base`` is unknown or shares no history with ``head``.
     """
-    commits = int(git(["rev-list", "--count", f"{base}..HEAD"], worktree).strip())
-    merge_base = git(["merge-base", base, "HEAD"], worktree).strip()
-    out = git(["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", merge_base, "HEAD"], worktree)
+    commits = int(git(["rev-list", "--count", f"{base}..{head}"], worktree).strip())
+    merge_base = git(["merge-base", base, head], worktree).strip()
+    out = git(["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", merge_base, head], worktree)
     files = insertions = deletions = 0
     paths: list[str] = []
     # With -z each record is "added<TAB>deleted<TAB>path<NUL>"; binary files show "-" counts.
@@ -58,7 +61,7 @@ def diff_stats(worktree: Path, base: str, exclude: Sequence[str] = ()) -> DiffSt
         files += 1
         insertions += int(added) if added.isdigit() else 0
         deletions += int(deleted) if deleted.isdigit() else 0
-        paths.append(path)
+        paths.append(shown(path))
     return DiffStats(
         commits=commits,
         files=files,

@@ -1,41 +1,308 @@
-"""Running git: one function for every git call pagent makes, and the plan's repository.
+"""Running git: the one function every git call of pagent goes through, and the plan's repository.
 
-Every call is argv (never a shell), with no terminal prompt, in the C locale.
+``git`` promises, for every call:
+
+- **argv, never a shell**, with stdin from ``/dev/null``, no terminal prompt
+  (``GIT_TERMINAL_PROMPT=0``, no editor), in the C locale, without the variables that would point
+  git at another repository (``GIT_DIR`` and friends, set when pagent runs from a git hook);
+- **no code of the repository's runs on pagent's behalf** where git lets us say so: hooks off
+  (``core.hooksPath=/dev/null``, a "directory" in which no hook can ever exist -- an agent can
+  write ``.git/hooks`` and the shared config, so neither may decide), no fsmonitor daemon, no
+  automatic ``gc``/``maintenance`` (they detach and outlive the call). Filter drivers
+  (``filter.*``, e.g. git-lfs) and merge drivers stay on: they are part of what a checkout or a
+  merge means, so they are bounded like git itself;
+- **bounded**: after ``timeout`` seconds (``GIT_TIMEOUT`` by default) git's whole process group
+  (its helpers and whatever they started) is killed and ``GitError`` says so;
+- **interruptible**: a call made inside ``in_thread`` is killed, group and all, the moment the
+  awaiting task is cancelled (SIGTERM of pagent-run), and the thread's further git calls fail at
+  once;
+- **found after a crash**: git runs in a process group of its own, with the parent-death signal
+  (util-linux ``setpriv --pdeathsig TERM``, where it works) and, inside ``owned_by``, with
+  ``PAGENT_COOKIE`` set, so the next run's recovery (the executor's sweep of the plan's cookie
+  prefix) stops a git and its children that a SIGKILLed supervisor left behind;
+- **bytes-safe**: output is UTF-8 with ``surrogateescape``, so a path that is not UTF-8 survives
+  the round trip back into argv; ``shown`` makes such a path printable.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import select
+import shutil
+import signal
 import subprocess
-from collections.abc import Iterable
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import anyio
 
 from supervisor.errors import GitError, PlanError
 from supervisor.plan.model import Plan
 
-_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+T = TypeVar("T")
+
+GIT_TIMEOUT = 600.0  # seconds per call: far above any sane repository's slowest operation
+# The variable the local executor marks an attempt's processes with (launch.proctree.COOKIE_VAR).
+COOKIE_VAR = "PAGENT_COOKIE"
+SAFETY = (
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "core.fsmonitor=false",
+    "-c", "gc.auto=0",
+    "-c", "maintenance.auto=false",
+)  # fmt: skip
+_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_EDITOR": "true", "GIT_PAGER": "cat"}
+_DROPPED = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR")
+_DROPPED_PREFIXES = ("GIT_ALTERNATE_", "GIT_NAMESPACE", "GIT_QUARANTINE", "GIT_PREFIX")
+
+_OWNER: ContextVar[str | None] = ContextVar("pagent_git_owner", default=None)
 
 
-def git(args: Iterable[str], cwd: Path, check: bool = True) -> str:
-    """Run ``git args`` in ``cwd`` and return its stdout; ``GitError`` with git's stderr on failure."""
-    argv = ["git", *args]
+class _Calls:
+    """The process groups of the git calls one ``in_thread`` job has running."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._groups: set[int] = set()
+        self.cancelled = False
+
+    def add(self, pgid: int) -> bool:
+        """Register a running git; False (and nothing registered) once cancelled."""
+        with self._lock:
+            if self.cancelled:
+                return False
+            self._groups.add(pgid)
+            return True
+
+    def discard(self, pgid: int) -> None:
+        with self._lock:
+            self._groups.discard(pgid)
+
+    def cancel(self) -> None:
+        """Kill every registered group now; every later call of the job fails at once."""
+        with self._lock:
+            self.cancelled = True
+            for pgid in self._groups:
+                _kill_group(pgid)
+
+
+_CALLS: ContextVar[_Calls | None] = ContextVar("pagent_git_calls", default=None)
+
+
+@contextlib.contextmanager
+def owned_by(cookie: str) -> Iterator[None]:
+    """Inside this block (and the tasks and worker threads it starts), git runs with
+    ``PAGENT_COOKIE=cookie`` -- ``<plan uid>:git:<run id>`` -- so recovery finds it."""
+    token = _OWNER.set(cookie)
+    try:
+        yield
+    finally:
+        _OWNER.reset(token)
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker thread; cancelling the await returns at once and kills every
+    git call it has running (see the module docstring)."""
+    calls = _Calls()
+
+    def work() -> T:
+        token = _CALLS.set(calls)
+        try:
+            return fn(*args)
+        finally:
+            _CALLS.reset(token)
+
+    try:
+        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+    except anyio.get_cancelled_exc_class():
+        calls.cancel()
+        raise
+
+
+@dataclass(frozen=True)
+class Done:
+    """How one git call ended: its exit code and its output (stdout round-trips as argv)."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    def last_line(self) -> str:
+        """Git's last words, for a message."""
+        lines = (self.stderr.strip() or self.stdout.strip()).splitlines()
+        return lines[-1] if lines else f"exit {self.code}"
+
+
+def run_git(
+    args: Iterable[str], cwd: Path, *, timeout: float = GIT_TIMEOUT, stdin: str | None = None
+) -> Done:
+    """Run ``git args`` in ``cwd`` to its end, whatever its exit code; ``GitError`` only when it
+    could not run: ``cwd`` missing, git not installed, the time bound, a cancelled call.
+    ``stdin`` is given as a file (``/dev/null`` without it)."""
+    args = list(args)
+    what = f"git {' '.join(args[:2])}"
+    calls = _CALLS.get()
+    if calls is not None and calls.cancelled:
+        raise GitError(f"{what}: stopped")
+    if not Path(cwd).is_dir():
+        raise GitError(f"{what}: no such directory: {cwd}")
+    program = shutil.which("git")
+    if program is None:
+        raise GitError("git is not installed (not found on PATH)")
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, _input(stdin) as given:
+        try:
+            proc = subprocess.Popen(
+                [*_pdeathsig(), program, *SAFETY, *args],
+                cwd=cwd,
+                env=_environment(),
+                stdin=given,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,  # its own group: a timeout or a cancel kills its helpers too
+            )
+        except OSError as exc:
+            raise GitError(f"{what}: cannot run git: {exc.strerror or exc}") from None
+        code, timed_out = _finish(proc, calls, timeout)
+        if calls is not None and calls.cancelled:
+            raise GitError(f"{what}: stopped")
+        if timed_out:
+            raise GitError(f"{what}: no answer within {timeout:g} s (stopped)")
+        return Done(
+            code, _read(out).decode("utf-8", "surrogateescape"), _read(err).decode("utf-8", "replace")
+        )
+
+
+def git(
+    args: Iterable[str],
+    cwd: Path,
+    check: bool = True,
+    *,
+    timeout: float = GIT_TIMEOUT,
+    stdin: str | None = None,
+) -> str:
+    """Run ``git args`` in ``cwd`` and return its stdout; ``GitError`` with git's last stderr
+    line if it fails (and as ``run_git``). ``check=False`` returns a failed call's stdout too."""
+    args = list(args)
+    done = run_git(args, cwd, timeout=timeout, stdin=stdin)
+    if check and done.code != 0:
+        raise GitError(f"git {' '.join(args[:2])}: {done.last_line()}")
+    return done.stdout
+
+
+def shown(path: str) -> str:
+    """``path`` as git output gave it, made printable: bytes that are not UTF-8 become ``\\xff``."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def commit_of(cwd: Path, ref: str) -> str | None:
+    """The commit ``ref`` names (seen from ``cwd``), or ``None``."""
+    args = ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"]
+    return git(args, cwd, check=False).strip() or None
+
+
+def is_ancestor(cwd: Path, old: str, new: str) -> bool:
+    """Whether commit ``old`` is ``new`` or one of its ancestors; ``GitError`` if either is unknown."""
+    done = run_git(["merge-base", "--is-ancestor", old, new], cwd)
+    if done.code not in (0, 1):
+        raise GitError(f"git merge-base: {done.last_line()}")
+    return done.code == 0
+
+
+def _finish(proc: subprocess.Popen[bytes], calls: _Calls | None, timeout: float) -> tuple[int, bool]:
+    """Wait for ``proc`` (registered with ``calls`` meanwhile) at most ``timeout`` seconds, kill
+    what is left of its group, reap it: its exit code and whether it timed out."""
+    registered = calls.add(proc.pid) if calls is not None else True
+    if not registered:
+        _kill_group(proc.pid)
+    timed_out = not _wait_unreaped(proc, timeout)
+    if calls is not None:
+        calls.discard(proc.pid)
+    # Also after a normal exit: nothing git started may outlive the call. The group is still
+    # ours: its leader is not reaped yet, so the id cannot have been reused.
+    _kill_group(proc.pid)
+    return proc.wait(), timed_out
+
+
+def _wait_unreaped(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait until ``proc`` exits or ``timeout`` passes, without reaping it; True if it exited."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd (old kernel): poll, reaping it
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(max(0, int(timeout * 1000))))
+    finally:
+        os.close(fd)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _input(text: str | None) -> Iterator[IO[bytes] | int]:
+    """What git reads on stdin: ``text`` in a file (a pipe could block both sides), or nothing."""
+    if text is None:
+        yield subprocess.DEVNULL
+        return
+    with tempfile.TemporaryFile() as given:
+        given.write(text.encode("utf-8", "surrogateescape"))
+        given.seek(0)
+        yield given
+
+
+def _read(stream: IO[bytes]) -> bytes:
+    stream.seek(0)
+    return stream.read()
+
+
+def _environment() -> dict[str, str]:
+    """The environment of pagent's git: the user's, minus repository redirections, plus ours."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in _DROPPED and not key.startswith(_DROPPED_PREFIXES)
+    }
+    env.update(_ENV)
+    if (owner := _OWNER.get()) is not None:
+        env[COOKIE_VAR] = owner
+    return env
+
+
+@functools.cache
+def _pdeathsig() -> tuple[str, ...]:
+    """``setpriv --pdeathsig TERM --`` where it is installed and does exactly that (checked once,
+    by its own ``--dump``); otherwise nothing: a ``preexec_fn`` is unsafe in worker threads, and
+    the cookie still lets recovery find the process."""
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    if setpriv is None:
+        return ()
+    prefix = (setpriv, "--pdeathsig", "TERM", "--")
     try:
         done = subprocess.run(
-            argv,
-            cwd=cwd,
+            [*prefix, setpriv, "--dump"],
             capture_output=True,
-            text=True,
-            env={**os.environ, **_GIT_ENV},
             stdin=subprocess.DEVNULL,
+            timeout=10,
             check=False,
         )
-    except FileNotFoundError:
-        raise GitError("git is not installed (not found on PATH)") from None
-    if check and done.returncode != 0:
-        detail = (done.stderr.strip() or done.stdout.strip()).splitlines()
-        raise GitError(f"git {' '.join(argv[1:3])}: {detail[-1] if detail else f'exit {done.returncode}'}")
-    return done.stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return prefix if done.returncode == 0 and b"Parent death signal: TERM" in done.stdout else ()
 
 
 @dataclass(frozen=True)
@@ -54,14 +321,15 @@ def resolve_repo(plan: Plan) -> RepoInfo:
         raise PlanError(f"{plan.path.name}: repo: no such directory: {start}")
     try:
         root = Path(git(["rev-parse", "--show-toplevel"], start).strip())
-    except GitError:
+    except GitError as exc:
+        if "not installed" in str(exc):
+            raise
         raise PlanError(f"{plan.path.name}: repo: not inside a git repository: {start}") from None
     base_ref = plan.base or "HEAD"
-    try:
-        commit = git(["rev-parse", "--verify", "--quiet", f"{base_ref}^{{commit}}"], root).strip()
-    except GitError:
+    commit = commit_of(root, base_ref)
+    if commit is None:
         what = "the repository has no commit yet" if plan.base is None else "no such commit"
-        raise PlanError(f"{plan.path.name}: base: {base_ref!r}: {what}") from None
+        raise PlanError(f"{plan.path.name}: base: {base_ref!r}: {what}")
     return RepoInfo(root=root, base_ref=base_ref, base_commit=commit)
 
 
