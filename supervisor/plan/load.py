@@ -43,7 +43,7 @@ def load_plan(path: str | Path, catalog: Catalog, *, check_url: UrlCheck | None 
     the registry's, ``supervisor.agents.registry.KINDS.catalog()``); ``check_url`` says why a
     notification URL cannot be used (the CLI passes apprise's answer; ``None``: not checked).
     """
-    path = Path(path).absolute()
+    path = Path(path).resolve()  # the plan's real path: its identity (see PlanFile)
     label = str(path.name)
     try:
         raw_bytes = read_bounded(path, PLAN_LIMIT)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,12 @@ from supervisor.reasons import Reason
 
 Isolation = Literal["worktree", "none"]
 
-# Failure classes that are not retried unless a task lists them in ``retry_on``.
-RETRYABLE_ON_REQUEST = frozenset({Reason.MAX_TURNS, Reason.BUDGET, Reason.NEEDS_INPUT})
+# Failure classes that are not retried unless a task lists them in ``retry_on``: retrying
+# blindly would end the same way (work off its branch or a rewritten history is the agent's
+# doing; a retry would start from that very state).
+RETRYABLE_ON_REQUEST = frozenset(
+    {Reason.MAX_TURNS, Reason.BUDGET, Reason.NEEDS_INPUT, Reason.NOT_ON_BRANCH, Reason.HISTORY_REWRITTEN}
+)
 
 
 @dataclass(frozen=True)
@@ -169,9 +174,16 @@ class PlanFile:
 
     Read-only commands (status, logs, runs, report) need no more, so they work even while the
     plan file is being edited into something invalid.
+
+    A plan is its file, not a spelling of it: ``path`` is the real path (symlinks and ``..``
+    resolved, whatever path it was given), so a symlink to the plan, ``sub/../plan.toml`` or a
+    symlinked directory name the same state, lock, uid and runs as the file itself.
     """
 
-    path: Path  # absolute
+    path: Path  # absolute and real (resolved on construction)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(os.path.realpath(self.path)))
 
     @property
     def plan_dir(self) -> Path:
@@ -185,12 +197,13 @@ class PlanFile:
 
     @property
     def key(self) -> str:
-        """The name runs of this plan are filed under in the state database: the file's name."""
+        """The name runs of this plan are filed under in its state database: the (real) file's
+        name, as in every earlier version, so existing ``state.db`` files keep their runs."""
         return self.path.name
 
     @functools.cached_property  # part of every attempt's cookie: hashed once
     def uid(self) -> str:
-        """A short id of this plan file (by its absolute path), unique on this machine."""
+        """A short id of this plan file (by its real path), unique on this machine."""
         return hashlib.sha1(str(self.path).encode(), usedforsecurity=False).hexdigest()[:12]
 
 
