@@ -29,6 +29,14 @@ What an executor must guarantee (the contract; the engine's promises rest on it)
 - **Commits are home when facts are reported.** When ``collect`` returns, every commit of the
   task's branch is in the plan's repository (``WorkspaceRequest.repo``), so diff stats,
   overlaps and integration can be computed there.
+- **Every commit is pinned.** Before ``collect`` returns (also when it then fails), the task
+  branch's commit is pinned at ``<CollectRequest.pins>/<attempt>`` in the plan's repository, and
+  the workspace's HEAD at ``.../<attempt>-head`` when it differs; ``Facts`` say whether HEAD is on
+  the branch and whether the branch still descends from its start. Nothing the executor does to
+  the workspace commits anywhere but on the task's branch in the task's own workspace.
+- **Workspace calls are interruptible.** Cancelling ``prepare``, ``begin`` or ``collect`` stops
+  what they run (git and its children) at once; a reserved branch is used only at the commit
+  pagent recorded for it (``WorkspaceRequest.expect``).
 - **Exit says OOM.** ``Exit.oom`` is true when the executor knows the main process was killed
   by the out-of-memory killer.
 """
@@ -39,7 +47,7 @@ import enum
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -83,6 +91,7 @@ class Workspace:
     head: str | None  # the commit checked out when it was prepared
     created: bool = False  # made just now (not reused from an earlier attempt)
     cwd: Path | None = None  # the agent's working directory (``workdir`` inside ``path``)
+    repo: Path | None = None  # the plan's repository (where the branch and the pins live)
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,21 @@ class WorkspaceRequest:
     branch: str | None  # None: no isolation, the agent works in ``repo`` itself
     start: str  # the commit (or branch) a new branch starts from
     workdir: str | None = None  # the agent's working directory inside the workspace (made if missing)
+    # The commit pagent last recorded for the branch: where it reserved it, then its tip after
+    # the task's latest attempt; None when nothing was recorded (runs of older versions).
+    expect: str | None = None
+    # The task has had no attempt yet: the branch must be exactly at ``expect`` (anything else
+    # there is pinned at ``<pins>/planted`` and replaced), and moves to ``start`` if that differs.
+    fresh: bool = True
+    pins: str | None = None  # the prefix of the task's pins: refs/pagent/<run>/<task>
+
+
+@dataclass(frozen=True)
+class Begun:
+    """What a workspace shows just before an attempt starts."""
+
+    head: str  # the commit checked out
+    refs: Mapping[str, str] = field(default_factory=dict)  # the plan's repository's branches and tags
 
 
 @dataclass(frozen=True)
@@ -182,6 +206,7 @@ class CollectRequest:
     start_commit: str  # where the task's branch started: diff stats are against it
     auto_commit: bool
     marker: str | None  # the done marker's path in the workspace, never committed
+    pins: str | None = None  # the prefix of the task's pins (refs/pagent/<run>/<task>)
 
 
 @dataclass(frozen=True)
@@ -192,6 +217,12 @@ class Facts:
     auto_committed: bool
     changed: tuple[str, ...]  # paths this attempt's commits changed
     diff: DiffStats | None
+    head: str | None = None  # the commit the workspace's HEAD is at
+    branch_tip: str | None = None  # the task branch's commit; None if the branch is gone
+    on_branch: bool = True  # the branch exists and HEAD is at its commit (not detached elsewhere)
+    descends: bool = True  # the branch still descends from its start commit
+    pinned: tuple[str, ...] = ()  # the refs written under refs/pagent for this attempt
+    refs: Mapping[str, str] | None = None  # branches and tags now (None: the executor cannot tell)
 
 
 class AttemptHandle(Protocol):
@@ -235,8 +266,9 @@ class Executor(Protocol):
     async def prepare(self, request: WorkspaceRequest) -> Workspace:
         """Create (or reuse) the task's workspace; ``GitError`` or ``OSError`` if it cannot."""
 
-    async def begin(self, workspace: Workspace, marker: str | None) -> str:
-        """Before an attempt: remove a stale done marker; return the commit checked out."""
+    async def begin(self, workspace: Workspace, marker: str | None) -> Begun:
+        """Before an attempt: remove a stale done marker, put HEAD back on the task's branch if
+        an earlier attempt left it elsewhere (``GitError`` if it cannot); what it shows then."""
 
     def start(
         self, spec: AttemptSpec, on_output: OutputCallback
@@ -244,7 +276,9 @@ class Executor(Protocol):
         """Start ``spec`` and yield its handle; ``OSError`` if it cannot start at all."""
 
     async def collect(self, workspace: Workspace, request: CollectRequest) -> Facts:
-        """After an attempt: the marker, auto-commit, what changed and the diff stats."""
+        """After an attempt: pins, the marker, auto-commit (only on the task's branch), what
+        changed, the diff stats and the branch's state; ``GitError`` or ``OSError`` if the
+        workspace cannot be trusted or read (its commits are pinned all the same)."""
 
     async def sweep(self, prefix: str, refs: Sequence[str], grace: float) -> int:
         """Stop whatever still runs of attempts whose keys start with ``prefix`` or whose

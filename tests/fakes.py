@@ -17,6 +17,7 @@ import anyio.lowlevel
 
 from supervisor.seam import (
     AttemptSpec,
+    Begun,
     CollectRequest,
     DiffStats,
     Exit,
@@ -141,9 +142,9 @@ class FakeExecutor:
             return Workspace(request.repo, None, None)
         return Workspace(request.path, request.branch, FAKE_HEAD, created=True)
 
-    async def begin(self, workspace: Workspace, marker: str | None) -> str:
+    async def begin(self, workspace: Workspace, marker: str | None) -> Begun:
         await anyio.lowlevel.checkpoint()
-        return FAKE_HEAD
+        return Begun(FAKE_HEAD)
 
     def _play(self, spec: AttemptSpec) -> Play:
         plays = self.plays.get(spec.task_id, [self.default])

@@ -27,7 +27,7 @@ from supervisor.launch.local import LocalExecutor
 from supervisor.seam import AttemptKey, AttemptSpec
 from supervisor.state.store import Store
 from supervisor.ui.compose import KINDS, load_plan
-from supervisor.workspace.worktree import Worktrees
+from supervisor.workspace.local import Worktrees
 from tests.agents import LIVENESS, agent, await_file, kill_all, running, write_plan
 from tests.conftest import bin_path
 

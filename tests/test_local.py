@@ -19,7 +19,7 @@ from supervisor.launch import process, proctree
 from supervisor.launch.local import LocalExecutor
 from supervisor.launch.process import LocalLauncher
 from supervisor.seam import AttemptKey, AttemptSpec
-from supervisor.workspace.worktree import Worktrees
+from supervisor.workspace.local import Worktrees
 from tests.conftest import bin_path, cli, status_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
@@ -99,7 +99,7 @@ import sys, anyio
 from pathlib import Path
 from supervisor.launch import process
 from supervisor.launch.local import LocalExecutor
-from supervisor.workspace.worktree import Worktrees
+from supervisor.workspace.local import Worktrees
 from tests.test_local import spec
 
 async def main() -> None:

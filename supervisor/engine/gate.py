@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -21,6 +21,8 @@ from supervisor.engine import events
 from supervisor.engine.clock import Clock
 from supervisor.reasons import Reason
 from supervisor.seam import Executor
+
+T = TypeVar("T")
 
 
 class Stop:
@@ -53,6 +55,33 @@ class Stop:
             await wait(*args)
             tg.cancel_scope.cancel()
         return not self.requested
+
+    async def before(self, call: Callable[..., Awaitable[T]], *args: Any, grace: float = 0.0) -> T | None:
+        """``await call(*args)``, cancelled ``grace`` seconds after a stop is requested (at once
+        by default); its result, or ``None`` if the stop came first. What ``call`` raises is
+        raised as it is. A workspace call of the executor is cancellable this way: its git dies
+        with the await."""
+        if self.requested and grace <= 0:
+            return None
+        done: list[T] = []
+        failed: list[Exception] = []
+        async with anyio.create_task_group() as tg:
+
+            async def run() -> None:
+                try:
+                    done.append(await call(*args))
+                except Exception as exc:  # raised below, outside the task group (not wrapped)
+                    failed.append(exc)
+                finally:
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(run)
+            await self._event.wait()
+            await anyio.sleep(grace)
+            tg.cancel_scope.cancel()
+        if failed:
+            raise failed[0]
+        return done[0] if done else None
 
 
 class LaunchGate:

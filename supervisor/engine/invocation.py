@@ -50,7 +50,7 @@ from supervisor.state.lock import PlanLock
 from supervisor.state.records import RunRecord, RunStatus, TaskState
 from supervisor.state.store import Store
 from supervisor.state.views import find_run, run_view
-from supervisor.workspace.git import RepoInfo, remote_problem, resolve_repo
+from supervisor.workspace.git import RepoInfo, owned_by, remote_problem, resolve_repo
 from supervisor.workspace.worktree import default_worktree_root
 
 
@@ -185,7 +185,10 @@ async def _with_signals(request: _Request, store: Store, signals: _Signals) -> R
                         tg.cancel_scope.cancel()
 
         tg.start_soon(on_signals)
-        result = await _run(request, store, signals)
+        # Git run while setting up (branch reservation, recovery's reads) is marked as the plan's
+        # too; the runner marks the run's own with its id.
+        with owned_by(f"{request.plan.uid}:git:setup"):
+            result = await _run(request, store, signals)
         tg.cancel_scope.cancel()
     return result
 
@@ -276,7 +279,7 @@ async def _execute(
         state,
         request.executor,
         request.kinds,
-        worktrees=default_worktree_root(plan, repo) / run.run_id,
+        worktrees=Path(run.worktrees) if run.worktrees else default_worktree_root(plan, repo) / run.run_id,
         emit=emit_all,
         retry=request.retry_failed,
         memory_poll=request.memory_poll,

@@ -39,6 +39,8 @@ from supervisor.reasons import Reason, mishap
 from supervisor.results.integration import Integration, after_wave
 from supervisor.seam import Executor
 from supervisor.state.records import RunStatus, TaskState
+from supervisor.workspace.git import in_thread, owned_by
+from supervisor.workspace.refs import integration_pins
 
 
 class Runner:
@@ -96,9 +98,13 @@ class Runner:
 
         Should the run itself be unable to go on (its own records, say), every task that has not
         ended does (failed, or not_run if it never started), the run fails and one notice says
-        why; a store that cannot be written at all (``StateError``) is raised once that is done."""
+        why; a store that cannot be written at all (``StateError``) is raised once that is done.
+
+        Every git call of the run carries ``PAGENT_COOKIE=<plan uid>:git:<run id>``, so that the
+        next run's recovery finds what a killed supervisor's git left running."""
         try:
-            return await self._execute()
+            with owned_by(f"{self.plan.uid}:git:{self.state.run_id}"):
+                return await self._execute()
         except Exception as exc:
             reason = mishap(exc)
             if reason == Reason.DISK_FULL and self.context.reserve is not None:
@@ -221,14 +227,25 @@ class Runner:
             for t in wave.tasks
             if records[t.id].state is TaskState.SUCCEEDED
         ]
-        branch = self.state.run.integration_branch
+        run = self.state.run
+        branch = run.integration_branch
         integration = None
         if branch is not None and self.worktrees is not None:
             integration = Integration(
-                self.context.repo, self.worktrees / ".integration", branch, self.context.base_commit
+                self.context.repo,
+                self.worktrees / ".integration",
+                branch,
+                self.context.base_commit,
+                expect=run.integration_tip,
+                pins=integration_pins(run.run_id),
             )
-        found = await anyio.to_thread.run_sync(after_wave, paths, succeeded, integration, wave.name)
+        # In a worker thread whose git dies when a stop cancels the wait.
+        found = await self.stop.before(in_thread, after_wave, paths, succeeded, integration, wave.name)
+        if found is None:
+            return
         self.state.update_run(overlaps=json.dumps([o.to_dict() for o in found.overlaps]))
+        if found.reset is not None:
+            self.emit(events.Notice(f"integration: {found.reset}"))
         wave_ids = {task.id for task in wave.tasks}
         for overlap in found.overlaps:
             if wave_ids & set(overlap.tasks):
@@ -268,6 +285,8 @@ class Runner:
                         f"{result.task_id}: conflicts with {branch} in {where}; not merged", result.task_id
                     )
                 )
-        self.state.update_run(integration=json.dumps(merges))
+        self.state.update_run(
+            integration=json.dumps(merges), integration_tip=found.tip or run.integration_tip
+        )
         if self.publisher is not None and not self.stop.requested:
             await self.publisher.integration()

@@ -7,6 +7,7 @@ is written through the run state (``supervisor.engine.runstate``).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from supervisor.engine.runstate import RunState
 from supervisor.plan.model import Plan, Task
@@ -14,22 +15,39 @@ from supervisor.seam import AttemptKey, Executor
 from supervisor.state.records import RunRecord, RunStatus, TaskRecord, new_run_id
 from supervisor.state.store import Store
 from supervisor.workspace.git import RepoInfo
-from supervisor.workspace.worktree import branch_for, default_worktree_root, existing_branches, worktree_path
+from supervisor.workspace.refs import Wish, reserve
+from supervisor.workspace.worktree import default_worktree_root, worktree_path
 
 
-def _task_records(plan: Plan, run_id: str, repo: RepoInfo, tasks: list[Task]) -> list[TaskRecord]:
-    """Fresh task runs for ``tasks``, each with its branch and worktree decided."""
-    root = default_worktree_root(plan, repo)
-    taken = existing_branches(repo.root) if any(t.settings.isolation == "worktree" for t in tasks) else set()
+def _task_records(
+    plan: Plan,
+    run_id: str,
+    repo: RepoInfo,
+    tasks: list[Task],
+    *,
+    root: Path,
+    integration: str | None = None,
+) -> tuple[list[TaskRecord], str | None, bool]:
+    """Fresh task runs for ``tasks``, each with its branch (reserved now, at the run's base
+    commit: ``supervisor.workspace.refs``) and its worktree under ``root`` decided; and the
+    integration branch ``integration`` reserved the same way (in the same transaction), if
+    given and there are branches to merge: its name and whether it was reserved."""
+    isolated = [task for task in tasks if task.settings.isolation == "worktree"]
+    wishes = [
+        Wish(task.branch or f"pagent/{plan.name}/{task.id}", reshape=task.branch is None) for task in isolated
+    ]
+    if integration is not None and isolated:
+        wishes.append(Wish(integration))
+    got = reserve(repo.root, wishes, repo.base_commit, run_id) if wishes else []
+    reserved = {task.id: (got[i], wishes[i].name) for i, task in enumerate(isolated)}
     records = []
     for task in tasks:
-        if task.settings.isolation == "worktree":
-            branch: str | None = branch_for(plan, task, run_id, taken)
-            assert branch is not None
-            taken.add(branch)
+        branch: str | None = None
+        worktree, tip = str(repo.root), None
+        if task.id in reserved:
+            name, wished = reserved[task.id]
+            branch, tip = (name, repo.base_commit) if name is not None else (wished, None)
             worktree = str(worktree_path(root, run_id, task))
-        else:
-            branch, worktree = None, str(repo.root)
         records.append(
             TaskRecord(
                 run_id=run_id,
@@ -38,16 +56,23 @@ def _task_records(plan: Plan, run_id: str, repo: RepoInfo, tasks: list[Task]) ->
                 wave_name=task.wave_name,
                 branch=branch,
                 worktree=worktree,
+                tip=tip,
+                start_commit=tip if tip is not None and not task.stack else None,
             )
         )
-    return records
+    chosen = got[-1] if integration is not None and isolated else None
+    return records, (chosen if chosen is not None else integration), chosen is not None
 
 
 def new_run(plan: Plan, store: Store, repo: RepoInfo, now: float) -> RunState:
-    """Record a new run of ``plan`` with every task pending."""
+    """Record a new run of ``plan`` with every task pending and its branches reserved."""
     run_id = new_run_id(now)
     while store.run(run_id) is not None:
         run_id = new_run_id(now)
+    root = default_worktree_root(plan, repo)
+    records, integration, reserved = _task_records(
+        plan, run_id, repo, list(plan.tasks), root=root, integration=plan.integrate_branch
+    )
     run = RunRecord(
         run_id=run_id,
         plan_key=plan.key,
@@ -57,18 +82,11 @@ def new_run(plan: Plan, store: Store, repo: RepoInfo, now: float) -> RunState:
         pid=os.getpid(),
         repo=str(repo.root),
         base_commit=repo.base_commit,
-        integration_branch=_integration_branch(plan, run_id, repo),
+        integration_branch=integration,
+        integration_tip=repo.base_commit if reserved else None,
+        worktrees=str(root / run_id),
     )
-    return RunState.create(store, run, _task_records(plan, run_id, repo, list(plan.tasks)))
-
-
-def _integration_branch(plan: Plan, run_id: str, repo: RepoInfo) -> str | None:
-    """The run's integration branch: the plan's name, or that plus the run id if it exists."""
-    if plan.integrate_branch is None:
-        return None
-    taken = existing_branches(repo.root)
-    name = plan.integrate_branch
-    return name if name not in taken else f"{name}-{run_id}"
+    return RunState.create(store, run, records)
 
 
 def reopen_run(plan: Plan, store: Store, run: RunRecord, repo: RepoInfo) -> RunState:
@@ -80,9 +98,11 @@ def reopen_run(plan: Plan, store: Store, run: RunRecord, repo: RepoInfo) -> RunS
     state = RunState(store, run)
     added = [task for task in plan.tasks if task.id not in state.records]
     base = RepoInfo(repo.root, repo.base_ref, run.base_commit or repo.base_commit)
+    root = Path(run.worktrees).parent if run.worktrees else default_worktree_root(plan, repo)
+    records = _task_records(plan, run.run_id, base, added, root=root)[0] if added else []
     state.reopen(
         [(task.id, task.wave, task.wave_name) for task in plan.tasks],
-        _task_records(plan, run.run_id, base, added) if added else [],
+        records,
         status=RunStatus.RUNNING,
         ended_at=None,
         exit_code=None,

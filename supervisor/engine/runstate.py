@@ -4,7 +4,8 @@ Every change of a task run goes through ``check_transition`` and is persisted *b
 applied in memory, so what the database says is never behind what the engine acts on. Ending an
 attempt and moving its task on is one transaction (``end_attempt``); so are beginning an attempt,
 repairing a dead run (``abandon``) and reopening a run for ``--retry-failed`` (``reopen``).
-Heartbeats and live notes of running attempts are written here too, and so is the hand-off:
+Heartbeats and live notes of running attempts are written here too, refs that others moved
+while an attempt ran (``record_moved_refs``), and the hand-off:
 what was published (``record_publish``, ``record_integration_publish``) and which notifications
 were sent (``record_notification``), so no other module of the engine holds the store for writing.
 """
@@ -242,6 +243,12 @@ class RunState:
     def record_integration_publish(self, record: Mapping[str, Any]) -> RunRecord:
         """The publish record of the run's integration branch."""
         return self.update_run(publish=json.dumps(record))
+
+    def record_moved_refs(self, task_id: str, attempt: int, moved: Iterable[Mapping[str, Any]]) -> RunRecord:
+        """Append refs that others moved while an attempt ran (``results.checks.moved_refs``)."""
+        known = json.loads(self._run.moved_refs or "[]")
+        known += [{**change, "task": task_id, "attempt": attempt} for change in moved]
+        return self.update_run(moved_refs=json.dumps(known))
 
     def record_notification(self, entry: Mapping[str, Any]) -> RunRecord:
         """Append one notification sent (its event, when, one result per target) to the run's."""

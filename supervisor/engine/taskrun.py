@@ -29,10 +29,19 @@ from supervisor.engine.spec import build_spec
 from supervisor.errors import GitError
 from supervisor.plan.model import Plan, Task
 from supervisor.reasons import Reason
-from supervisor.results.checks import Verdict, judge, verified
-from supervisor.seam import AttemptKey, AttemptSpec, CollectRequest, Executor, Workspace, WorkspaceRequest
+from supervisor.results.checks import Verdict, judge, moved_line, moved_refs, verified
+from supervisor.seam import (
+    AttemptKey,
+    AttemptSpec,
+    Begun,
+    CollectRequest,
+    Executor,
+    Workspace,
+    WorkspaceRequest,
+)
 from supervisor.state.layout import Layout
 from supervisor.state.records import METRIC_COLUMNS, AttemptRecord, TaskState
+from supervisor.workspace.refs import pins
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,27 @@ class _Ended:
     number: int
     attempt_changes: dict[str, Any]
     task_changes: dict[str, Any]
+
+
+class _NotBegun(Exception):
+    """No attempt could begin: ``reason`` why (``None``: a stop came first)."""
+
+    def __init__(self, reason: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _moved_line(change: dict[str, str | None], task_id: str, attempt: int) -> str:
+    """One line about a ref that changed while an attempt ran."""
+    before, after = change["before"], change["after"]
+    how = (
+        "created"
+        if before is None
+        else "deleted"
+        if after is None
+        else f"moved {before[:12]} -> {after[:12]}"
+    )
+    return f"{change['ref']} {how} while {task_id} (attempt {attempt}) ran"
 
 
 class _Recorder:
@@ -109,13 +139,14 @@ class TaskRun:
             if state not in (TaskState.SUCCEEDED, TaskState.CONFLICT):
                 self._give_up(TaskState.NOT_RUN, Reason.DEPENDENCY.detail(f"{dep} {state.value}"))
                 return
+        broken: str | None = None  # why the workspace cannot be made ready for an attempt
+        workspace: Workspace | None = None
         try:
             workspace = await self._prepare()
-        except (GitError, OSError) as exc:
-            self._give_up(TaskState.FAILED, Reason.WORKSPACE.detail(exc))
-            return
+        except _NotBegun as exc:  # git failed, or a stop came while the workspace was prepared
+            broken = exc.reason
         tries = failures = rate_limited = 0
-        while True:
+        while workspace is not None:
             if not await self._stop.unless(self._gate.capacity, settings.min_free_memory, task.id):
                 break
             async with self._gate.slot():
@@ -124,8 +155,12 @@ class TaskRun:
                 if (why := self._gate.blocked(self._kind.name)) is not None:
                     self._give_up(TaskState.FAILED if tries else TaskState.NOT_RUN, why)
                     return
+                try:
+                    ended = await self._attempt(workspace)
+                except _NotBegun as exc:  # stopped, or the workspace is broken: no attempt
+                    broken = exc.reason
+                    break
                 tries += 1
-                ended = await self._attempt(workspace)
             result = ended.result
             if result.succeeded or result.reason == Reason.INTERRUPTED:
                 state = TaskState.SUCCEEDED if result.succeeded else TaskState.INTERRUPTED
@@ -152,26 +187,44 @@ class TaskRun:
             self._emit(events.AttemptFailed(task.id, ended.number, result.reason, None))
             self._end(ended, TaskState.FAILED, started)
             return
+        if broken is not None:
+            self._give_up(TaskState.FAILED, broken)
+            return
         # Stopped while waiting (for capacity, a slot or a retry): nothing of it is running now.
         self._give_up(TaskState.INTERRUPTED if tries else TaskState.NOT_RUN, Reason.INTERRUPTED.value)
 
     async def _prepare(self) -> Workspace:
-        """Have the executor create (or reuse) the task's workspace; record where it started."""
+        """Have the executor create (or reuse) the task's workspace; record where it started and
+        the branch's commit. ``_NotBegun`` if it cannot, or a stop came first (the executor's git
+        dies with the cancelled await)."""
         task, record = self.task, self._state[self.task.id]
         isolated = task.settings.isolation == "worktree"
-        # A stacked task starts from its dependency's branch (which has succeeded by now).
-        start = self._state[task.depends_on[0]].branch if task.stack else None
+        # A stacked task starts from its dependency's branch as pagent recorded it (the
+        # dependency has succeeded by now): what the task builds on is known and recorded.
+        dep = self._state[task.depends_on[0]] if task.stack else None
+        start = (dep.tip or dep.branch) if dep is not None else None
         request = WorkspaceRequest(
             repo=self._ctx.repo,
             path=Path(record.worktree) if isolated and record.worktree else self._ctx.repo,
             branch=record.branch if isolated else None,
             start=start or self._ctx.base_commit,
             workdir=task.settings.workdir,
+            expect=record.tip if isolated else None,
+            fresh=record.attempts == 0,
+            pins=pins(self._state.run_id, task.id) if isolated else None,
         )
-        workspace = await self._executor.prepare(request)
-        if isolated and record.start_commit is None:
-            start_commit = workspace.head if start is not None else self._ctx.base_commit
-            self._state.set_task(task.id, start_commit=start_commit or self._ctx.base_commit)
+        try:
+            workspace = await self._stop.before(self._executor.prepare, request)
+        except (GitError, OSError) as exc:
+            raise _NotBegun(Reason.WORKSPACE.detail(exc)) from None
+        if workspace is None:
+            raise _NotBegun(None)
+        if isolated:
+            changes: dict[str, Any] = {"tip": workspace.head}
+            if record.start_commit is None:
+                start_commit = workspace.head if start is not None else self._ctx.base_commit
+                changes["start_commit"] = start_commit or self._ctx.base_commit
+            self._state.set_task(task.id, **changes)
         return workspace
 
     def _cwd(self, workspace: Workspace) -> Path:
@@ -183,7 +236,8 @@ class TaskRun:
         return workspace.path / workdir if workdir else workspace.path
 
     async def _attempt(self, workspace: Workspace) -> _Ended:
-        """Run one attempt and its checks; persist its beginning, return its end."""
+        """Run one attempt and its checks; persist its beginning, return its end. ``_NotBegun``
+        when the workspace cannot be made ready (or a stop came first): no attempt exists."""
         task, settings, ctx = self.task, self.task.settings, self._ctx
         record = self._state[task.id]
         number = record.attempts + 1
@@ -203,7 +257,7 @@ class TaskRun:
             previous=previous[0] if previous else None,
         )
         log_path = ctx.layout.log(run_id, task.id, number)
-        head_before = await self._executor.begin(workspace, settings.done_marker) if isolated else None
+        begun = await self._begin(workspace) if isolated else None
         now = self._clock.time()
         attempt = AttemptRecord(
             run_id, task.id, number, started_at=now, log_path=str(log_path), cookie=str(key)
@@ -224,13 +278,10 @@ class TaskRun:
                 emit=self._emit,
             )
             metrics = dict(result.metrics)
-            if head_before is not None and result.exit is not None:
-                result, detail, diff = await self._check(
-                    workspace, spec, result, head_before=head_before, log=log
-                )
+            if begun is not None and result.exit is not None:
+                result, detail, changes = await self._check(workspace, spec, result, begun=begun, log=log)
                 metrics.update(detail)
-                if diff is not None:
-                    task_changes["diff"] = diff
+                task_changes.update(changes)
             elif result.exit is not None and result.succeeded and settings.verify:
                 # isolation = "none": nothing to inspect, but verify runs where the agent ran.
                 code = await run_verify(
@@ -257,40 +308,76 @@ class TaskRun:
         task_changes["exit_code"] = exit_code
         return _Ended(result, number, attempt_changes, task_changes)
 
+    async def _begin(self, workspace: Workspace) -> Begun:
+        """The executor's ``begin`` (cancelled by a stop); ``_NotBegun`` if it fails or a stop
+        came first."""
+        try:
+            begun = await self._stop.before(self._executor.begin, workspace, self.task.settings.done_marker)
+        except (GitError, OSError) as exc:
+            raise _NotBegun(Reason.WORKSPACE.detail(exc)) from None
+        if begun is None:
+            raise _NotBegun(None)
+        return begun
+
     async def _check(
         self,
         workspace: Workspace,
         spec: AttemptSpec,
         result: AttemptResult,
         *,
-        head_before: str,
+        begun: Begun,
         log: LogFile,
-    ) -> tuple[AttemptResult, dict[str, Any], str | None]:
-        """The checks of ``supervisor.results.checks``: the result, their detail, the diff JSON."""
+    ) -> tuple[AttemptResult, dict[str, Any], dict[str, Any]]:
+        """The checks of ``supervisor.results.checks``: the result, their detail, the task's
+        changes (diff JSON, the branch's commit). The executor's ``collect`` gets ``kill_grace``
+        after a stop before it is cancelled (its git with it): its pins matter."""
         settings = self.task.settings
         request = CollectRequest(
             task_id=self.task.id,
             attempt=spec.attempt,
             reason=result.reason,
-            head_before=head_before,
+            head_before=begun.head,
             start_commit=self._state[self.task.id].start_commit or self._ctx.base_commit,
             auto_commit=settings.auto_commit,
             marker=settings.done_marker,
+            pins=pins(self._state.run_id, self.task.id),
         )
         try:
-            facts = await self._executor.collect(workspace, request)
+            facts = await self._stop.before(
+                self._executor.collect, workspace, request, grace=settings.kill_grace
+            )
         except (GitError, OSError) as exc:
             log.note(f"cannot inspect the workspace: {exc}")
-            return replace(result, succeeded=False, reason=Reason.WORKSPACE.detail(exc)), {}, None
+            return replace(result, succeeded=False, reason=Reason.WORKSPACE.detail(exc)), {}, {}
+        if facts is None:
+            log.note("the workspace was not inspected: pagent-run was stopped")
+            return replace(result, succeeded=False, reason=Reason.INTERRUPTED.value), {}, {}
         final_message = str(result.metrics.get("result_text") or "")
         verdict = judge(settings, result.succeeded, result.reason, facts, final_message)
+        moved = moved_refs(begun.refs, facts.refs, self._own_refs()) if facts.refs is not None else []
+        if moved:
+            self._state.record_moved_refs(self.task.id, spec.attempt, moved)
+            for change in moved:
+                self._emit(events.Notice(moved_line(change, self.task.id, spec.attempt), self.task.id))
         if verdict.succeeded and settings.verify:
             code = await run_verify(
                 argv=settings.verify, spec=spec, settings=settings, log=log, executor=self._executor
             )
             verdict = verified(verdict, code)
-        diff = json.dumps(facts.diff.to_dict()) if facts.diff is not None else None
-        return replace(result, succeeded=verdict.succeeded, reason=verdict.reason), verdict.detail, diff
+        detail = {**verdict.detail, "moved_refs": moved} if moved else verdict.detail
+        changes: dict[str, Any] = {}
+        if facts.diff is not None:
+            changes["diff"] = json.dumps(facts.diff.to_dict())
+        if facts.branch_tip is not None:
+            changes["tip"] = facts.branch_tip
+        return replace(result, succeeded=verdict.succeeded, reason=verdict.reason), detail, changes
+
+    def _own_refs(self) -> set[str]:
+        """The refs this run moves itself: its task branches and its integration branch."""
+        branches = {record.branch for record in self._state.records.values() if record.branch}
+        if self._state.run.integration_branch:
+            branches.add(self._state.run.integration_branch)
+        return {f"refs/heads/{branch}" for branch in branches}
 
     def _persist(self, ended: _Ended, task_changes: dict[str, Any]) -> None:
         """End the attempt and move the task on, in one transaction."""

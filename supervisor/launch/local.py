@@ -2,9 +2,10 @@
 
 It fills the executor seam (``supervisor.seam``) with what runs here: admission by available
 memory (GNU parallel's ``--memfree``), workspaces from an injected ``Workspaces`` (git worktrees,
-``supervisor.workspace.worktree``), processes from ``LocalLauncher`` (own session, pidfd,
-parent-death signal), each attempt's processes marked with its key in ``PAGENT_COOKIE`` and found
-again by psutil (``supervisor.launch.proctree``), and a ``/proc`` sweep after a crash.
+``supervisor.workspace.local``, whose git calls die when their await is cancelled), processes
+from ``LocalLauncher`` (own session, pidfd, parent-death signal), each attempt's processes
+marked with its key in ``PAGENT_COOKIE`` and found again by psutil
+(``supervisor.launch.proctree``), and a ``/proc`` sweep after a crash.
 
 The agent's environment is this process's environment when the executor was made, with the
 spec's overlay on top, then ``PAGENT_COOKIE``, ``PAGENT_PROMPT_FILE`` and ``PAGENT_WORKTREE``.
@@ -27,6 +28,7 @@ from supervisor.launch import proctree
 from supervisor.launch.process import LocalHandle, LocalLauncher
 from supervisor.seam import (
     AttemptSpec,
+    Begun,
     CollectRequest,
     Facts,
     OutputCallback,
@@ -38,16 +40,17 @@ VERSION_TIMEOUT = 60.0
 
 
 class Workspaces(Protocol):
-    """Where the local executor's tasks work (synchronous; called from worker threads)."""
+    """Where the local executor's tasks work. Cancelling one of these awaits stops what it runs
+    (git and its children) at once: the engine cancels them when pagent-run is stopped."""
 
-    def prepare(self, request: WorkspaceRequest) -> Workspace:
+    async def prepare(self, request: WorkspaceRequest) -> Workspace:
         """Create or reuse the workspace; ``GitError``/``OSError`` if it cannot."""
 
-    def begin(self, workspace: Workspace, marker: str | None) -> str:
-        """Remove a stale done marker; return the commit checked out."""
+    async def begin(self, workspace: Workspace, marker: str | None) -> Begun:
+        """Remove a stale done marker; what the workspace shows before the attempt."""
 
-    def collect(self, workspace: Workspace, request: CollectRequest) -> Facts:
-        """Marker, auto-commit, what changed, diff stats."""
+    async def collect(self, workspace: Workspace, request: CollectRequest) -> Facts:
+        """Pins, marker, auto-commit, what changed, diff stats, the branch's state."""
 
 
 class LocalExecutor:
@@ -85,13 +88,13 @@ class LocalExecutor:
 
     async def prepare(self, request: WorkspaceRequest) -> Workspace:
         async with self._prepare_lock:
-            return await anyio.to_thread.run_sync(self._workspaces.prepare, request)
+            return await self._workspaces.prepare(request)
 
-    async def begin(self, workspace: Workspace, marker: str | None) -> str:
-        return await anyio.to_thread.run_sync(self._workspaces.begin, workspace, marker)
+    async def begin(self, workspace: Workspace, marker: str | None) -> Begun:
+        return await self._workspaces.begin(workspace, marker)
 
     async def collect(self, workspace: Workspace, request: CollectRequest) -> Facts:
-        return await anyio.to_thread.run_sync(self._workspaces.collect, workspace, request)
+        return await self._workspaces.collect(workspace, request)
 
     @asynccontextmanager
     async def start(self, spec: AttemptSpec, on_output: OutputCallback) -> AsyncIterator[LocalHandle]:

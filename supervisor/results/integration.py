@@ -3,7 +3,13 @@
 Pure git over the plan's repository: ``overlaps`` and ``merge_order`` are plain functions of
 the tasks' changed paths; ``integrate`` merges task branches into the branch checked out in the
 integration worktree and reports what happened. Only that branch moves: neither ``base`` nor a
-task branch is ever rewritten. Merges skip hooks (``--no-verify``) and signing.
+task branch is ever rewritten. Merges skip hooks (``--no-verify``, and no hook runs for any git
+call of pagent's) and signing. The run reserves the integration branch at its base commit when
+it is recorded; before merging, ``after_wave`` requires the branch to be where pagent left it
+(``Integration.expect``): a commit someone else put there (an agent, say) is pinned under
+``refs/pagent/<run>/+integration/`` and the branch is reset to pagent's commit, so the
+integration branch is always the base plus pagent's merges. ``after_wave`` is synchronous: the
+runner calls it through ``supervisor.workspace.git.in_thread``, so a stop kills its git calls.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.errors import GitError
+from supervisor.workspace import refs
 from supervisor.workspace.facts import git_as_someone, head
-from supervisor.workspace.git import git
+from supervisor.workspace.git import git, shown
 from supervisor.workspace.worktree import ensure_worktree
 
 DEFAULT_MERGE_MESSAGE = "Merge {branch} (pagent task {task})"
@@ -128,7 +135,7 @@ def _merge_one(worktree: Path, task_id: str, branch: str, message: str) -> Merge
         git_as_someone(worktree, args)
     except GitError as error:
         out = git(["diff", "--name-only", "-z", "--diff-filter=U"], worktree, check=False)
-        conflicts = tuple(sorted(p for p in out.split("\0") if p))
+        conflicts = tuple(sorted(shown(p) for p in out.split("\0") if p))
         if _merge_in_progress(worktree):
             git(["merge", "--abort"], worktree)
         return MergeResult(
@@ -151,11 +158,14 @@ def _merge_in_progress(worktree: Path) -> bool:
 @dataclass(frozen=True)
 class WaveFindings:
     """What the end of a wave found: overlaps so far, and the merges into the integration branch
-    (``skipped`` is git's reason when the integration could not be done at all)."""
+    (``skipped`` is git's reason when the integration could not be done at all; ``tip`` the
+    integration branch's commit afterwards; ``reset`` says what was put right first)."""
 
     overlaps: list[Overlap]
     merges: list[MergeResult]
     skipped: str | None = None
+    tip: str | None = None
+    reset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +176,8 @@ class Integration:
     worktree: Path
     branch: str
     base_commit: str
+    expect: str | None = None  # where pagent left the branch (None: nothing recorded, old runs)
+    pins: str | None = None  # refs/pagent/<run>/+integration
 
 
 def after_wave(
@@ -187,8 +199,31 @@ def after_wave(
     name = wave_name.replace("{", "{{").replace("}", "}}")
     message = f"pagent: merge {{branch}} ({name})"
     try:
-        ensure_worktree(integration.repo, integration.worktree, integration.branch, integration.base_commit)
+        reset = _ready(integration)
         merged = integrate(integration.worktree, merges, message)
+        tip = head(integration.worktree)
     except GitError as exc:
         return WaveFindings(found, [], skipped=str(exc))
-    return WaveFindings(found, merged)
+    return WaveFindings(found, merged, tip=tip, reset=reset)
+
+
+def _ready(integration: Integration) -> str | None:
+    """The integration worktree on its branch, at the commit pagent left it at; what was put
+    right to get there (a merge left half done by a stopped run, a foreign commit), if anything."""
+    worktree, expect = integration.worktree, integration.expect
+    start = expect or integration.base_commit
+    ensure_worktree(integration.repo, worktree, integration.branch, start)
+    notes = []
+    if _merge_in_progress(worktree):  # a run stopped in the middle of a merge
+        git(["merge", "--abort"], worktree)
+        notes.append("aborted a merge a stopped run had left")
+    found = head(worktree)
+    if expect is not None and found != expect:
+        where = "(not pinned)"
+        if integration.pins is not None:
+            pin = f"{integration.pins}/foreign-{found[:12]}"
+            refs.pin(integration.repo, pin, found, f"found on {integration.branch}")
+            where = f"pinned at {pin}"
+        git(["reset", "--hard", "--quiet", expect], worktree)
+        notes.append(f"{integration.branch} had been moved to {found[:12]} ({where}); reset to {expect[:12]}")
+    return "; ".join(notes) or None

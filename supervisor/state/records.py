@@ -93,6 +93,9 @@ class RunRecord:
     integration: str | None = None  # JSON list of merge results, in merge order
     publish: str | None = None  # JSON publish record of the integration branch ([publish])
     notifications: str | None = None  # JSON list: each notification sent, per target ([notify])
+    worktrees: str | None = None  # the run's directory of worktrees (<worktree_root>/<run id>)
+    integration_tip: str | None = None  # where pagent left the integration branch (reserved: base)
+    moved_refs: str | None = None  # JSON list of {ref, before, after, task, attempt}: refs others moved
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,9 @@ class TaskRecord:
     diff: str | None = None  # JSON DiffStats after the latest attempt
     conflicts: str | None = None  # JSON list of paths, for state "conflict"
     publish: str | None = None  # JSON publish record of the task's branch: pushed, pull request
+    # The branch's commit as pagent last recorded it: where the run reserved it, then after each
+    # attempt; None when the branch was not reserved (runs of older versions, a name git refused).
+    tip: str | None = None
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,10 @@ CREATE TABLE IF NOT EXISTS runs (
     overlaps TEXT,
     integration TEXT,
     publish TEXT,
-    notifications TEXT
+    notifications TEXT,
+    worktrees TEXT,
+    integration_tip TEXT,
+    moved_refs TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_plan ON runs (plan_key, run_id);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -68,6 +71,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     diff TEXT,
     conflicts TEXT,
     publish TEXT,
+    tip TEXT,
     PRIMARY KEY (run_id, task_id)
 );
 CREATE TABLE IF NOT EXISTS attempts (

@@ -29,6 +29,6 @@ def executor_for(plan: Plan) -> Executor:
     """The executor a plan's attempts run on: local processes in git worktrees."""
     # Imported here: reading a plan (``pagent validate``) needs neither psutil nor anyio.
     from supervisor.launch.local import LocalExecutor
-    from supervisor.workspace.worktree import Worktrees
+    from supervisor.workspace.local import Worktrees
 
     return LocalExecutor(Worktrees())

@@ -1,44 +1,39 @@
-"""Worktrees: name branches, create, reuse and remove a task's worktree.
+"""Worktrees: where a plan's worktrees go, creating and reusing a task's, checking and removing one.
 
-Every function here is synchronous and runs git through ``supervisor.workspace.git``. The runner
-calls ``ensure_worktree`` from a worker thread under one lock, because concurrent
-``git worktree add`` calls race on git's own lock files.
+Every function here is synchronous and runs git through ``supervisor.workspace.git`` (bounded,
+no hooks); ``Worktrees`` (``supervisor.workspace.local``) calls them from worker threads whose
+git calls die when the awaiting task is cancelled, and the local executor creates worktrees one
+at a time, because concurrent ``git worktree add`` calls race on git's own lock files.
 
-Branch naming (README, "Branches and repeated runs"): a task's branch is the plan's ``branch``
-or ``pagent/<plan>/<task>``. If that branch already exists when a new run starts (an earlier
-night made it, or it is the user's own), the new run appends its run id
-(``pagent/nightly/fix-1-20261124-020000-ab12``): an existing branch is never moved, reset or
-deleted, so no earlier commit is lost or orphaned.
+What pagent trusts about a worktree comes from the plan's repository, never from the
+worktree's own ``.git`` file, which its agent can rewrite: ``admin_dir`` finds the worktree's
+administrative directory (``<repo>/.git/worktrees/<id>``) by the path git recorded there, and
+``verified`` refuses a worktree whose ``.git`` leads anywhere else (say, to the main
+repository, where pagent's auto-commit would land on ``main``).
+
+Branches (README, "Branches and repeated runs") are reserved when the run is recorded
+(``supervisor.workspace.refs``); ``ensure_worktree`` uses a reserved branch only at the commit
+pagent recorded for it. An existing branch that pagent did not reserve is never moved, reset
+or deleted.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from supervisor.errors import GitError
 from supervisor.plan.model import Plan, Task
-from supervisor.seam import CollectRequest, Facts, Workspace, WorkspaceRequest
-from supervisor.workspace import facts
-from supervisor.workspace.git import RepoInfo, git
+from supervisor.workspace import refs
+from supervisor.workspace.git import RepoInfo, commit_of, git, is_ancestor, shown
 
 
 def default_worktree_root(plan: Plan, repo: RepoInfo) -> Path:
-    """Where worktrees go unless the plan says: ``<repo>.worktrees/<plan>`` beside the repository."""
+    """Where worktrees go unless the plan says: ``<repo>.worktrees/<name>-<uid>`` beside the
+    repository (the uid makes two plans with one name, e.g. two ``plan.toml``, never share it)."""
     if plan.worktree_root is not None:
         return plan.worktree_root
-    return repo.root.parent / f"{repo.root.name}.worktrees" / plan.name
-
-
-def existing_branches(repo: Path) -> set[str]:
-    """The names of every local branch."""
-    out = git(["for-each-ref", "--format=%(refname:short)", "refs/heads/"], repo)
-    return set(out.split())
-
-
-def branch_for(plan: Plan, task: Task, run_id: str, taken: set[str]) -> str:
-    """The branch a new run gives ``task``: its own name, or that name plus the run id if taken."""
-    name = task.branch or f"pagent/{plan.name}/{task.id}"
-    return name if name not in taken else f"{name}-{run_id}"
+    return repo.root.parent / f"{repo.root.name}.worktrees" / f"{plan.name.replace('/', '-')}-{plan.uid}"
 
 
 def worktree_path(root: Path, run_id: str, task: Task) -> Path:
@@ -46,23 +41,114 @@ def worktree_path(root: Path, run_id: str, task: Task) -> Path:
     return root / run_id / task.id
 
 
-def ensure_worktree(repo: Path, path: Path, branch: str, start: str) -> bool:
-    """Make ``path`` a worktree of ``repo`` on ``branch`` (created at ``start`` if new).
+def admin_dir(repo: Path, path: Path) -> Path | None:
+    """The administrative directory of the worktree at ``path``, found from ``repo``'s side by
+    the worktree path git recorded in it; ``None`` if ``path`` is no worktree of ``repo``."""
+    common = repo / git(["rev-parse", "--git-common-dir"], repo).strip()
+    target = os.path.realpath(path)
+    try:
+        entries = sorted((common / "worktrees").iterdir())
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            recorded = (entry / "gitdir").read_text(errors="surrogateescape").strip()
+        except OSError:
+            continue
+        if os.path.realpath(Path(recorded).parent) == target:
+            return entry
+    return None
 
-    Reuses the worktree when it already exists on that branch (a retried task); returns True
-    if it created one. Refuses (``GitError``) a path that exists but is something else.
+
+def verified(repo: Path, path: Path) -> Path:
+    """``path``'s administrative directory, once its ``.git`` is shown to lead there;
+    ``GitError`` if the worktree is gone or its ``.git`` leads elsewhere."""
+    admin = admin_dir(repo, path)
+    if admin is None:
+        raise GitError(f"{path} is not a worktree of {repo} (any more)")
+    actual = git(["rev-parse", "--absolute-git-dir"], path).strip()
+    if os.path.realpath(actual) != os.path.realpath(admin):
+        raise GitError(f"{path}/.git leads to {shown(actual)}, not to its worktree ({admin}): not touched")
+    return admin
+
+
+def head_in(repo: Path, admin: Path | None) -> str | None:
+    """The commit a worktree's HEAD is at, read from the repository's side."""
+    return None if admin is None else commit_of(repo, f"worktrees/{admin.name}/HEAD")
+
+
+def current_branch(path: Path) -> str | None:
+    """The branch checked out in the worktree at ``path`` (``None``: detached or none)."""
+    out = git(["symbolic-ref", "--quiet", "HEAD"], path, check=False).strip()
+    return out.removeprefix("refs/heads/") if out.startswith("refs/heads/") else None
+
+
+def onto_branch(path: Path, branch: str) -> bool:
+    """Put HEAD back on ``branch`` in the (verified) worktree at ``path`` if it is elsewhere;
+    True if it moved it. Detached exactly at the branch's commit, HEAD is just re-attached;
+    otherwise the branch is checked out, which git refuses (``GitError``) when uncommitted
+    changes would be carried along or lost."""
+    if current_branch(path) == branch:
+        return False
+    if commit_of(path, "HEAD") == commit_of(path, f"refs/heads/{branch}"):
+        git(["symbolic-ref", "-m", "pagent: back on the task branch", "HEAD", f"refs/heads/{branch}"], path)
+        return True
+    if git(["status", "--porcelain", "--untracked-files=no"], path).strip():
+        raise GitError(f"{path}: HEAD is not on {branch} and there are uncommitted changes")
+    git(["checkout", "--quiet", "--no-guess", branch, "--"], path)
+    return True
+
+
+def ensure_worktree(
+    repo: Path,
+    path: Path,
+    branch: str,
+    start: str,
+    *,
+    expect: str | None = None,
+    fresh: bool = True,
+    pins: str | None = None,
+) -> bool:
+    """Make ``path`` a worktree of ``repo`` on ``branch``; True if it created one.
+
+    ``expect`` is the commit pagent recorded for the branch (``None``: nothing recorded, the
+    branch is created at ``start`` if missing, else used as it is). With ``fresh`` (the task has
+    not run yet) the branch must be exactly there: a foreign commit is pinned at
+    ``<pins>/planted`` and the branch moved (only if nobody moved it meanwhile) to ``start``;
+    otherwise it must still descend from ``expect``. An existing ``path`` is reused when it is
+    the worktree of ``branch`` (HEAD is put back on it if an attempt left it elsewhere).
+    ``GitError`` names what is wrong otherwise.
     """
+    ref = f"refs/heads/{branch}"
+    tip = commit_of(repo, ref)
     if path.exists():
-        if (path / ".git").exists():
-            current = git(["symbolic-ref", "--quiet", "--short", "HEAD"], path, check=False).strip()
-            if current == branch:
-                return False
-        raise GitError(f"{path} exists and is not the worktree of branch {branch}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if branch in existing_branches(repo):
-        git(["worktree", "add", "--quiet", str(path), branch], repo)
-    else:
+        if admin_dir(repo, path) is None:
+            raise GitError(f"{path} exists and is not the worktree of branch {branch}")
+        verified(repo, path)
+        onto_branch(path, branch)
+        tip = commit_of(repo, ref)
+        if expect is not None and tip is not None and not is_ancestor(repo, expect, tip):
+            raise GitError(f"branch {branch} was rewritten since pagent recorded it at {expect[:12]}")
+        return False
+    if tip is None:
+        if expect is not None and not fresh:
+            where = f" (its commits are pinned under {pins})" if pins else ""
+            raise GitError(f"branch {branch} is gone{where}")
+        path.parent.mkdir(parents=True, exist_ok=True)
         git(["worktree", "add", "--quiet", "-b", branch, str(path), start], repo)
+        return True
+    if expect is not None and fresh:
+        target = commit_of(repo, start)
+        if target is None:
+            raise GitError(f"{start!r} names no commit")
+        if tip != expect and pins is not None:
+            refs.pin(repo, f"{pins}/planted", tip, f"found on {branch} before its task ran")
+        if tip != target:  # old value given: only if nobody moved it since we looked
+            git(["update-ref", "-m", "pagent: the task's start", ref, target, tip], repo)
+    elif expect is not None and not is_ancestor(repo, expect, tip):
+        raise GitError(f"branch {branch} was rewritten since pagent recorded it at {expect[:12]}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(["worktree", "add", "--quiet", str(path), branch], repo)
     return True
 
 
@@ -72,8 +158,8 @@ def remove_worktree(repo: Path, path: Path, force: bool) -> None:
 
 
 def uncommitted(path: Path) -> list[str]:
-    """``git status --porcelain`` lines of a worktree: what would be lost by removing it."""
-    return [line for line in git(["status", "--porcelain"], path).splitlines() if line.strip()]
+    """``git status --porcelain`` lines of a worktree (printable): what removing it would lose."""
+    return [shown(line) for line in git(["status", "--porcelain"], path).splitlines() if line.strip()]
 
 
 def prune(repo: Path) -> None:
@@ -104,9 +190,9 @@ def remove_marker(top: Path, marker: str | None) -> bool:
 
 
 def changed_since(top: Path, commit: str) -> list[str]:
-    """Paths that differ between ``commit`` and HEAD in the workspace at ``top``."""
-    out = git(["diff", "--name-only", "--no-renames", commit, "HEAD"], top)
-    return [line for line in out.splitlines() if line]
+    """Paths (printable) that differ between ``commit`` and HEAD in the workspace at ``top``."""
+    out = git(["diff", "--name-only", "-z", "--no-renames", commit, "HEAD"], top)
+    return [shown(path) for path in out.split("\0") if path]
 
 
 def workdir_in(top: Path, workdir: str | None) -> Path:
@@ -119,40 +205,3 @@ def workdir_in(top: Path, workdir: str | None) -> Path:
     if not path.resolve().is_relative_to(top.resolve()):
         raise OSError(f"workdir {workdir!r} leads outside the workspace (to {path.resolve()})")
     return path
-
-
-class Worktrees:
-    """Task workspaces as git worktrees of the plan's repository (the local executor's).
-
-    ``branch = None`` in a request means no isolation: the agent works in the repository itself
-    and nothing is created, committed or inspected.
-    """
-
-    def prepare(self, request: WorkspaceRequest) -> Workspace:
-        """Create (or reuse) the task's worktree on its branch and its ``workdir``; ``GitError``
-        or ``OSError`` if it cannot."""
-        if request.branch is None:
-            return Workspace(request.repo, None, None, cwd=workdir_in(request.repo, request.workdir))
-        created = ensure_worktree(request.repo, request.path, request.branch, request.start)
-        cwd = workdir_in(request.path, request.workdir)
-        return Workspace(request.path, request.branch, facts.head(request.path), created, cwd)
-
-    def begin(self, workspace: Workspace, marker: str | None) -> str:
-        """Remove a stale done marker; the commit checked out now."""
-        remove_marker(workspace.path, marker)
-        return facts.head(workspace.path)
-
-    def collect(self, workspace: Workspace, request: CollectRequest) -> Facts:
-        """The marker (removed), auto-commit, the attempt's changed paths, the diff stats."""
-        marked = remove_marker(workspace.path, request.marker)
-        exclude = [request.marker] if request.marker else []
-        committed = False
-        if request.auto_commit:
-            message = (
-                f"pagent: work left uncommitted by {request.task_id}, attempt {request.attempt} "
-                f"({request.reason})"
-            )
-            committed = facts.auto_commit(workspace.path, message, exclude)
-        changed = changed_since(workspace.path, request.head_before)
-        diff = facts.diff_stats(workspace.path, request.start_commit)
-        return Facts(marked, committed, tuple(changed), diff)
