@@ -163,6 +163,7 @@ def run_view(
             else None
         ),
         "notifications": json.loads(run.notifications) if run.notifications else [],
+        "moved_refs": json.loads(run.moved_refs) if run.moved_refs else [],
         "tasks": tasks,
     }
 

@@ -74,6 +74,7 @@ def render_report(
         _task_table(tasks, Path(report_dir), conflicted),
         _overlaps(overlaps, view.get("merge_order")),
         _integration(integration),
+        _moved_refs(view.get("moved_refs") or []),
         report_section(view),  # the hand-off (supervisor.ui.handoff)
         "</body>\n</html>\n",
     ]
@@ -216,4 +217,25 @@ def _integration(integration: dict[str, Any] | None) -> str:
             )
         out.append("</table>\n")
     out.append("</section>\n")
+    return "".join(out)
+
+
+def _moved_refs(moved: list[dict[str, Any]]) -> str:
+    """Branches and tags others changed while attempts ran (nothing when none did)."""
+    if not moved:
+        return ""
+    out = [
+        "<section>\n<h2>Refs changed while agents ran</h2>\n"
+        "<p>Branches and tags other than the run's own that changed during an attempt.</p>\n"
+        "<table>\n<thead><tr><th>ref</th><th>before</th><th>after</th><th>during</th></tr></thead>\n"
+    ]
+    for change in moved:
+        before, after = change.get("before"), change.get("after")
+        out.append(
+            f"<tr><td><code>{_e(change.get('ref'))}</code></td>"
+            f"<td><code>{_e(str(before)[:12]) if before else 'created'}</code></td>"
+            f"<td><code>{_e(str(after)[:12]) if after else 'deleted'}</code></td>"
+            f"<td><code>{_e(change.get('task'))}</code>, attempt {_e(change.get('attempt'))}</td></tr>\n"
+        )
+    out.append("</table>\n</section>\n")
     return "".join(out)

@@ -33,6 +33,7 @@ def format_summary(view: dict[str, Any], run_dir: str) -> str:
         why = f" ({task['reason']})" if task["reason"] else ""
         lines.append(f"  {task['state']:<11} {task['id']}{why}  log: {task['log'] or '-'}")
         lines.extend(f"{'':<14}{line}" for line in needs_person(task))
+    lines.extend(moved_ref_lines(view))
     lines.extend([*publish_lines(view), *notification_lines(view)])  # the hand-off, if any
     lines.append(f"run directory: {run_dir}")
     if any(task["state"] != "succeeded" for task in view["tasks"]):
@@ -98,5 +99,27 @@ def format_status(view: dict[str, Any]) -> str:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
         if task is not None:
             lines.extend(f"    {line}" for line in needs_person(task))
+    lines.extend(moved_ref_lines(view))
     lines.extend([*publish_lines(view), *notification_lines(view)])  # the hand-off, if any
     return "\n".join(printable(line).rstrip() for line in lines)
+
+
+def moved_ref_lines(view: dict[str, Any]) -> list[str]:
+    """Branches and tags that changed while an attempt ran, other than the run's own ("refs
+    changed by others:" and one line each); nothing when none did."""
+    moved = view.get("moved_refs") or []
+    if not moved:
+        return []
+    lines = ["refs changed while agents ran (not pagent's own):"]
+    for change in moved:
+        before, after = change.get("before"), change.get("after")
+        if before is None:
+            how = f"created at {str(after)[:12]}"
+        elif after is None:
+            how = f"deleted (was {str(before)[:12]})"
+        else:
+            how = f"moved {str(before)[:12]} -> {str(after)[:12]}"
+        lines.append(
+            f"  {change.get('ref')}  {how}  (during {change.get('task')}, attempt {change.get('attempt')})"
+        )
+    return lines
