@@ -40,9 +40,6 @@ def two_plans_called_plan(tmp_path: Path, repo: Path, **first: Any) -> tuple[Pat
     return a, b
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 12: clean sweeps the whole default root <repo>.worktrees/<name>"
-)
 def test_clean_never_removes_another_plans_worktrees(tmp_path: Path, repo: Path) -> None:
     """Two plan files called ``plan.toml`` share ``<repo>.worktrees/plan``; today cleaning B
     removes A's worktree too ("removed 2 worktree(s)")."""
@@ -56,7 +53,6 @@ def test_clean_never_removes_another_plans_worktrees(tmp_path: Path, repo: Path)
     assert not worktree_of(second, "b").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: clean checks only its own plan's lock")
 def test_clean_never_removes_the_worktree_of_another_plans_active_run(
     tmp_path: Path, repo: Path, reaper: Reaper
 ) -> None:
@@ -78,7 +74,6 @@ def test_clean_never_removes_the_worktree_of_another_plans_active_run(
     assert git(repo, "show", f"{branch}:precious.txt") == "work\n"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: clean removes every worktree below the root")
 def test_clean_never_removes_a_users_worktree_or_directory_under_the_root(tmp_path: Path, repo: Path) -> None:
     """The user keeps a worktree of their own (with an ignored ``.env``) and an empty
     directory under the plan's worktree root; today clean removes both, ``.env`` included."""
@@ -98,9 +93,6 @@ def test_clean_never_removes_a_users_worktree_or_directory_under_the_root(tmp_pa
     assert empty.is_dir()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 12: _remove_empty_dirs sweeps every empty directory of the root"
-)
 def test_clean_keeps_the_users_empty_directories_in_a_shared_worktree_root(
     tmp_path: Path, repo: Path
 ) -> None:
@@ -113,7 +105,6 @@ def test_clean_keeps_the_users_empty_directories_in_a_shared_worktree_root(
     assert keep.is_dir()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: clean lists every worktree below the root, main included")
 def test_clean_with_the_worktree_root_above_the_repository(tmp_path: Path, repo: Path) -> None:
     """``worktree_root = ".."`` holds the repository itself: clean must remove the plan's
     worktrees and nothing else. Today it tries to remove the main worktree and exits 1
@@ -134,7 +125,6 @@ def test_clean_with_the_worktree_root_above_the_repository(tmp_path: Path, repo:
         pytest.param("no-such-run", id="unknown-id"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="issue 12: clean --run joins any string onto the root")
 def test_clean_run_accepts_only_a_known_run_id(tmp_path: Path, repo: Path, run_id: str) -> None:
     """Today ``--run ../..`` sweeps empty directories far outside the root, ``--run /path``
     removes the user's worktree there, and an unknown id exits 0 ("removed 0 worktree(s))."""
@@ -162,7 +152,6 @@ def test_clean_run_accepts_only_a_known_run_id(tmp_path: Path, repo: Path, run_i
         pytest.param("detach\nwrite w.txt w\ncommit work\nhead-to HEAD_FILE", id="agent-commits-detached"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="issue 12: no ref pins an attempt's final commit")
 def test_every_commit_an_agent_made_is_reachable_after_clean(tmp_path: Path, repo: Path, prompt: str) -> None:
     """After the run and ``pagent clean --force`` the agent's commit must be reachable from a
     ref (e.g. ``refs/pagent/<run>/<task>/<n>``). Today only the worktree's HEAD held it: gone."""
@@ -175,7 +164,6 @@ def test_every_commit_an_agent_made_is_reachable_after_clean(tmp_path: Path, rep
     assert reachable(repo, commit) != []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: no ref pins an attempt's final commit")
 def test_a_task_branch_deleted_by_a_later_agent_leaves_its_commit_reachable(
     tmp_path: Path, repo: Path
 ) -> None:

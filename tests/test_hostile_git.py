@@ -61,7 +61,6 @@ HANGING = [
 
 
 @pytest.mark.parametrize("case", HANGING)
-@pytest.mark.xfail(strict=True, reason="issue 12: worktree.git() runs hooks, uncancellable, in a thread")
 def test_sigterm_during_a_hanging_hook_ends_the_run_with_143_and_no_git_left(
     tmp_path: Path, repo: Path, reaper: Reaper, case: tuple[str, dict[str, Any], dict[str, Any]]
 ) -> None:
@@ -83,7 +82,6 @@ def test_sigterm_during_a_hanging_hook_ends_the_run_with_143_and_no_git_left(
     assert reaper.leftovers() == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: worktree.git() is not interruptible (a thread, no kill)")
 def test_sigterm_during_a_git_call_blocked_on_a_fifo_ends_the_run_with_143(
     tmp_path: Path, repo: Path, reaper: Reaper
 ) -> None:
@@ -110,7 +108,6 @@ def test_sigterm_during_a_git_call_blocked_on_a_fifo_ends_the_run_with_143(
         pytest.param("post-commit", {"prompt": "write w.txt w"}, id="post-commit"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="issue 12: pagent's git calls have neither timeout nor hooksPath")
 def test_a_hanging_hook_cannot_hang_the_run(
     tmp_path: Path, repo: Path, reaper: Reaper, hook_name: str, task: dict[str, Any]
 ) -> None:

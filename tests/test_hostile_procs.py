@@ -73,7 +73,6 @@ def test_a_daemon_that_scrubbed_its_environment_and_left_the_session_does_not_su
         kill_pidfile(pidfile)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: recovery looks for cookies and attempt pids, not git")
 def test_git_and_its_hook_do_not_survive_a_sigkilled_supervisor_and_the_next_run(
     tmp_path: Path, repo: Path, reaper: Reaper
 ) -> None:
@@ -98,7 +97,6 @@ def test_git_and_its_hook_do_not_survive_a_sigkilled_supervisor_and_the_next_run
     assert [p.name() for p in reaper.leftovers()] == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: recovery looks for cookies and attempt pids, not git")
 def test_a_blocked_git_does_not_survive_a_sigkilled_supervisor_and_the_next_run(
     tmp_path: Path, repo: Path, reaper: Reaper
 ) -> None:
@@ -125,14 +123,8 @@ def test_a_blocked_git_does_not_survive_a_sigkilled_supervisor_and_the_next_run(
 @pytest.mark.parametrize(
     "spelling",
     [
-        pytest.param(
-            "symlink-elsewhere",
-            marks=pytest.mark.xfail(strict=True, reason="issue 12: lock keyed on the link's dir and name"),
-        ),
-        pytest.param(
-            "symlink-beside",
-            marks=pytest.mark.xfail(strict=True, reason="issue 12: lock keyed on the file name"),
-        ),
+        pytest.param("symlink-elsewhere"),
+        pytest.param("symlink-beside"),
         pytest.param("dotdot"),
         pytest.param("directory-symlink"),
     ],
@@ -177,14 +169,8 @@ SETTINGS = {"retries": 0, "stall_timeout": "1m", "kill_grace": "1s", "timeout": 
     "spelling",
     [
         pytest.param("same"),
-        pytest.param(
-            "dotdot",
-            marks=pytest.mark.xfail(strict=True, reason="issue 12: cookie uid hashes the path as spelled"),
-        ),
-        pytest.param(
-            "directory-symlink",
-            marks=pytest.mark.xfail(strict=True, reason="issue 12: cookie uid hashes the path as spelled"),
-        ),
+        pytest.param("dotdot"),
+        pytest.param("directory-symlink"),
     ],
 )
 def test_recovery_after_sigkill_finds_leftovers_whatever_the_plan_path_spelling(

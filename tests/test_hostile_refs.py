@@ -50,7 +50,6 @@ def reaper(tmp_path: Path) -> Iterator[Reaper]:
         pytest.param("write w.txt w\ncommit work\ndelete-own-branch", id="deletes-its-own-branch"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="issue 12: nothing checks that the work is on the task branch")
 def test_work_that_is_not_on_the_task_branch_does_not_succeed(
     tmp_path: Path, repo: Path, prompt: str
 ) -> None:
@@ -62,7 +61,6 @@ def test_work_that_is_not_on_the_task_branch_does_not_succeed(
     assert tasks_by_id(plan)["a"]["state"] != "succeeded"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: integration merges the (empty) task branch, says merged")
 def test_integration_never_reports_merged_work_it_does_not_contain(tmp_path: Path, repo: Path) -> None:
     """The agent commits on another branch; with ``[integrate]`` today the task is reported
     ``merged: true`` while the integration branch does not contain its commit."""
@@ -81,7 +79,6 @@ def test_integration_never_reports_merged_work_it_does_not_contain(tmp_path: Pat
     assert not merged or contained
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: a branch not descending from its start commit succeeds")
 def test_an_agent_rewriting_the_base_commit_does_not_succeed(tmp_path: Path, repo: Path) -> None:
     """Base has two commits; the agent amends the second (base itself). Today the task is
     ``succeeded`` and its diff lists the base's own file as the agent's change."""
@@ -93,7 +90,6 @@ def test_an_agent_rewriting_the_base_commit_does_not_succeed(tmp_path: Path, rep
     assert view["tasks"][0]["state"] != "succeeded"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: refs outside the task branch are not watched")
 def test_an_agent_moving_main_is_reported(tmp_path: Path, repo: Path) -> None:
     """The agent points ``main`` at its own commit. Today the run exits 0 and neither the
     summary nor the status says anything about main."""
@@ -113,7 +109,6 @@ def test_an_agent_moving_main_is_reported(tmp_path: Path, repo: Path) -> None:
 @pytest.mark.parametrize(
     "clean_between", [False, True], ids=["other-worktree-kept", "other-worktree-cleaned"]
 )
-@pytest.mark.xfail(strict=True, reason="issue 12: branch names are chosen at run start, not reserved")
 def test_two_plans_with_one_name_never_share_a_task_branch(
     tmp_path: Path, repo: Path, reaper: Reaper, clean_between: bool
 ) -> None:
@@ -165,7 +160,6 @@ def test_a_task_branch_under_a_users_branch_fails_the_task_clearly(tmp_path: Pat
     assert tasks["b"]["state"] == "succeeded"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: branch names of different plans can nest (a and a/b)")
 def test_two_plans_whose_names_nest_never_collide_on_branch_names(tmp_path: Path, repo: Path) -> None:
     """Plan "h" has task ``x`` (``pagent/h/x``), plan "h/x" has task ``y`` (``pagent/h/x/y``),
     which git cannot create beside the first. Today the second plan's task fails at night
@@ -181,7 +175,6 @@ def test_two_plans_whose_names_nest_never_collide_on_branch_names(tmp_path: Path
 # -- refs the agent should not touch -------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: auto_commit trusts the worktree's .git file")
 def test_an_agent_repointing_its_worktree_at_the_main_repository_cannot_make_pagent_commit_on_main(
     tmp_path: Path, repo: Path
 ) -> None:
@@ -197,7 +190,6 @@ def test_an_agent_repointing_its_worktree_at_the_main_repository_cannot_make_pag
     assert tasks_by_id(plan)["a"]["state"] != "succeeded"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: integration reuses whatever branch has its name by then")
 def test_an_agent_cannot_plant_commits_in_the_integration_branch(tmp_path: Path, repo: Path) -> None:
     """The run's integration branch ``integ`` does not exist when the run starts; the agent
     creates it at a commit of its own (not on its task branch). Today integration checks that
@@ -216,7 +208,6 @@ def test_an_agent_cannot_plant_commits_in_the_integration_branch(tmp_path: Path,
     assert "evil.txt" not in files  # ...and nothing else
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: a later task's branch is not reserved when the run starts")
 def test_an_agent_cannot_choose_where_a_later_task_starts(tmp_path: Path, repo: Path) -> None:
     """Wave 1's agent points ``pagent/h/b`` (wave 2's branch, chosen but not yet created) at its
     own commit. Today task b checks that branch out and builds on a's work; its diff and the
