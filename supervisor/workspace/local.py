@@ -6,12 +6,12 @@ kills the git calls it has running at once. ``branch = None`` in a request means
 the agent works in the repository itself and nothing is created, committed, pinned or inspected.
 
 After an attempt (``collect``), in this order: the worktree is verified (its ``.git`` must lead
-to its own administrative directory, or pagent touches nothing in it); the done marker is
-removed; if HEAD was left detached exactly at the task branch's commit it is re-attached;
-auto-commit runs only while HEAD is the task branch, so pagent never commits anywhere else; the
-branch's commit and a differing HEAD are pinned (also when the checks above failed, from the
-repository's side); then the branch's state, what changed, the diff stats and the repository's
-branches and tags are reported.
+to its own administrative directory, or pagent touches nothing in it -- its HEAD is pinned all
+the same, as the repository itself records it); the branch's commit and a differing HEAD are
+pinned; the done marker is removed; if HEAD was left detached exactly at the task branch's
+commit it is re-attached; auto-commit runs only while HEAD is the task branch, so pagent never
+commits anywhere else, and the pin follows it; then the branch's state, what changed, the diff
+stats and the repository's branches and tags are reported.
 """
 
 from __future__ import annotations
@@ -83,19 +83,24 @@ def collect(workspace: Workspace, request: CollectRequest) -> Facts:
     """``Worktrees.collect``, synchronously (see the module docstring for the order)."""
     path, branch, repo = workspace.path, workspace.branch, workspace.repo or workspace.path
     pin = f"{request.pins}/{request.attempt}" if request.pins else None
+    early: tuple[str, ...] = ()
     try:
         if branch is not None:
             verified(repo, path)  # else pagent touches nothing in it
+            if pin is not None:  # first, so that a stop or a failure below cannot leave it unpinned
+                early = _pin(repo, branch, _head(path), pin)
         marked = remove_marker(path, request.marker)
         exclude = [request.marker] if request.marker else []
         committed = _auto_commit(path, branch, request, exclude) if branch is not None else False
     except (GitError, OSError):
-        if branch is not None and pin is not None:  # from the repository's side: HEAD as git keeps it
+        if branch is not None and pin is not None and not early:  # HEAD as the repository keeps it
             _pin(repo, branch, head_in(repo, admin_dir(repo, path)), pin)
         raise
     head = _head(path)
     tip = _tip(repo, branch) if branch is not None else head
-    pinned = _pin(repo, branch, head, pin) if branch is not None and pin is not None else ()
+    pinned = early
+    if branch is not None and pin is not None and (committed or not early):
+        pinned = _pin(repo, branch, head, pin)  # again: auto-commit moved the branch
     descends = tip is not None and is_ancestor(repo, request.start_commit, tip)
     changed = changed_since(path, request.head_before) if head is not None else []
     diff = None

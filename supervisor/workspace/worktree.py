@@ -20,6 +20,7 @@ or deleted.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from supervisor.errors import GitError
@@ -51,13 +52,25 @@ def admin_dir(repo: Path, path: Path) -> Path | None:
     except OSError:
         return None
     for entry in entries:
-        try:
-            recorded = (entry / "gitdir").read_text(errors="surrogateescape").strip()
-        except OSError:
-            continue
-        if os.path.realpath(Path(recorded).parent) == target:
+        recorded = _small_file(entry / "gitdir")
+        if recorded is not None and os.path.realpath(Path(recorded.strip()).parent) == target:
             return entry
     return None
+
+
+def _small_file(path: Path) -> str | None:
+    """The text of the regular file ``path`` (an agent could leave a FIFO there, and this runs
+    outside git's time bound: never block on it); ``None`` if it is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, 64 * 1024).decode("utf-8", "surrogateescape")
+    finally:
+        os.close(fd)
 
 
 def verified(repo: Path, path: Path) -> Path:
