@@ -14,7 +14,9 @@ reason                 what happens
                        against ``retries``, up to ``rate_limit_retries`` times; then as below
 ``max-turns``,         not retried unless the task lists the reason in ``retry_on``
 ``budget``,
-``needs-input``
+``needs-input``,
+``not-on-branch``,
+``history-rewritten``
 anything else          retried ``retries`` times, the k-th retry after ``retry_delay * 2**(k-1)``
                        (+0-25% jitter, at most one hour)
 =====================  =========================================================================
