@@ -98,8 +98,13 @@ def reopen_run(plan: Plan, store: Store, run: RunRecord, repo: RepoInfo) -> RunS
     state = RunState(store, run)
     added = [task for task in plan.tasks if task.id not in state.records]
     base = RepoInfo(repo.root, repo.base_ref, run.base_commit or repo.base_commit)
-    root = Path(run.worktrees).parent if run.worktrees else default_worktree_root(plan, repo)
-    records = _task_records(plan, run.run_id, base, added, root=root)[0] if added else []
+    # A run of an older version did not record its directory: its tasks' worktrees show it.
+    isolated = [Path(r.worktree) for r in state.records.values() if r.branch is not None and r.worktree]
+    if run.worktrees:
+        run_dir = Path(run.worktrees)
+    else:
+        run_dir = isolated[0].parent if isolated else default_worktree_root(plan, repo) / run.run_id
+    records = _task_records(plan, run.run_id, base, added, root=run_dir.parent)[0] if added else []
     state.reopen(
         [(task.id, task.wave, task.wave_name) for task in plan.tasks],
         records,
@@ -107,6 +112,7 @@ def reopen_run(plan: Plan, store: Store, run: RunRecord, repo: RepoInfo) -> RunS
         ended_at=None,
         exit_code=None,
         pid=os.getpid(),
+        worktrees=str(run_dir),
     )
     return RunState(store, state.run, [task.id for task in plan.tasks])
 
