@@ -221,9 +221,15 @@ def _finish(proc: subprocess.Popen[bytes], calls: _Calls | None, timeout: float)
     registered = calls.add(proc.pid) if calls is not None else True
     if not registered:
         _kill_group(proc.pid)
-    timed_out = not _wait_unreaped(proc, timeout)
-    if calls is not None:
-        calls.discard(proc.pid)
+    try:
+        timed_out = not _wait_unreaped(proc, timeout)
+    except BaseException:  # KeyboardInterrupt in a synchronous command: git must not outlive it
+        _kill_group(proc.pid)
+        proc.wait()
+        raise
+    finally:
+        if calls is not None:
+            calls.discard(proc.pid)
     # Also after a normal exit: nothing git started may outlive the call. The group is still
     # ours: its leader is not reaped yet, so the id cannot have been reused.
     _kill_group(proc.pid)
