@@ -73,19 +73,6 @@ class _NotBegun(Exception):
         self.reason = reason
 
 
-def _moved_line(change: dict[str, str | None], task_id: str, attempt: int) -> str:
-    """One line about a ref that changed while an attempt ran."""
-    before, after = change["before"], change["after"]
-    how = (
-        "created"
-        if before is None
-        else "deleted"
-        if after is None
-        else f"moved {before[:12]} -> {after[:12]}"
-    )
-    return f"{change['ref']} {how} while {task_id} (attempt {attempt}) ran"
-
-
 class _Recorder:
     """The run state, bound to one attempt (``supervisor.engine.attempt.AttemptRecorder``)."""
 
