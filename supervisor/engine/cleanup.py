@@ -30,7 +30,8 @@ from supervisor.state.store import Store
 from supervisor.state.views import find_run
 from supervisor.workspace import refs
 from supervisor.workspace.git import git, owned_by, resolve_repo
-from supervisor.workspace.worktree import admin_dir, head_in, prune, remove_worktree, uncommitted, verified
+from supervisor.workspace.gitdir import admin_dir, head_in, verified
+from supervisor.workspace.worktree import prune, remove_worktree, uncommitted
 
 
 class DirtyWorktrees(PagentError):

@@ -22,15 +22,12 @@ from supervisor.errors import GitError
 from supervisor.seam import Begun, CollectRequest, Facts, Workspace, WorkspaceRequest
 from supervisor.workspace import facts, refs
 from supervisor.workspace.git import commit_of, in_thread, is_ancestor
+from supervisor.workspace.gitdir import admin_dir, head_in, verified, where
 from supervisor.workspace.worktree import (
-    admin_dir,
     changed_since,
-    current_branch,
     ensure_worktree,
-    head_in,
     onto_branch,
     remove_marker,
-    verified,
     workdir_in,
 )
 
@@ -72,35 +69,51 @@ def prepare(request: WorkspaceRequest) -> Workspace:
 def begin(workspace: Workspace, marker: str | None) -> Begun:
     """``Worktrees.begin``, synchronously."""
     remove_marker(workspace.path, marker)
-    if workspace.branch is not None and workspace.repo is not None:
-        verified(workspace.repo, workspace.path)
+    if workspace.branch is None or workspace.repo is None:
+        return Begun(facts.head(workspace.path))
+    verified(workspace.repo, workspace.path)
+    head, on = where(workspace.path)
+    if on != workspace.branch or head is None:  # an earlier attempt left HEAD elsewhere
         onto_branch(workspace.path, workspace.branch)
-    snapshot = refs.snapshot(workspace.repo) if workspace.repo is not None else {}
-    return Begun(facts.head(workspace.path), snapshot)
+        head = facts.head(workspace.path)
+    return Begun(head, refs.snapshot(workspace.repo))
 
 
 def collect(workspace: Workspace, request: CollectRequest) -> Facts:
     """``Worktrees.collect``, synchronously (see the module docstring for the order)."""
-    path, branch, repo = workspace.path, workspace.branch, workspace.repo or workspace.path
+    path, branch, repo = workspace.path, workspace.branch, workspace.repo
+    if branch is None or repo is None:  # no isolation: nothing of pagent's to look at
+        return Facts(remove_marker(path, request.marker), False, (), None)
     pin = f"{request.pins}/{request.attempt}" if request.pins else None
-    early: tuple[str, ...] = ()
+    exclude = [request.marker] if request.marker else []
+    pinned: tuple[str, ...] = ()
     try:
-        if branch is not None:
-            verified(repo, path)  # else pagent touches nothing in it
-            if pin is not None:  # first, so that a stop or a failure below cannot leave it unpinned
-                early = _pin(repo, branch, _head(path), pin)
+        verified(repo, path)  # else pagent touches nothing in it
+        head, on = where(path)
+        tip = commit_of(repo, f"refs/heads/{branch}")
+        if pin is not None:  # first, so that a stop or a failure below cannot leave it unpinned
+            pinned = _pin(repo, branch, pin, tip, head)
         marked = remove_marker(path, request.marker)
-        exclude = [request.marker] if request.marker else []
-        committed = _auto_commit(path, branch, request, exclude) if branch is not None else False
+        if on != branch and head is not None and head == tip:
+            on = branch if onto_branch(path, branch) else on  # detached at the branch: nothing to lose
+        committed = False
+        if request.auto_commit and on == branch:  # never anywhere but on the task's branch
+            committed = facts.auto_commit(path, _message(request), exclude)
     except (GitError, OSError):
-        if branch is not None and pin is not None and not early:  # HEAD as the repository keeps it
-            _pin(repo, branch, head_in(repo, admin_dir(repo, path)), pin)
+        if pin is not None and not pinned:  # HEAD as the repository itself keeps it
+            _pin(
+                repo,
+                branch,
+                pin,
+                commit_of(repo, f"refs/heads/{branch}"),
+                head_in(repo, admin_dir(repo, path)),
+            )
         raise
-    head = _head(path)
-    tip = _tip(repo, branch) if branch is not None else head
-    pinned = early
-    if branch is not None and pin is not None and (committed or not early):
-        pinned = _pin(repo, branch, head, pin)  # again: auto-commit moved the branch
+    if committed:
+        head = tip = facts.head(path)
+        if pin is not None:
+            pinned = _pin(repo, branch, pin, tip, head)
+    after = refs.snapshot(repo)
     descends = tip is not None and is_ancestor(repo, request.start_commit, tip)
     changed = changed_since(path, request.head_before) if head is not None else []
     diff = None
@@ -119,41 +132,23 @@ def collect(workspace: Workspace, request: CollectRequest) -> Facts:
         on_branch=tip is not None and head == tip,
         descends=descends,
         pinned=pinned,
-        refs=refs.snapshot(repo),
+        refs=after,
     )
 
 
-def _auto_commit(path: Path, branch: str, request: CollectRequest, exclude: list[str]) -> bool:
-    """Auto-commit (when asked) what the attempt left uncommitted, only on the task's branch; a
-    HEAD left detached exactly at the branch's commit is re-attached first (nothing to lose)."""
-    if current_branch(path) != branch and _head(path) == _tip(path, branch):
-        onto_branch(path, branch)
-    if not request.auto_commit or current_branch(path) != branch:
-        return False
-    message = (
-        f"pagent: work left uncommitted by {request.task_id}, attempt {request.attempt} ({request.reason})"
-    )
-    return facts.auto_commit(path, message, exclude)
+def _message(request: CollectRequest) -> str:
+    """The auto-commit's message."""
+    return f"pagent: work left uncommitted by {request.task_id}, attempt {request.attempt} ({request.reason})"
 
 
-def _head(path: Path) -> str | None:
-    return commit_of(path, "HEAD")
-
-
-def _tip(repo: Path, branch: str) -> str | None:
-    return commit_of(repo, f"refs/heads/{branch}")
-
-
-def _pin(repo: Path, branch: str, head: str | None, pin: str) -> tuple[str, ...]:
-    """Pin the branch's commit at ``pin`` (HEAD's if the branch is gone) and a differing HEAD at
-    ``pin-head``; the refs written."""
-    tip = _tip(repo, branch)
-    written = []
+def _pin(repo: Path, branch: str, pin: str, tip: str | None, head: str | None) -> tuple[str, ...]:
+    """Pin the branch's commit ``tip`` at ``pin`` (HEAD's if the branch is gone) and a differing
+    ``head`` at ``pin-head``, in one transaction; the refs written."""
     main = tip or head
-    if main is not None:
-        refs.pin(repo, pin, main, f"the end of attempt {pin.rsplit('/', 1)[-1]} on {branch}")
-        written.append(pin)
+    wanted = [(pin, main)] if main is not None else []
     if head is not None and head != main:
-        refs.pin(repo, f"{pin}-head", head, "the worktree's HEAD, off its branch")
-        written.append(f"{pin}-head")
-    return tuple(written)
+        wanted.append((f"{pin}-head", head))
+    if wanted:
+        number = pin.rsplit("/", 1)[-1]
+        refs.pin_all(repo, wanted, f"the end of attempt {number} on {branch}")
+    return tuple(ref for ref, _ in wanted)

@@ -50,6 +50,12 @@ def pin(repo: Path, ref: str, commit: str, why: str) -> None:
     git(["update-ref", "-m", f"pagent: {why}", ref, commit], repo)
 
 
+def pin_all(repo: Path, pins: Sequence[tuple[str, str]], why: str) -> None:
+    """Point each ``(ref, commit)`` of ``pins`` at its commit in one transaction."""
+    commands = "".join(f"update {ref} {commit}\n" for ref, commit in pins)
+    git(["update-ref", "-m", f"pagent: {why}", "--stdin"], repo, stdin=commands)
+
+
 def snapshot(repo: Path) -> dict[str, str]:
     """Every branch and tag of ``repo`` with the object it points at."""
     out = git(["for-each-ref", "--format=%(objectname) %(refname)", *_WATCHED], repo)

@@ -5,11 +5,9 @@ no hooks); ``Worktrees`` (``supervisor.workspace.local``) calls them from worker
 git calls die when the awaiting task is cancelled, and the local executor creates worktrees one
 at a time, because concurrent ``git worktree add`` calls race on git's own lock files.
 
-What pagent trusts about a worktree comes from the plan's repository, never from the
-worktree's own ``.git`` file, which its agent can rewrite: ``admin_dir`` finds the worktree's
-administrative directory (``<repo>/.git/worktrees/<id>``) by the path git recorded there, and
-``verified`` refuses a worktree whose ``.git`` leads anywhere else (say, to the main
-repository, where pagent's auto-commit would land on ``main``).
+What pagent trusts about a worktree is checked against the plan's repository first
+(``supervisor.workspace.gitdir``): a worktree whose ``.git`` an agent pointed elsewhere is
+reused for nothing.
 
 Branches (README, "Branches and repeated runs") are reserved when the run is recorded
 (``supervisor.workspace.refs``); ``ensure_worktree`` uses a reserved branch only at the commit
@@ -19,14 +17,13 @@ or deleted.
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
 from supervisor.errors import GitError
 from supervisor.plan.model import Plan, Task
 from supervisor.workspace import refs
 from supervisor.workspace.git import RepoInfo, commit_of, git, is_ancestor, shown
+from supervisor.workspace.gitdir import admin_dir, verified, where
 
 
 def default_worktree_root(plan: Plan, repo: RepoInfo) -> Path:
@@ -42,68 +39,15 @@ def worktree_path(root: Path, run_id: str, task: Task) -> Path:
     return root / run_id / task.id
 
 
-def admin_dir(repo: Path, path: Path) -> Path | None:
-    """The administrative directory of the worktree at ``path``, found from ``repo``'s side by
-    the worktree path git recorded in it; ``None`` if ``path`` is no worktree of ``repo``."""
-    common = repo / git(["rev-parse", "--git-common-dir"], repo).strip()
-    target = os.path.realpath(path)
-    try:
-        entries = sorted((common / "worktrees").iterdir())
-    except OSError:
-        return None
-    for entry in entries:
-        recorded = _small_file(entry / "gitdir")
-        if recorded is not None and os.path.realpath(Path(recorded.strip()).parent) == target:
-            return entry
-    return None
-
-
-def _small_file(path: Path) -> str | None:
-    """The text of the regular file ``path`` (an agent could leave a FIFO there, and this runs
-    outside git's time bound: never block on it); ``None`` if it is none."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, 64 * 1024).decode("utf-8", "surrogateescape")
-    finally:
-        os.close(fd)
-
-
-def verified(repo: Path, path: Path) -> Path:
-    """``path``'s administrative directory, once its ``.git`` is shown to lead there;
-    ``GitError`` if the worktree is gone or its ``.git`` leads elsewhere."""
-    admin = admin_dir(repo, path)
-    if admin is None:
-        raise GitError(f"{path} is not a worktree of {repo} (any more)")
-    actual = git(["rev-parse", "--absolute-git-dir"], path).strip()
-    if os.path.realpath(actual) != os.path.realpath(admin):
-        raise GitError(f"{path}/.git leads to {shown(actual)}, not to its worktree ({admin}): not touched")
-    return admin
-
-
-def head_in(repo: Path, admin: Path | None) -> str | None:
-    """The commit a worktree's HEAD is at, read from the repository's side."""
-    return None if admin is None else commit_of(repo, f"worktrees/{admin.name}/HEAD")
-
-
-def current_branch(path: Path) -> str | None:
-    """The branch checked out in the worktree at ``path`` (``None``: detached or none)."""
-    out = git(["symbolic-ref", "--quiet", "HEAD"], path, check=False).strip()
-    return out.removeprefix("refs/heads/") if out.startswith("refs/heads/") else None
-
-
 def onto_branch(path: Path, branch: str) -> bool:
     """Put HEAD back on ``branch`` in the (verified) worktree at ``path`` if it is elsewhere;
     True if it moved it. Detached exactly at the branch's commit, HEAD is just re-attached;
     otherwise the branch is checked out, which git refuses (``GitError``) when uncommitted
     changes would be carried along or lost."""
-    if current_branch(path) == branch:
+    head, on = where(path)
+    if on == branch:
         return False
-    if commit_of(path, "HEAD") == commit_of(path, f"refs/heads/{branch}"):
+    if head is not None and head == commit_of(path, f"refs/heads/{branch}"):
         git(["symbolic-ref", "-m", "pagent: back on the task branch", "HEAD", f"refs/heads/{branch}"], path)
         return True
     if git(["status", "--porcelain", "--untracked-files=no"], path).strip():

@@ -13,8 +13,8 @@ import pytest
 from supervisor.errors import GitError
 from supervisor.seam import CollectRequest, Workspace, WorkspaceRequest
 from supervisor.workspace import local
+from supervisor.workspace.gitdir import admin_dir
 from supervisor.workspace.refs import Wish, pins, reserve
-from supervisor.workspace.worktree import admin_dir
 from tests.conftest import git as their_git
 
 PINS = pins("R1", "a")
@@ -186,3 +186,30 @@ def test_a_fifo_in_the_administrative_directory_never_blocks(
     assert admin_dir(repo, workspace.path) is None
     with pytest.raises(GitError, match="not a worktree of"):
         local.begin(Workspace(workspace.path, "pagent/h/a", None, repo=repo), None)
+
+
+@pytest.mark.parametrize("forgery", ["git-directory", "commondir-elsewhere", "another-worktrees-admin"])
+def test_a_worktree_whose_git_directory_was_forged_is_not_trusted(
+    repo: Path, tmp_path: Path, reserved: str, forgery: str
+) -> None:
+    """``.git`` replaced by a repository of its own, the administrative ``commondir`` pointed at
+    another repository, or ``.git`` pointed at a sibling worktree's administrative directory:
+    each makes git work somewhere pagent did not create, so ``begin`` refuses."""
+    workspace = local.prepare(request(repo, tmp_path))
+    admin = admin_dir(repo, workspace.path)
+    assert admin is not None
+    if forgery == "git-directory":
+        (workspace.path / ".git").unlink()
+        their_git(workspace.path, "init", "--quiet")
+    elif forgery == "commondir-elsewhere":
+        other = tmp_path / "other"
+        other.mkdir()
+        their_git(other, "init", "--quiet")
+        (admin / "commondir").write_text(f"{other}/.git\n")
+    else:
+        sibling = tmp_path / "sibling"
+        their_git(repo, "worktree", "add", "--quiet", "-b", "sibling", str(sibling))
+        sibling_admin = admin_dir(repo, sibling)
+        (workspace.path / ".git").write_text(f"gitdir: {sibling_admin}\n")
+    with pytest.raises(GitError, match="not a worktree of|not to its worktree"):
+        local.begin(workspace, None)
