@@ -84,8 +84,10 @@ def _claimed(path: Path) -> Path | None:
 
 def _belongs(admin: Path, repo: Path, path: Path) -> bool:
     """Whether ``admin`` records ``path`` as its worktree and ``repo``'s common dir as its own."""
-    recorded = _small_file(admin / "gitdir")
-    if recorded is None or os.path.realpath(Path(recorded.strip()).parent) != os.path.realpath(path):
+    recorded = _small_file(admin / "gitdir")  # "<worktree>/.git", relative to admin if not absolute
+    if recorded is None:
+        return False
+    if os.path.realpath((admin / recorded.strip()).parent) != os.path.realpath(path):
         return False
     common = _small_file(admin / "commondir")
     return common is not None and Path(os.path.realpath(admin / common.strip())) == common_dir(repo)
