@@ -165,13 +165,7 @@ def test_read_only_commands_work_or_say_why_on_a_read_only_plan_directory(
         pytest.param("pagent", ["runs"], [], id="runs"),
         pytest.param("pagent", ["logs"], ["a"], id="logs"),
         pytest.param("pagent", ["report"], [], id="report"),
-        pytest.param(
-            "pagent",
-            ["clean"],
-            [],
-            id="clean",
-            marks=pytest.mark.xfail(strict=True, reason="issue 12: clean does not read the runs yet"),
-        ),
+        pytest.param("pagent", ["clean"], [], id="clean"),
         pytest.param("pagent-run", [], [], id="run"),
     ],
 )

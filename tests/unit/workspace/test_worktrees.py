@@ -211,5 +211,5 @@ def test_a_worktree_whose_git_directory_was_forged_is_not_trusted(
         their_git(repo, "worktree", "add", "--quiet", "-b", "sibling", str(sibling))
         sibling_admin = admin_dir(repo, sibling)
         (workspace.path / ".git").write_text(f"gitdir: {sibling_admin}\n")
-    with pytest.raises(GitError, match="not a worktree of|not to its worktree"):
+    with pytest.raises(GitError, match=r"not a worktree of|not to its worktree"):
         local.begin(workspace, None)
