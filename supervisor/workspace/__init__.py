@@ -1,4 +1,5 @@
-"""Where a task works: git itself (``git``: the one bounded, interruptible runner, hooks off),
+"""Where a task works: git itself (``git``: the one bounded, interruptible runner, hooks off;
+``gitproc``: how its processes run),
 the plan's repository, the refs pagent owns there (``refs``: reserved branches, pins under
 ``refs/pagent/``), task worktrees (``worktree``) and which git directory each really uses
 (``gitdir``), the local executor's workspaces (``local``) and the git facts of a workspace

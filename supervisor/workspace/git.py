@@ -27,25 +27,21 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-import select
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
 from supervisor.errors import GitError, PlanError
 from supervisor.plan.model import Plan
+from supervisor.workspace.gitproc import Calls, finish, pdeathsig_prefix, read_all, stdin_file
 
 T = TypeVar("T")
 
@@ -65,35 +61,7 @@ _DROPPED_PREFIXES = ("GIT_ALTERNATE_", "GIT_NAMESPACE", "GIT_QUARANTINE", "GIT_P
 _OWNER: ContextVar[str | None] = ContextVar("pagent_git_owner", default=None)
 
 
-class _Calls:
-    """The process groups of the git calls one ``in_thread`` job has running."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._groups: set[int] = set()
-        self.cancelled = False
-
-    def add(self, pgid: int) -> bool:
-        """Register a running git; False (and nothing registered) once cancelled."""
-        with self._lock:
-            if self.cancelled:
-                return False
-            self._groups.add(pgid)
-            return True
-
-    def discard(self, pgid: int) -> None:
-        with self._lock:
-            self._groups.discard(pgid)
-
-    def cancel(self) -> None:
-        """Kill every registered group now; every later call of the job fails at once."""
-        with self._lock:
-            self.cancelled = True
-            for pgid in self._groups:
-                _kill_group(pgid)
-
-
-_CALLS: ContextVar[_Calls | None] = ContextVar("pagent_git_calls", default=None)
+_CALLS: ContextVar[Calls | None] = ContextVar("pagent_git_calls", default=None)
 
 
 @contextlib.contextmanager
@@ -110,7 +78,7 @@ def owned_by(cookie: str) -> Iterator[None]:
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` in a worker thread; cancelling the await returns at once and kills every
     git call it has running (see the module docstring)."""
-    calls = _Calls()
+    calls = Calls()
 
     def work() -> T:
         token = _CALLS.set(calls)
@@ -156,10 +124,10 @@ def run_git(
     program = shutil.which("git")
     if program is None:
         raise GitError("git is not installed (not found on PATH)")
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, _input(stdin) as given:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, stdin_file(stdin) as given:
         try:
             proc = subprocess.Popen(
-                [*_pdeathsig(), program, *SAFETY, *args],
+                [*pdeathsig_prefix(), program, *SAFETY, *args],
                 cwd=cwd,
                 env=_environment(),
                 stdin=given,
@@ -169,13 +137,13 @@ def run_git(
             )
         except OSError as exc:
             raise GitError(f"{what}: cannot run git: {exc.strerror or exc}") from None
-        code, timed_out = _finish(proc, calls, timeout)
+        code, timed_out = finish(proc, calls, timeout)
         if calls is not None and calls.cancelled:
             raise GitError(f"{what}: stopped")
         if timed_out:
             raise GitError(f"{what}: no answer within {timeout:g} s (stopped)")
         return Done(
-            code, _read(out).decode("utf-8", "surrogateescape"), _read(err).decode("utf-8", "replace")
+            code, read_all(out).decode("utf-8", "surrogateescape"), read_all(err).decode("utf-8", "replace")
         )
 
 
@@ -215,67 +183,6 @@ def is_ancestor(cwd: Path, old: str, new: str) -> bool:
     return done.code == 0
 
 
-def _finish(proc: subprocess.Popen[bytes], calls: _Calls | None, timeout: float) -> tuple[int, bool]:
-    """Wait for ``proc`` (registered with ``calls`` meanwhile) at most ``timeout`` seconds, kill
-    what is left of its group, reap it: its exit code and whether it timed out."""
-    registered = calls.add(proc.pid) if calls is not None else True
-    if not registered:
-        _kill_group(proc.pid)
-    try:
-        timed_out = not _wait_unreaped(proc, timeout)
-    except BaseException:  # KeyboardInterrupt in a synchronous command: git must not outlive it
-        _kill_group(proc.pid)
-        proc.wait()
-        raise
-    finally:
-        if calls is not None:
-            calls.discard(proc.pid)
-    # Also after a normal exit: nothing git started may outlive the call. The group is still
-    # ours: its leader is not reaped yet, so the id cannot have been reused.
-    _kill_group(proc.pid)
-    return proc.wait(), timed_out
-
-
-def _wait_unreaped(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait until ``proc`` exits or ``timeout`` passes, without reaping it; True if it exited."""
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):  # no pidfd (old kernel): poll, reaping it
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(max(0, int(timeout * 1000))))
-    finally:
-        os.close(fd)
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def _input(text: str | None) -> Iterator[IO[bytes] | int]:
-    """What git reads on stdin: ``text`` in a file (a pipe could block both sides), or nothing."""
-    if text is None:
-        yield subprocess.DEVNULL
-        return
-    with tempfile.TemporaryFile() as given:
-        given.write(text.encode("utf-8", "surrogateescape"))
-        given.seek(0)
-        yield given
-
-
-def _read(stream: IO[bytes]) -> bytes:
-    stream.seek(0)
-    return stream.read()
-
-
 def _environment() -> dict[str, str]:
     """The environment of pagent's git: the user's, minus repository redirections, plus ours."""
     env = {
@@ -287,28 +194,6 @@ def _environment() -> dict[str, str]:
     if (owner := _OWNER.get()) is not None:
         env[COOKIE_VAR] = owner
     return env
-
-
-@functools.cache
-def _pdeathsig() -> tuple[str, ...]:
-    """``setpriv --pdeathsig TERM --`` where it is installed and does exactly that (checked once,
-    by its own ``--dump``); otherwise nothing: a ``preexec_fn`` is unsafe in worker threads, and
-    the cookie still lets recovery find the process."""
-    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-    if setpriv is None:
-        return ()
-    prefix = (setpriv, "--pdeathsig", "TERM", "--")
-    try:
-        done = subprocess.run(
-            [*prefix, setpriv, "--dump"],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ()
-    return prefix if done.returncode == 0 and b"Parent death signal: TERM" in done.stdout else ()
 
 
 @dataclass(frozen=True)
