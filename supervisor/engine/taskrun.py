@@ -23,18 +23,17 @@ from supervisor.engine import events, policy
 from supervisor.engine.attempt import AttemptResult, run_attempt, run_verify
 from supervisor.engine.clock import Clock
 from supervisor.engine.gate import LaunchGate, Stop
+from supervisor.engine.inspection import inspect
 from supervisor.engine.logfile import DiskReserve, LogFile
 from supervisor.engine.runstate import RunState
 from supervisor.engine.spec import build_spec
 from supervisor.errors import GitError
 from supervisor.plan.model import Plan, Task
 from supervisor.reasons import Reason
-from supervisor.results.checks import Verdict, judge, moved_line, moved_refs, verified
+from supervisor.results.checks import Verdict, verified
 from supervisor.seam import (
     AttemptKey,
-    AttemptSpec,
     Begun,
-    CollectRequest,
     Executor,
     Workspace,
     WorkspaceRequest,
@@ -266,9 +265,22 @@ class TaskRun:
             )
             metrics = dict(result.metrics)
             if begun is not None and result.exit is not None:
-                result, detail, changes = await self._check(workspace, spec, result, begun=begun, log=log)
-                metrics.update(detail)
-                task_changes.update(changes)
+                inspected = await inspect(
+                    task=task,
+                    state=self._state,
+                    executor=self._executor,
+                    stop=self._stop,
+                    emit=self._emit,
+                    workspace=workspace,
+                    spec=spec,
+                    result=result,
+                    begun=begun,
+                    start_commit=self._state[task.id].start_commit or ctx.base_commit,
+                    log=log,
+                )
+                result = inspected.result
+                metrics.update(inspected.detail)
+                task_changes.update(inspected.task_changes)
             elif result.exit is not None and result.succeeded and settings.verify:
                 # isolation = "none": nothing to inspect, but verify runs where the agent ran.
                 code = await run_verify(
@@ -305,66 +317,6 @@ class TaskRun:
         if begun is None:
             raise _NotBegun(None)
         return begun
-
-    async def _check(
-        self,
-        workspace: Workspace,
-        spec: AttemptSpec,
-        result: AttemptResult,
-        *,
-        begun: Begun,
-        log: LogFile,
-    ) -> tuple[AttemptResult, dict[str, Any], dict[str, Any]]:
-        """The checks of ``supervisor.results.checks``: the result, their detail, the task's
-        changes (diff JSON, the branch's commit). The executor's ``collect`` gets ``kill_grace``
-        after a stop before it is cancelled (its git with it): its pins matter."""
-        settings = self.task.settings
-        request = CollectRequest(
-            task_id=self.task.id,
-            attempt=spec.attempt,
-            reason=result.reason,
-            head_before=begun.head,
-            start_commit=self._state[self.task.id].start_commit or self._ctx.base_commit,
-            auto_commit=settings.auto_commit,
-            marker=settings.done_marker,
-            pins=pins(self._state.run_id, self.task.id),
-        )
-        try:
-            facts = await self._stop.before(
-                self._executor.collect, workspace, request, grace=settings.kill_grace
-            )
-        except (GitError, OSError) as exc:
-            log.note(f"cannot inspect the workspace: {exc}")
-            return replace(result, succeeded=False, reason=Reason.WORKSPACE.detail(exc)), {}, {}
-        if facts is None:
-            log.note("the workspace was not inspected: pagent-run was stopped")
-            return replace(result, succeeded=False, reason=Reason.INTERRUPTED.value), {}, {}
-        final_message = str(result.metrics.get("result_text") or "")
-        verdict = judge(settings, result.succeeded, result.reason, facts, final_message)
-        moved = moved_refs(begun.refs, facts.refs, self._own_refs()) if facts.refs is not None else []
-        if moved:
-            self._state.record_moved_refs(self.task.id, spec.attempt, moved)
-            for change in moved:
-                self._emit(events.Notice(moved_line(change, self.task.id, spec.attempt), self.task.id))
-        if verdict.succeeded and settings.verify:
-            code = await run_verify(
-                argv=settings.verify, spec=spec, settings=settings, log=log, executor=self._executor
-            )
-            verdict = verified(verdict, code)
-        detail = {**verdict.detail, "moved_refs": moved} if moved else verdict.detail
-        changes: dict[str, Any] = {}
-        if facts.diff is not None:
-            changes["diff"] = json.dumps(facts.diff.to_dict())
-        if facts.branch_tip is not None:
-            changes["tip"] = facts.branch_tip
-        return replace(result, succeeded=verdict.succeeded, reason=verdict.reason), detail, changes
-
-    def _own_refs(self) -> set[str]:
-        """The refs this run moves itself: its task branches and its integration branch."""
-        branches = {record.branch for record in self._state.records.values() if record.branch}
-        if self._state.run.integration_branch:
-            branches.add(self._state.run.integration_branch)
-        return {f"refs/heads/{branch}" for branch in branches}
 
     def _persist(self, ended: _Ended, task_changes: dict[str, Any]) -> None:
         """End the attempt and move the task on, in one transaction."""
