@@ -23,7 +23,7 @@ import pytest
 from supervisor.launch import orphans
 from supervisor.launch.local import LocalExecutor
 from supervisor.seam import AttemptKey, AttemptSpec
-from supervisor.workspace.worktree import Worktrees
+from supervisor.workspace.local import Worktrees
 from tests.agents import agent as worker_argv
 from tests.hostile import ROGUE, Reaper, alive, pid_from, reaping, run, wait_for, write_plan
 
