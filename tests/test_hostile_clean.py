@@ -5,8 +5,8 @@ plan's own runs -- never another plan's or a user's worktree or directory, never
 owning one is active, and ``--run`` accepts only a known run id; every commit an agent made
 stays reachable from some ref (pinned under ``refs/pagent/...``) after any pagent command; and a
 ``done_marker`` the agent turned into a symlink never makes pagent delete a file outside the
-worktree. The installed CLI on real repositories; ``xfail(strict=True)`` marks what the
-current code does not hold yet.
+worktree. The installed CLI on real repositories; Each case was written first against code that did
+not hold it (issue 12); the fixes made every one hold.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def test_clean_keeps_the_users_empty_directories_in_a_shared_worktree_root(
 
 def test_clean_with_the_worktree_root_above_the_repository(tmp_path: Path, repo: Path) -> None:
     """``worktree_root = ".."`` holds the repository itself: clean must remove the plan's
-    worktrees and nothing else. Today it tries to remove the main worktree and exits 1
+    worktrees and nothing else. Before issue 12, it tries to remove the main worktree and exits 1
     ("is a main working tree"), removing nothing."""
     plan = write_plan(tmp_path / "plans", repo, {"a": {}}, top={"worktree_root": ".."})
     assert run(plan).returncode == 0
@@ -126,7 +126,7 @@ def test_clean_with_the_worktree_root_above_the_repository(tmp_path: Path, repo:
     ],
 )
 def test_clean_run_accepts_only_a_known_run_id(tmp_path: Path, repo: Path, run_id: str) -> None:
-    """Today ``--run ../..`` sweeps empty directories far outside the root, ``--run /path``
+    """Before issue 12, ``--run ../..`` sweeps empty directories far outside the root, ``--run /path``
     removes the user's worktree there, and an unknown id exits 0 ("removed 0 worktree(s))."""
     plan = write_plan(tmp_path / "plans", repo, {"a": {}})
     assert run(plan).returncode == 0
@@ -154,7 +154,7 @@ def test_clean_run_accepts_only_a_known_run_id(tmp_path: Path, repo: Path, run_i
 )
 def test_every_commit_an_agent_made_is_reachable_after_clean(tmp_path: Path, repo: Path, prompt: str) -> None:
     """After the run and ``pagent clean --force`` the agent's commit must be reachable from a
-    ref (e.g. ``refs/pagent/<run>/<task>/<n>``). Today only the worktree's HEAD held it: gone."""
+    ref (e.g. ``refs/pagent/<run>/<task>/<n>``). Before issue 12, only the worktree's HEAD held it: gone."""
     head = tmp_path / "head.txt"
     plan = write_plan(tmp_path / "plans", repo, {"a": {"prompt": prompt.replace("HEAD_FILE", str(head))}})
     run(plan)
@@ -198,7 +198,7 @@ def test_a_done_marker_behind_a_symlink_never_deletes_a_file_outside_the_worktre
     tmp_path: Path, repo: Path
 ) -> None:
     """``done_marker = "out/.done"``; the agent makes ``out`` a symlink to a directory outside
-    its worktree whose ``.done`` is someone's file. Today pagent deletes that file (and then
+    its worktree whose ``.done`` is someone's file. Before issue 12, pagent deletes that file (and then
     the run crashes: auto-commit's pathspec is "beyond a symbolic link")."""
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -6,8 +6,8 @@ agent does: one clear line and a documented exit code, and the run's records end
 (no task left ``running``) whenever the supervisor is alive to write them; a corrupt
 ``state.db`` is named, with what to do. The full disk is a real tmpfs of 1 MiB and the
 read-only directory a real read-only bind mount, where this machine lets the test mount them
-(root); elsewhere those tests are skipped, saying why. ``xfail(strict=True)`` marks what the
-current code does not hold yet.
+(root); elsewhere those tests are skipped, saying why. Each case was written first against code that did
+not hold it (issue 12); the fixes made every one hold.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def test_an_agent_replacing_the_run_directory_by_a_file_does_not_crash_the_run(
     tmp_path: Path, repo: Path
 ) -> None:
     """The agent replaces the plan's ``.pagent/runs`` by a file, then fails; its retry cannot
-    write its prompt there. Today NotADirectoryError escapes: internal error, task ``pending``."""
+    write its prompt there. Before issue 12, NotADirectoryError escapes: internal error, task ``pending``."""
     runs = tmp_path / "plans" / ".pagent" / "runs"
     plan = write_plan(tmp_path / "plans", repo, {"a": {"prompt": f"to-file {runs}\nexit 1", "retries": 1}})
     done = run(plan)

@@ -44,7 +44,7 @@ def _one_task(tmp_path: Path, repo: Path, **task: Any) -> Path:
 def test_nul_and_equals_in_env_and_argv_are_plan_errors(
     tmp_path: Path, repo: Path, agents: dict[str, Any], task: dict[str, Any], key: str
 ) -> None:
-    """Today these validate, then Popen raises ValueError ("embedded null byte", "illegal
+    """Before issue 12, these validate, then Popen raises ValueError ("embedded null byte", "illegal
     environment variable name"): internal error, the task left ``running``."""
     rogue = {"command": ["{python}", str(Path(__file__).parent / "agents" / "rogue.py")], **agents}
     plan = write_plan(tmp_path / "plans", repo, {"a": task}, agents={"rogue": rogue})
@@ -52,7 +52,7 @@ def test_nul_and_equals_in_env_and_argv_are_plan_errors(
 
 
 def test_nul_in_the_program_name_is_a_plan_error(tmp_path: Path, repo: Path) -> None:
-    """Today it validates and every attempt fails at night with ``launch-failed``."""
+    """Before issue 12, it validates and every attempt fails at night with ``launch-failed``."""
     plan = write_plan(
         tmp_path / "plans", repo, {"a": {"agent": "bad"}}, agents={"bad": {"command": ["pyth\0on"]}}
     )
@@ -169,7 +169,7 @@ def test_an_explicit_branch_equal_to_another_tasks_default_gets_its_own_branch(
 def test_an_integration_branch_colliding_with_a_task_branch_is_a_plan_error(
     tmp_path: Path, repo: Path, branch: str
 ) -> None:
-    """Today the run exits 0 and the integration is silently "skipped" (a warning line)."""
+    """Before issue 12, the run exits 0 and the integration is silently "skipped" (a warning line)."""
     plan = write_plan(
         tmp_path / "plans", repo, {"a": {"prompt": "write a.txt a"}}, top={"integrate": {"branch": branch}}
     )

@@ -78,7 +78,7 @@ def test_git_and_its_hook_do_not_survive_a_sigkilled_supervisor_and_the_next_run
 ) -> None:
     """SIGKILL of pagent-run while ``git worktree add`` waits for a hanging post-checkout hook:
     git and the hook keep running (no parent-death signal, no cookie); the next run must stop
-    them before it starts anything. Today they survive it. (If pagent's git skips hooks, the
+    them before it starts anything. Before issue 12, they survive it. (If pagent's git skips hooks, the
     run simply ends and there is nothing to survive.)"""
     pidfile = tmp_path / "hook.pid"
     hook = hanging_hook(repo, "post-checkout", pidfile)

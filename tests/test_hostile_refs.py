@@ -53,7 +53,7 @@ def reaper(tmp_path: Path) -> Iterator[Reaper]:
 def test_work_that_is_not_on_the_task_branch_does_not_succeed(
     tmp_path: Path, repo: Path, prompt: str
 ) -> None:
-    """Today each is ``succeeded`` with diff stats of HEAD (1 commit), while the task branch
+    """Before issue 12, each is ``succeeded`` with diff stats of HEAD (1 commit), while the task branch
     stays at base or is gone."""
     plan = write_plan(tmp_path / "plans", repo, {"a": {"prompt": prompt}})
     done = run(plan)
@@ -80,7 +80,7 @@ def test_integration_never_reports_merged_work_it_does_not_contain(tmp_path: Pat
 
 
 def test_an_agent_rewriting_the_base_commit_does_not_succeed(tmp_path: Path, repo: Path) -> None:
-    """Base has two commits; the agent amends the second (base itself). Today the task is
+    """Base has two commits; the agent amends the second (base itself). Before issue 12, the task is
     ``succeeded`` and its diff lists the base's own file as the agent's change."""
     (repo / "second.txt").write_text("2\n")
     git(repo, "add", "second.txt")
@@ -91,7 +91,7 @@ def test_an_agent_rewriting_the_base_commit_does_not_succeed(tmp_path: Path, rep
 
 
 def test_an_agent_moving_main_is_reported(tmp_path: Path, repo: Path) -> None:
-    """The agent points ``main`` at its own commit. Today the run exits 0 and neither the
+    """The agent points ``main`` at its own commit. Before issue 12, the run exits 0 and neither the
     summary nor the status says anything about main."""
     before = git(repo, "rev-parse", "main").strip()
     plan = write_plan(
@@ -114,7 +114,7 @@ def test_two_plans_with_one_name_never_share_a_task_branch(
 ) -> None:
     """Two plans both named "nightly" with a task ``a``. Plan A starts (its branches chosen,
     ``pagent/nightly/a`` still free) and waits in wave 1; plan B runs whole meanwhile and
-    creates that branch; then A's wave 2 reaches ``a``. Today A's task fails ("already checked
+    creates that branch; then A's wave 2 reaches ``a``. Before issue 12, A's task fails ("already checked
     out") or, once B's worktree was cleaned, checks B's branch out and builds on B's work."""
     release, gate = tmp_path / "release", tmp_path / "gate-started"
     first = write_plan(
@@ -162,7 +162,7 @@ def test_a_task_branch_under_a_users_branch_fails_the_task_clearly(tmp_path: Pat
 
 def test_two_plans_whose_names_nest_never_collide_on_branch_names(tmp_path: Path, repo: Path) -> None:
     """Plan "h" has task ``x`` (``pagent/h/x``), plan "h/x" has task ``y`` (``pagent/h/x/y``),
-    which git cannot create beside the first. Today the second plan's task fails at night
+    which git cannot create beside the first. Before issue 12, the second plan's task fails at night
     ("cannot lock ref ... 'refs/heads/pagent/h/x' exists")."""
     first = write_plan(tmp_path / "one", repo, {"x": {}}, name="h")
     second = write_plan(tmp_path / "two", repo, {"y": {}}, name="h/x")
@@ -179,7 +179,7 @@ def test_an_agent_repointing_its_worktree_at_the_main_repository_cannot_make_pag
     tmp_path: Path, repo: Path
 ) -> None:
     """The agent rewrites its worktree's ``.git`` file to ``gitdir: <repo>/.git`` and leaves a
-    change. Today pagent's own auto-commit lands on ``main`` ("pagent: work left uncommitted by
+    change. Before issue 12, pagent's own auto-commit lands on ``main`` ("pagent: work left uncommitted by
     a ...") and the task is ``succeeded``."""
     before = git(repo, "rev-parse", "main").strip()
     plan = write_plan(
@@ -192,7 +192,7 @@ def test_an_agent_repointing_its_worktree_at_the_main_repository_cannot_make_pag
 
 def test_an_agent_cannot_plant_commits_in_the_integration_branch(tmp_path: Path, repo: Path) -> None:
     """The run's integration branch ``integ`` does not exist when the run starts; the agent
-    creates it at a commit of its own (not on its task branch). Today integration checks that
+    creates it at a commit of its own (not on its task branch). Before issue 12, integration checks that
     branch out and merges onto it: ``integ`` carries the planted ``evil.txt``."""
     prompt = (
         "checkout-new evil\nwrite evil.txt x\ncommit evil\nmove-ref refs/heads/integ\n"
@@ -210,7 +210,7 @@ def test_an_agent_cannot_plant_commits_in_the_integration_branch(tmp_path: Path,
 
 def test_an_agent_cannot_choose_where_a_later_task_starts(tmp_path: Path, repo: Path) -> None:
     """Wave 1's agent points ``pagent/h/b`` (wave 2's branch, chosen but not yet created) at its
-    own commit. Today task b checks that branch out and builds on a's work; its diff and the
+    own commit. Before issue 12, task b checks that branch out and builds on a's work; its diff and the
     overlap list charge a's ``a.txt`` to b."""
     plan = write_plan(
         tmp_path / "plans",
