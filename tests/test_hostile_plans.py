@@ -5,8 +5,8 @@ and '=' in env and argv, ``done_marker``/``workdir`` naming ``.git`` or a direct
 branch names git rejects, prefix clashes, memory no machine has, an integration branch
 colliding with a task branch), and that nothing ``validate`` accepts ends in "internal error".
 Prompts and prompt files are in ``test_hostile_prompts``. Every case runs the installed
-``pagent``/``pagent-run`` on a real repository; ``xfail(strict=True)`` marks what the current
-code does not hold yet.
+``pagent``/``pagent-run`` on a real repository; each case was written
+first against code that did not hold it (issue 12); the fixes made every one hold.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Issue 12 promises that validation catches format specs in prompts (which today v
 then crash the run at render time) and prompt files that are not regular files or exceed a size
 limit (which today are read without limit or block ``validate`` for ever). The installed
 ``pagent``; ``validate`` runs with 1 GiB of address space, so that reading /dev/zero cannot take
-the machine's memory. Each case was written first against code that did not hold it (issue 12); the fixes made every one hold.
+the machine's memory.
+Each case was written first against code that did not hold it (issue 12); every one holds now.
 """
 
 from __future__ import annotations

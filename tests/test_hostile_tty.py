@@ -4,7 +4,8 @@ Issue 12 promises that agent output shown in the live view is stripped of contro
 and the README that without a terminal (cron, a file) the output carries no escape sequence at
 all. The live view runs on a real pseudo-terminal, like the progress test in ``test_ops``; the
 agents are ``tests/agents/rogue.py`` printing hostile bytes and a fake Claude agent asking a
-question. Each case was written first against code that did not hold it (issue 12); the fixes made every one hold.
+question.
+Each case was written first against code that did not hold it (issue 12); every one holds now.
 """
 
 from __future__ import annotations
