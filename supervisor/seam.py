@@ -26,6 +26,17 @@ What an executor must guarantee (the contract; the engine's promises rest on it)
   ``PAGENT_WORKTREE`` as they are where the agent runs.
 - **The prompt reaches stdin.** ``AttemptSpec.prompt_file`` is on the supervisor's disk; the
   executor makes it the agent's standard input (read to EOF), wherever the agent runs.
+- **Files are made where the agent runs.** Before the agent starts, the executor gives the
+  attempt a fresh private directory of its own (mode 0700) where the agent runs and writes
+  ``AttemptSpec.files`` into it (relative paths, parent directories made, mode 0600): the
+  config files an agent kind needs (a Gemini ``settings.json``, an opencode config). In env
+  values, ``ATTEMPT_DIR`` (``{attempt_dir}``) is replaced by that directory's path and
+  ``AGENT_HOME`` (``{agent_home}``) by a directory the executor keeps for ``AttemptSpec.home``
+  (an agent's name) across attempts and runs, made (0700) when first named; nothing else in
+  the environment is rewritten. The attempt's directory is removed when the attempt ends
+  (nothing in it is needed afterwards: the log has the output); the kept one never is.
+  ``PWD`` is the agent's working directory (as a shell would set it) unless the overlay says
+  otherwise.
 - **Commits are home when facts are reported.** When ``collect`` returns, every commit of the
   task's branch is in the plan's repository (``WorkspaceRequest.repo``), so diff stats,
   overlaps and integration can be computed there.
@@ -48,8 +59,11 @@ import signal
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
+
+ATTEMPT_DIR = "{attempt_dir}"  # in AttemptSpec.env values: the attempt's own directory
+AGENT_HOME = "{agent_home}"  # in AttemptSpec.env values: the kept directory of AttemptSpec.home
 
 
 class Stream(enum.Enum):
@@ -130,6 +144,8 @@ class AttemptSpec:
     cwd: Path | None  # in the workspace; None: a scratch directory of the executor's
     prompt_file: Path | None  # given as stdin; None: stdin is empty
     workspace: Workspace | None = None
+    files: Mapping[str, bytes] = field(default_factory=dict)  # into the attempt's own directory
+    home: str | None = None  # names the agent's kept directory ({agent_home} in env values)
 
     @property
     def run_id(self) -> str:
@@ -142,6 +158,15 @@ class AttemptSpec:
     @property
     def attempt(self) -> int:
         return self.key.attempt
+
+
+def file_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a key of ``AttemptSpec.files`` (it must stay inside the attempt's
+    directory: relative, no ``..``, not empty), or ``None``."""
+    path = PurePosixPath(name)
+    if not name or path.is_absolute() or ".." in path.parts or name.startswith("~"):
+        return f"attempt file {name!r} must be a relative path inside the attempt's directory"
+    return None
 
 
 @dataclass(frozen=True)

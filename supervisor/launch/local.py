@@ -7,8 +7,17 @@ from ``LocalLauncher`` (own session, pidfd, parent-death signal), each attempt's
 marked with its key in ``PAGENT_COOKIE`` and found again by psutil
 (``supervisor.launch.proctree``), and a ``/proc`` sweep after a crash.
 
-The agent's environment is this process's environment when the executor was made, with the
-spec's overlay on top, then ``PAGENT_COOKIE``, ``PAGENT_PROMPT_FILE`` and ``PAGENT_WORKTREE``.
+The agent's environment is this process's environment when the executor was made, ``PWD`` set
+to the agent's working directory, the spec's overlay on top (``{attempt_dir}`` and
+``{agent_home}`` filled in), then ``PAGENT_COOKIE``, ``PAGENT_PROMPT_FILE`` and
+``PAGENT_WORKTREE``.
+
+An attempt's own directory (``AttemptSpec.files``, ``{attempt_dir}``) is a private temporary
+directory (``pagent-attempt-*`` in the system's temp dir), removed when the attempt ends: it
+holds only config files made from the plan, and the next attempt gets fresh ones. Agents' kept
+directories (``AttemptSpec.home``, ``{agent_home}``) are ``homes/<agent>`` under the root the
+executor is given (the plan's ``.pagent/``, so a night's CLI state stays beside its runs and is
+never in the user's home), made 0700 when first used and never removed by pagent.
 """
 
 from __future__ import annotations
@@ -16,8 +25,8 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -27,6 +36,8 @@ import psutil
 from supervisor.launch import proctree
 from supervisor.launch.process import LocalHandle, LocalLauncher
 from supervisor.seam import (
+    AGENT_HOME,
+    ATTEMPT_DIR,
     AttemptSpec,
     Begun,
     CollectRequest,
@@ -34,6 +45,7 @@ from supervisor.seam import (
     OutputCallback,
     Workspace,
     WorkspaceRequest,
+    file_problem,
 )
 
 VERSION_TIMEOUT = 60.0
@@ -62,8 +74,12 @@ class LocalExecutor:
         *,
         available_memory: Callable[[], int] = proctree.available_memory,
         launcher: LocalLauncher | None = None,
+        homes: Path | None = None,
     ) -> None:
+        """``homes``: where agents' kept directories go (``<homes>/<agent>``); default: a
+        directory of this user's in the system's temp dir."""
         self._workspaces = workspaces
+        self._homes = homes or Path(tempfile.gettempdir()) / f"pagent-homes-{os.getuid()}"
         self._available_memory = available_memory
         self._launcher = launcher or LocalLauncher()
         self._base_env = dict(os.environ)
@@ -98,29 +114,53 @@ class LocalExecutor:
 
     @asynccontextmanager
     async def start(self, spec: AttemptSpec, on_output: OutputCallback) -> AsyncIterator[LocalHandle]:
-        """Start ``spec``'s process; on leaving, its tree is gone and its pipes are closed."""
+        """Start ``spec``'s process; on leaving, its tree is gone, its pipes are closed and its
+        attempt directory is removed."""
         cookie = str(spec.key)
-        env = {**self._base_env, **spec.env, proctree.COOKIE_VAR: cookie}
-        if spec.prompt_file is not None:
-            env["PAGENT_PROMPT_FILE"] = str(spec.prompt_file)
-        if spec.workspace is not None:
-            env["PAGENT_WORKTREE"] = str(spec.workspace.path)
-        if spec.cwd is not None:
+        with self._attempt_dir(spec) as attempt_dir, _cwd(spec.cwd) as cwd:
+            env = {**self._base_env, "PWD": str(cwd)}
+            env.update(self._overlay(spec, attempt_dir))
+            env[proctree.COOKIE_VAR] = cookie
+            if spec.prompt_file is not None:
+                env["PAGENT_PROMPT_FILE"] = str(spec.prompt_file)
+            if spec.workspace is not None:
+                env["PAGENT_WORKTREE"] = str(spec.workspace.path)
             async with self._launcher.start(
-                spec.argv, cwd=spec.cwd, env=env, stdin=spec.prompt_file, cookie=cookie, on_output=on_output
+                spec.argv, cwd=cwd, env=env, stdin=spec.prompt_file, cookie=cookie, on_output=on_output
             ) as handle:
                 yield handle
+
+    @contextmanager
+    def _attempt_dir(self, spec: AttemptSpec) -> Iterator[Path | None]:
+        """The attempt's own directory with ``spec.files`` written into it, while the attempt
+        runs; ``None`` when the spec neither has files nor names the directory."""
+        if not spec.files and not any(ATTEMPT_DIR in value for value in spec.env.values()):
+            yield None
             return
-        with tempfile.TemporaryDirectory(prefix="pagent-scratch-") as scratch:
-            async with self._launcher.start(
-                spec.argv,
-                cwd=Path(scratch),
-                env=env,
-                stdin=spec.prompt_file,
-                cookie=cookie,
-                on_output=on_output,
-            ) as handle:
-                yield handle
+        with tempfile.TemporaryDirectory(prefix="pagent-attempt-") as made:
+            root = Path(made)
+            for name, content in spec.files.items():
+                if problem := file_problem(name):
+                    raise ValueError(problem)
+                path = root / name
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                path.touch(mode=0o600)
+                path.write_bytes(content)
+            yield root
+
+    def _overlay(self, spec: AttemptSpec, attempt_dir: Path | None) -> dict[str, str]:
+        """The spec's environment with ``{attempt_dir}`` and ``{agent_home}`` filled in."""
+        home = None
+        if spec.home is not None and any(AGENT_HOME in value for value in spec.env.values()):
+            if "/" in spec.home or spec.home in ("", ".", ".."):
+                raise ValueError(f"agent home {spec.home!r} must be a plain name")
+            home = self._homes / spec.home
+            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        env = {}
+        for name, given in spec.env.items():
+            value = given if attempt_dir is None else given.replace(ATTEMPT_DIR, str(attempt_dir))
+            env[name] = value if home is None else value.replace(AGENT_HOME, str(home))
+        return env
 
     async def sweep(self, prefix: str, refs: Sequence[str], grace: float) -> int:
         """Stop every process whose cookie starts with ``prefix``, and each process named by a
@@ -157,6 +197,16 @@ class LocalExecutor:
             raise TimeoutError(f"{argv[0]} --version") from None
         lines = (done.stdout.strip() or done.stderr.strip()).splitlines()
         return lines[0] if lines and done.returncode == 0 else "unknown"
+
+
+@contextmanager
+def _cwd(cwd: Path | None) -> Iterator[Path]:
+    """``cwd``, or a scratch directory for the attempt's lifetime when it has none."""
+    if cwd is not None:
+        yield cwd
+        return
+    with tempfile.TemporaryDirectory(prefix="pagent-scratch-") as scratch:
+        yield Path(scratch)
 
 
 def _process_of(ref: str) -> psutil.Process | None:

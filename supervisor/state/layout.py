@@ -6,6 +6,7 @@
   state.db                          runs, task runs, attempts, heartbeats
   locks/<plan key>.lock             held by the active run
   .reserve                          disk space the active run holds back for its last records
+  homes/<agent>/                    an agent CLI's own state with home = "own" (CODEX_HOME, XDG dirs)
   runs/<run id>/
     logs/<task>.<attempt>.log       raw stdout + stderr of one attempt
     prompts/<task>.<attempt>.txt    the prompt the attempt got on stdin
@@ -50,6 +51,11 @@ class Layout:
     @property
     def lock_file(self) -> Path:
         return self.root / "locks" / f"{self.key}.lock"
+
+    @property
+    def agent_homes(self) -> Path:
+        """Where agents with ``home = "own"`` keep their CLI's state, one directory each."""
+        return self.root / "homes"
 
     def run_dir(self, run_id: str) -> Path:
         """The directory of one run's logs, prompts, summary and report."""

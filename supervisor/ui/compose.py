@@ -29,6 +29,8 @@ def executor_for(plan: Plan) -> Executor:
     """The executor a plan's attempts run on: local processes in git worktrees."""
     # Imported here: reading a plan (``pagent validate``) needs neither psutil nor anyio.
     from supervisor.launch.local import LocalExecutor
+    from supervisor.state.layout import Layout
     from supervisor.workspace.local import Worktrees
 
-    return LocalExecutor(Worktrees())
+    # Agents' kept directories (``home = "own"``) live beside the plan's runs, never in $HOME.
+    return LocalExecutor(Worktrees(), homes=Layout.of(plan).agent_homes)
