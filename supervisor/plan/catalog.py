@@ -13,6 +13,16 @@ from dataclasses import dataclass
 
 from supervisor.plan.model import AgentSpec
 
+AgentProblem = tuple[str, str] | None  # (the agent key at fault, why), or None when all is well
+
+
+def no_agent_keys(agent: AgentSpec) -> AgentProblem:
+    """The rule of kinds that take none of the kind-specific agent keys."""
+    for key in ("base_url", "model", "home", "idle_timeout"):
+        if getattr(agent, key) is not None:
+            return key, f"kind {agent.kind!r} does not use {key!r} (give the CLI's own flags in extra_args)"
+    return None
+
 
 @dataclass(frozen=True)
 class KindRules:
@@ -20,6 +30,9 @@ class KindRules:
 
     default_preflight: bool
     check_args: Callable[[Sequence[str]], None]  # ValueError (one line) for arguments that cannot work
+    # The kind's checks of an agent's kind-specific keys (base_url, model, home, idle_timeout).
+    check_agent: Callable[[AgentSpec], AgentProblem] = no_agent_keys
+    default_command: tuple[str, ...] | None = None  # the kind's built-in agent's, if it has one
 
 
 @dataclass(frozen=True)

@@ -94,18 +94,35 @@ def _build(
         if rules is None:
             known = ", ".join(sorted(catalog.kinds))
             raise PlanError(f"{key}.kind: unknown kind {agent.kind!r} (known: {known})")
+        if agent.command is None and rules.default_command is None:
+            raise PlanError(f"{key}: missing required key 'command'")
+        command = rules.default_command if agent.command is None else tuple(agent.command)
+        assert command is not None
         try:
-            rules.check_args((*agent.command, *agent.extra_args))
+            rules.check_args((*command, *agent.extra_args))
         except ValueError as exc:
             raise PlanError(f"{key}.extra_args: {exc}") from None
-        agents[name] = AgentSpec(
+        try:
+            idle = None if agent.idle_timeout is None else parse_duration(agent.idle_timeout)
+            if idle is not None and idle <= 0:
+                raise ValueError(f"expected a duration > 0, got {agent.idle_timeout!r}")
+        except ValueError as exc:
+            raise PlanError(f"{key}.idle_timeout: {exc}") from None
+        spec = AgentSpec(
             name=name,
-            command=tuple(_expand(arg, plan_dir) for arg in agent.command),
+            command=tuple(_expand(arg, plan_dir) for arg in command),
             env=MappingProxyType({k: _expand(v, plan_dir) for k, v in agent.env.items()}),
             kind=agent.kind,
             extra_args=tuple(agent.extra_args),
             preflight=rules.default_preflight if agent.preflight is None else agent.preflight,
+            base_url=agent.base_url,
+            model=agent.model,
+            home=agent.home,
+            idle_timeout=idle,
         )
+        if fault := rules.check_agent(spec):
+            raise PlanError(f"{key}.{fault[0]}: {fault[1]}")
+        agents[name] = spec
 
     defaults = _merge(TaskSettings(), table.defaults, label, "defaults", agents)
     plan_context = _read_context(plan_dir, table.context_file, label, "context_file")

@@ -19,6 +19,7 @@ from typing import Literal
 from supervisor.reasons import Reason
 
 Isolation = Literal["worktree", "none"]
+Home = Literal["user", "own"]
 
 # Failure classes that are not retried unless a task lists them in ``retry_on``: retrying
 # blindly would end the same way (work off its branch or a rewritten history is the agent's
@@ -38,6 +39,11 @@ class AgentSpec:
     kind: str  # a kind of the registry (supervisor.agents), checked when the plan is loaded
     extra_args: tuple[str, ...] = ()
     preflight: bool = False  # check the agent works before a run (Claude agents: on by default)
+    # What some kinds turn into their CLI's own config (checked by the kind when the plan loads):
+    base_url: str | None = None  # the model API to use instead of the vendor's
+    model: str | None = None
+    home: Home | None = None  # the CLI's state and login: the user's or its own; None: kind default
+    idle_timeout: float | None = None  # seconds the CLI waits for the API's next bytes
 
 
 @dataclass(frozen=True)

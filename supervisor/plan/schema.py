@@ -74,11 +74,17 @@ class WaveTable(_Strict, frozen=True):
 class AgentTable(_Strict, frozen=True):
     """One ``[agents.NAME]`` table: how to start an agent, and how to read what it prints."""
 
-    command: Annotated[list[NonEmptyStr], msgspec.Meta(min_length=1)]
+    # Optional for a kind with a built-in agent (its command is the default); required for plain.
+    command: Annotated[list[NonEmptyStr], msgspec.Meta(min_length=1)] | None = None
     env: dict[str, str] = {}
     kind: NonEmptyStr = "plain"  # checked against the registry's kinds by the loader
     extra_args: list[str] = []
     preflight: bool | None = None
+    # Kind-specific (codex, gemini, opencode); the kind refuses what it cannot use.
+    base_url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+")] | None = None
+    model: NonEmptyStr | None = None
+    home: Literal["user", "own"] | None = None
+    idle_timeout: Duration | None = None
 
 
 class IntegrateTable(_Strict, frozen=True):
