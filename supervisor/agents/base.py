@@ -5,6 +5,9 @@ the registry for a task's kind and never branches on a kind's name. A kind suppl
 
 - ``argv``: the command line of one attempt (the agent's command, its ``extra_args``, the
   task's, and the flags the kind derives from the task's settings, e.g. a budget or a resume);
+- ``setup``: what else the attempt needs where it runs (``Setup``): environment defaults under
+  the agent's own ``env`` (which always wins), config files for the attempt's own directory and
+  the name of a directory kept for the agent (``supervisor.seam``: ``files``, ``home``);
 - ``parser``: a fresh ``OutputParser`` per attempt, fed the agent's stdout as it arrives,
   judging the attempt at the end (the outcome comes from the agent's own structured signal
   where it has one, never from the exit code alone);
@@ -12,7 +15,9 @@ the registry for a task's kind and never branches on a kind's name. A kind suppl
 - ``failure_classes``: the reasons it can report, all from the shared vocabulary
   (``supervisor.reasons``), which the one policy table (``supervisor.engine.policy``) maps to
   what happens next;
-- ``check_args``: arguments that cannot work, refused when the plan is loaded.
+- ``check_args``: arguments that cannot work, refused when the plan is loaded;
+- ``check_agent``: the agent's kind-specific keys (``base_url``, ``model``, ``home``,
+  ``idle_timeout``), checked when the plan is loaded.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from supervisor.plan.catalog import Catalog, KindRules
+from supervisor.plan.catalog import AgentProblem, Catalog, KindRules
 from supervisor.plan.model import AgentSpec, TaskSettings
 from supervisor.reasons import Reason, exit_reason, signal_reason
 from supervisor.seam import AttemptKey, Executor, Exit
@@ -55,11 +60,33 @@ class Waiting:
     reason: str | None = None  # e.g. "rate-limited" for a retry after a 429 or 529
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What a kind adds to an attempt beside its argv (see ``supervisor.seam.AttemptSpec``).
+
+    ``env``: defaults under the agent's ``env`` (the plan's values always win); values may name
+    ``{attempt_dir}`` and ``{agent_home}``. ``files``: relative path -> bytes, written into the
+    attempt's own directory where the agent runs. ``home``: the name of the directory kept for
+    this agent across attempts (``{agent_home}``), or ``None``.
+    """
+
+    env: Mapping[str, str] = field(default_factory=dict)
+    files: Mapping[str, bytes] = field(default_factory=dict)
+    home: str | None = None
+
+
+NO_SETUP = Setup()
+
+
 class OutputParser(Protocol):
-    """Reads one attempt's stdout as it arrives and judges the attempt at the end."""
+    """Reads one attempt's stdout (and stderr) as it arrives and judges the attempt at the end."""
 
     def feed(self, data: bytes) -> None:
         """Take a chunk of stdout (every chunk of output already counts as a sign of life)."""
+
+    def feed_stderr(self, data: bytes) -> None:
+        """Take a chunk of stderr, where some CLIs report what their stdout leaves out (API
+        retries, a rejected patch); kinds that need nothing from it ignore it."""
 
     def outcome(self, exit: Exit) -> Outcome:
         """Judge the attempt once its process has ended with ``exit``."""
@@ -102,8 +129,15 @@ class AgentKind(Protocol):
     def check_args(self, args: Sequence[str]) -> None:
         """Raise ``ValueError`` (one line) for arguments that cannot work."""
 
+    def check_agent(self, agent: AgentSpec) -> AgentProblem:
+        """The agent key (``base_url``, ``model``, ``home``, ``idle_timeout``) this kind cannot
+        use as given and why, or ``None``."""
+
     def argv(self, agent: AgentSpec, settings: TaskSettings, resume: str | None) -> tuple[str, ...]:
         """The argv of one attempt; ``resume`` is the session to continue, if any."""
+
+    def setup(self, agent: AgentSpec, settings: TaskSettings) -> Setup:
+        """The environment defaults, files and kept directory one attempt needs."""
 
     def parser(self) -> OutputParser:
         """A fresh parser for one attempt."""
@@ -154,7 +188,14 @@ class Kinds:
     def catalog(self) -> Catalog:
         """What the plan loader needs to know of the kinds (``supervisor.plan.catalog``)."""
         rules = {
-            name: KindRules(default_preflight=kind.default_preflight, check_args=kind.check_args)
+            name: KindRules(
+                default_preflight=kind.default_preflight,
+                check_args=kind.check_args,
+                check_agent=kind.check_agent,
+                default_command=next(
+                    (spec.command for spec in kind.builtin_agents() if spec.name == name), None
+                ),
+            )
             for name, kind in self._kinds.items()
         }
         return Catalog(kinds=MappingProxyType(rules), agents=self._agents)

@@ -22,10 +22,11 @@ from types import MappingProxyType
 from typing import Any
 
 from supervisor.agents import claude_classes as classes
-from supervisor.agents.base import Notice, Outcome, Waiting, standard_argv
+from supervisor.agents.base import NO_SETUP, Notice, Outcome, Setup, Waiting, standard_argv
 from supervisor.agents.jsonlines import JsonLines
 from supervisor.agents.jsonlines import http_status as _status
 from supervisor.agents.jsonlines import number as _number
+from supervisor.plan.catalog import AgentProblem, no_agent_keys
 from supervisor.plan.model import AgentSpec, TaskSettings
 from supervisor.reasons import Reason
 from supervisor.seam import AttemptKey, Executor, Exit
@@ -64,6 +65,9 @@ class ClaudeParser:
     def feed(self, data: bytes) -> None:
         """Take a chunk of stdout; complete lines are parsed, the rest waits for its newline."""
         self._lines.feed(data)
+
+    def feed_stderr(self, data: bytes) -> None:
+        """Claude Code reports everything on stdout."""
 
     def close(self) -> None:
         """The stream has ended: parse a last line that came without its newline."""
@@ -263,6 +267,14 @@ class ClaudeKind:
                 "--dangerously-skip-permissions is refused by Claude Code when running as root; "
                 "use --permission-mode acceptEdits (or run as another user)"
             )
+
+    def check_agent(self, agent: AgentSpec) -> AgentProblem:
+        """No kind-specific keys: a model or an endpoint is given by extra_args and env."""
+        return no_agent_keys(agent)
+
+    def setup(self, agent: AgentSpec, settings: TaskSettings) -> Setup:
+        """Nothing beside the argv: Claude Code keeps its own state in the user's home."""
+        return NO_SETUP
 
     def argv(self, agent: AgentSpec, settings: TaskSettings, resume: str | None) -> tuple[str, ...]:
         """The standard argv, then ``--max-budget-usd`` and ``--resume`` from the settings."""

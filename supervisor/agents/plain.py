@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from supervisor.agents.base import Notice, Outcome, outcome_from_exit, standard_argv
+from supervisor.agents.base import NO_SETUP, Notice, Outcome, Setup, outcome_from_exit, standard_argv
+from supervisor.plan.catalog import AgentProblem, no_agent_keys
 from supervisor.plan.model import AgentSpec, TaskSettings
 from supervisor.reasons import Reason
 from supervisor.seam import AttemptKey, Executor, Exit
@@ -18,6 +19,9 @@ class PlainParser:
     waiting = None
 
     def feed(self, data: bytes) -> None:
+        pass
+
+    def feed_stderr(self, data: bytes) -> None:
         pass
 
     def notices(self) -> list[str]:
@@ -40,8 +44,14 @@ class PlainKind:
     def check_args(self, args: Sequence[str]) -> None:
         pass  # a plain command may take any argument
 
+    def check_agent(self, agent: AgentSpec) -> AgentProblem:
+        return no_agent_keys(agent)
+
     def argv(self, agent: AgentSpec, settings: TaskSettings, resume: str | None) -> tuple[str, ...]:
         return tuple(standard_argv(agent, settings))
+
+    def setup(self, agent: AgentSpec, settings: TaskSettings) -> Setup:
+        return NO_SETUP
 
     def parser(self) -> PlainParser:
         return PlainParser()

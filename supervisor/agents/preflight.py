@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import anyio
 
-from supervisor.agents.base import OutputParser
+from supervisor.agents.base import NO_SETUP, OutputParser, Setup
 from supervisor.agents.resets import reset_in
 from supervisor.errors import PagentError
 from supervisor.plan.model import AgentSpec
@@ -55,28 +55,37 @@ async def run_preflight(
     notice: Callable[[str], None] = lambda message: None,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     clock: Callable[[], float] = time.monotonic,
+    argv: Sequence[str] | None = None,
+    setup: Setup = NO_SETUP,
+    tries: int = TRIES,
 ) -> str:
     """Check ``agent``: its version, then one prompt; return the version or raise
     ``PreflightError`` (see the module docstring for what is fatal and what is retried).
 
     ``key`` marks the preflight's processes like an attempt's, so the next run's crash
     recovery finds them if this supervisor dies meanwhile. ``sleep`` and ``clock`` measure
-    the backoff and ``LIMIT`` (the tests give invented ones).
+    the backoff and ``LIMIT`` (the tests give invented ones). ``argv`` (default: the agent's
+    command and ``extra_args``) and ``setup`` are the prompt's, as the kind builds them;
+    ``tries`` bounds the one-line prompts sent for transient failures.
     """
     try:
-        found = await executor.version(agent.command, agent.env)
+        found = await executor.version(agent.command, {**setup.env, **agent.env}, setup.home)
     except TimeoutError:
         raise PreflightError(f"agent {agent.name!r}: '{agent.command[0]} --version' did not answer") from None
     except OSError as exc:
         raise PreflightError(
             f"agent {agent.name!r}: cannot run {agent.command[0]!r}: {exc.strerror or exc}"
         ) from None
-    env = {**env_defaults, **agent.env}
+    env = {**setup.env, **env_defaults, **agent.env}
+    prompt_argv = tuple(argv) if argv is not None else (*agent.command, *agent.extra_args)
+    prompt_setup = Setup(env, setup.files, setup.home)
     delay = BACKOFF
     deadline = clock() + LIMIT
-    for attempt in range(1, TRIES + 1):
+    for attempt in range(1, tries + 1):
         timeout = min(TIMEOUT, max(0.0, deadline - clock()))
-        reason, detail, reset_in = await _one_prompt(agent, executor, key, parser, env, timeout=timeout)
+        reason, detail, reset_in = await _one_prompt(
+            prompt_argv, prompt_setup, executor, key, parser, timeout=timeout
+        )
         if reason is None:
             return found
         what = f"agent {agent.name!r} preflight failed: {reason}{detail}"
@@ -87,7 +96,7 @@ async def run_preflight(
         if cls in FATAL:
             raise PreflightError(what)
         # Another try needs its backoff and some time to answer, inside the limit.
-        if attempt == TRIES or deadline - clock() < delay + BACKOFF:
+        if attempt == tries or deadline - clock() < delay + BACKOFF:
             notice(f"{what}; going on after {attempt} tries (the tasks retry by their policy)")
             return found
         notice(f"{what}; trying again in {delay:g}s")
@@ -98,11 +107,11 @@ async def run_preflight(
 
 
 async def _one_prompt(
-    agent: AgentSpec,
+    argv: tuple[str, ...],
+    setup: Setup,
     executor: Executor,
     key: AttemptKey,
     parser: OutputParser,
-    env: Mapping[str, str],
     *,
     timeout: float,
 ) -> tuple[str | None, str, float | None]:
@@ -113,12 +122,20 @@ async def _one_prompt(
         prompt = Path(scratch) / "prompt.txt"
         prompt.write_text(PROMPT)
         spec = AttemptSpec(
-            key=key, argv=(*agent.command, *agent.extra_args), env=env, cwd=None, prompt_file=prompt
+            key=key,
+            argv=argv,
+            env=setup.env,
+            cwd=None,
+            prompt_file=prompt,
+            files=setup.files,
+            home=setup.home,
         )
 
         def on_output(data: bytes, stream: Stream) -> None:
             if stream is Stream.STDOUT:
                 parser.feed(data)
+            else:
+                parser.feed_stderr(data)
 
         try:
             async with executor.start(spec, on_output) as handle:

@@ -79,17 +79,19 @@ async def run_attempt(
         last_output_wall = clock.time()
         if stream is Stream.STDOUT:
             parser.feed(data)
-            if parser.waiting is not announced:
-                announced = parser.waiting
-                watchdog.quiet(now, announced.seconds if announced is not None else None)
-            for notice in parser.notices():
-                emit(events.Notice(notice, spec.task_id))
-            if parser.status != live_status:
-                # At once, not at the next heartbeat: a retry wait can be shorter than a tick.
-                live_status = parser.status
-                recorder.heartbeat(note=live_status)
-            if parser.finished:
-                result_seen.set()
+        else:  # some CLIs report API retries or refused edits only on stderr
+            parser.feed_stderr(data)
+        if parser.waiting is not announced:
+            announced = parser.waiting
+            watchdog.quiet(now, announced.seconds if announced is not None else None)
+        for notice in parser.notices():
+            emit(events.Notice(notice, spec.task_id))
+        if parser.status != live_status:
+            # At once, not at the next heartbeat: a retry wait can be shorter than a tick.
+            live_status = parser.status
+            recorder.heartbeat(note=live_status)
+        if parser.finished:
+            result_seen.set()
         if now - last_event >= _OUTPUT_EVENT_EVERY and log.last_line:
             last_event = now
             emit(events.Output(spec.task_id, log.last_line))

@@ -1,10 +1,11 @@
 """What exactly to start for one attempt: its key, argv, environment overlay and prompt file.
 
 Pure apart from writing the prompt file (context + the rendered template, see
-``supervisor.plan.prompts``) where the run keeps it. The argv comes from the task's agent kind;
-the environment is only an overlay (the agent's ``env`` and ``PAGENT_*``): the executor merges
-it with its own base environment and adds what only it knows (``PAGENT_COOKIE``,
-``PAGENT_PROMPT_FILE``, ``PAGENT_WORKTREE``).
+``supervisor.plan.prompts``) where the run keeps it. The argv, the config files and the kept
+directory come from the task's agent kind; the environment is only an overlay (the kind's
+defaults, the agent's ``env`` over them, and ``PAGENT_*``): the executor merges it with its own
+base environment and adds what only it knows (``PAGENT_COOKIE``, ``PAGENT_PROMPT_FILE``,
+``PAGENT_WORKTREE``, the attempt's directory).
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def build_spec(
         "previous_failure": previous_failure(previous.reason, previous.log_path) if previous else "",
     }
     write_prompt(prompt_path, compose(task.context, render(task.prompt, values)).encode())
+    setup = kind.setup(agent, task.settings)
     env = {
+        **setup.env,  # the kind's defaults: the plan's env always wins
         **agent.env,
         "PAGENT_RUN_ID": key.run_id,
         "PAGENT_TASK_ID": task.id,
@@ -67,4 +70,6 @@ def build_spec(
         cwd=cwd,
         prompt_file=prompt_path,
         workspace=workspace,
+        files=setup.files,
+        home=setup.home,
     )
