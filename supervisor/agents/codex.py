@@ -33,6 +33,13 @@ reason             recognised by
 ``ok``             ``turn.completed`` otherwise
 =================  ==========================================================================
 
+Bounded retries: with ``reconnects`` (the kind passes it) the parser gives up once Codex
+announces more stream reconnects than that ("Reconnecting... n/5" beyond the bound): the attempt
+counts as finished (the engine stops the CLI after ``kill_grace``) and fails with the class of
+the error Codex was retrying -- for Codex's built-in OpenAI provider, whose retry settings
+cannot be changed ("Built-in providers cannot be overridden").  A ``turn.failed`` that still
+arrives takes precedence.
+
 Caveat measured with 0.169: a command the read-only sandbox refuses *quickly* produces no item
 at all (only commands that run for about half a second or more show up as failed), so a
 read-only sandbox can end in a silent success; the kind therefore always passes
@@ -79,9 +86,12 @@ class CodexParser:
 
     waiting = None  # the CLI announces no wait the stall clock should allow (``OutputParser``)
 
-    def __init__(self) -> None:
+    def __init__(self, reconnects: int | None = None) -> None:
+        """``reconnects``: give up after this many announced stream reconnects (None: never)."""
         self._lines = JsonLines(self._event)
         self._stderr = TextTail()
+        self._reconnects = reconnects
+        self.gave_up: str | None = None  # the error Codex was still retrying when the bound hit
         self.session_id: str | None = None
         self.ended: str | None = None  # "completed" or "failed": the last turn's end event
         self.failure: str = ""  # turn.failed's message
@@ -115,8 +125,9 @@ class CodexParser:
 
     @property
     def finished(self) -> bool:
-        """True once the turn has ended (``turn.completed`` or ``turn.failed``)."""
-        return self.ended is not None
+        """True once the turn has ended (``turn.completed`` or ``turn.failed``), or Codex went on
+        retrying past the bound."""
+        return self.ended is not None or self.gave_up is not None
 
     @property
     def status(self) -> str | None:
@@ -157,6 +168,12 @@ class CodexParser:
             why = f" ({match[3][:200]})" if match[3] else ""
             self._retry = f"retrying API, attempt {match[1]}/{match[2]}{why}"
             self._notices.append(self._retry)
+            if self._reconnects is not None and self.api_retries > self._reconnects and self.gave_up is None:
+                self.gave_up = match[3] or message
+                self._notices.append(
+                    f"codex retried the API {self.api_retries} times (pagent allows {self._reconnects}): "
+                    "stopping it; pagent's retry policy decides"
+                )
             return
         self._retry = None
         self.errors = [*self.errors[-4:], message[-2000:]]
@@ -213,6 +230,8 @@ class CodexParser:
             if _PATCH_REJECTED.search(line) and not any(f.get("error") == line for f in self.tool_failures):
                 self._tool_failed({"tool_name": "apply_patch", "tool_input": {}, "error": line})
         metrics = self.metrics()
+        if self.ended is None and self.gave_up is not None:
+            return Outcome(succeeded=False, reason=self.failure_class(self.gave_up), metrics=metrics)
         if self.ended is None:
             return Outcome(succeeded=False, reason=NO_RESULT, metrics=metrics)
         if self.ended == "failed":
@@ -223,13 +242,15 @@ class CodexParser:
             return Outcome(succeeded=False, reason=TOOL_FAILED, metrics=metrics)
         return Outcome(succeeded=True, reason=Reason.OK, metrics=metrics)
 
-    def failure_class(self) -> str:  # noqa: PLR0911 - one return per class, in priority order
-        """The class of a failed turn, from its message (module docstring, in order)."""
-        text = "\n".join([self.failure, *self.errors[-1:]])
+    def failure_class(self, given: str | None = None) -> str:  # noqa: PLR0911 - one return per class
+        """The class of a failed turn, from its message, or of ``given`` (an error Codex was
+        retrying); module docstring, in order."""
+        failure = self.failure if given is None else given
+        text = failure if given is not None else "\n".join([self.failure, *self.errors[-1:]])
         status = status_in_text(text)
         if status is None and _HIGH_DEMAND.search(text):
             status = 500
-        if status is None and _is_error_body(self.failure):
+        if status is None and _is_error_body(failure):
             status = 400
         if status in (401, 403):
             return AUTH
@@ -256,8 +277,11 @@ class CodexParser:
             "cached_tokens": self.cached_tokens,
             "api_retries": self.api_retries,
             "result_text": self.last_message[:2000] if self.last_message is not None else None,
-            "error_text": (self.failure or "\n".join(self.errors[-1:]) or self._stderr.text()[-2000:])
+            "error_text": (
+                self.failure or self.gave_up or "\n".join(self.errors[-1:]) or self._stderr.text()[-2000:]
+            )
             or None,
+            "gave_up": self.gave_up is not None and self.ended is None,
             "permission_denials": list(self.declined),
             "tool_failures": list(self.tool_failures),
             "warnings": list(self.warnings),

@@ -12,6 +12,12 @@ code only where there is none: Gemini exits with the HTTP status mod 256 on API 
 244, 429 -> 173, 401 -> 145) and with its own codes otherwise (41 auth, 42 input, 44 sandbox,
 52 config, 53 turn limit, 54 fatal tool error, 55 untrusted folder).
 
+Bounded retries: with ``retries`` (the kind passes it) the parser gives up once stderr announces
+more retries than that ("Attempt N failed with status S. Retrying with backoff..."): the attempt
+counts as finished (the engine stops the CLI after ``kill_grace``) and fails with the class of
+status S.  This bounds Gemini where pagent cannot write ``general.maxAttempts`` (the user's own
+home); a ``result`` that still arrives takes precedence.
+
 =================  ==========================================================================
 reason             recognised by
 =================  ==========================================================================
@@ -85,9 +91,12 @@ class GeminiParser:
 
     waiting = None  # the CLI announces no wait the stall clock should allow (``OutputParser``)
 
-    def __init__(self) -> None:
+    def __init__(self, retries: int | None = None) -> None:
+        """``retries``: give up after this many announced retries (None: never)."""
         self._lines = JsonLines(self._event)
         self._stderr = TextTail()
+        self._retries = retries
+        self.gave_up: tuple[int | None, str] | None = None  # (status, line) still being retried
         self.session_id: str | None = None
         self.model: str | None = None
         self.result: Event | None = None
@@ -116,6 +125,12 @@ class GeminiParser:
                 self.api_retries += 1
                 self._retry = f"retrying API, {match[2] or '?'}, attempt {match[1]} failed"
                 self._notices.append(self._retry)
+                if self._retries is not None and self.api_retries > self._retries and self.gave_up is None:
+                    self.gave_up = (http_status(int(match[2])) if match[2] else None, line)
+                    self._notices.append(
+                        f"gemini retried the API {self.api_retries} times (pagent allows {self._retries}): "
+                        "stopping it; pagent's retry policy decides"
+                    )
             else:
                 self._retry = None
 
@@ -126,8 +141,8 @@ class GeminiParser:
 
     @property
     def finished(self) -> bool:
-        """True once the ``result`` event has arrived."""
-        return self.result is not None
+        """True once the ``result`` event has arrived, or the CLI went on retrying past the bound."""
+        return self.result is not None or self.gave_up is not None
 
     @property
     def status(self) -> str | None:
@@ -191,6 +206,8 @@ class GeminiParser:
         self._lines.close()
         self._stderr.close()
         metrics = self.metrics()
+        if self.result is None and self.gave_up is not None:
+            return Outcome(succeeded=False, reason=_from_status(*self.gave_up), metrics=metrics)
         if self.result is None:
             return Outcome(succeeded=False, reason=_from_exit(exit), metrics=metrics)
         if self.result.get("status") == "success":
@@ -241,6 +258,7 @@ class GeminiParser:
             "duration_ms": number(stats.get("duration_ms")),
             "result_text": text[-2000:] if result else None,
             "error_text": self.error_text() or self._stderr.text()[-2000:] or None,
+            "gave_up": self.gave_up is not None and not result,
             "permission_denials": [],
             "tool_failures": list(self.tool_failures),
             "warnings": list(self.warnings),
@@ -250,6 +268,15 @@ class GeminiParser:
 def _status_from_exit(code: int) -> int | None:
     """The HTTP status an exit code stands for: Gemini exits with 400-511 mod 256 (144-255)."""
     return http_status(code + 256) if 144 <= code <= 255 else None
+
+
+def _from_status(status: int | None, line: str) -> str:
+    """The reason for a failure Gemini was still retrying: from its status, else its text."""
+    if status in (401, 403) or (status is None and _AUTH_TEXT.search(line)):
+        return AUTH
+    if status == 429 or (status is None and _RATE_TEXT.search(line)):
+        return RATE_LIMITED
+    return api_error(status) if status is not None else Reason.API_ERROR.value
 
 
 def _from_exit(exit: Exit) -> str:

@@ -11,6 +11,17 @@ setting bounds them) print nothing on stdout.  Reading is tolerant
 (`supervisor.agents.jsonlines`); the exit code is not used (opencode exits 0 after an
 auto-rejected permission, 1 after an error).
 
+Bounded retries: opencode's retry count is built in (``RETRY_MAX_RETRIES = 5`` in 1.18, no
+setting), so with ``retries`` (the kind passes it) the parser gives up once opencode has failed
+more tries in a row than that and is about to try again: a failed try is a ``stream error`` line
+on stderr (``--print-logs --log-level ERROR``, i.e. ``OPENCODE_PRINT_LOGS=1`` and
+``OPENCODE_LOG_LEVEL=ERROR``, which the kind sets; the line names no status, only the error's
+message), or a ``step_start`` that begins while the previous step never finished (a timed-out
+try: ``headerTimeout``/``chunkTimeout``).  The attempt then counts as finished (the engine stops
+the CLI after ``kill_grace``) and fails as ``rate-limited`` or ``auth`` by the message's words,
+``api-timeout`` for timed-out tries, else ``api-error`` (without a status: opencode does not say
+it before its last try).  An ``error`` event that still arrives takes precedence.
+
 =================  ==========================================================================
 reason             recognised by
 =================  ==========================================================================
@@ -51,6 +62,9 @@ TOOL_FAILED = Reason.TOOL_FAILED
 _REJECTED = re.compile(r"rejected permission|permission (?:was )?denied|not allowed to", re.IGNORECASE)
 _RATE_TEXT = re.compile(r"rate.?limit|too many requests", re.IGNORECASE)
 _TIMEOUT_TEXT = re.compile(r"timed out|timeout", re.IGNORECASE)
+_AUTH_TEXT = re.compile(r"api key|unauthori[sz]ed|authenticat|forbidden", re.IGNORECASE)
+_STREAM_ERROR = re.compile(r'message="stream error"(?P<rest>.*)')
+_ERROR_FIELD = re.compile(r'error\.error="(?P<text>(?:[^"\\]|\\.)*)"')
 _KEEP = 20
 
 
@@ -59,9 +73,15 @@ class OpencodeParser:
 
     waiting = None  # the CLI announces no wait the stall clock should allow (``OutputParser``)
 
-    def __init__(self) -> None:
+    def __init__(self, retries: int | None = None) -> None:
+        """``retries``: give up after this many failed tries in a row (None: never)."""
         self._lines = JsonLines(self._event)
         self._stderr = TextTail()
+        self._retries = retries
+        self.failed_tries = 0  # in a row, since the last progress
+        self._last_failure = ""  # the message of the latest failed try ("" for a timed-out one)
+        self._step_open = False  # a step_start without its step_finish yet
+        self.gave_up: str | None = None  # the failure being retried when the bound hit
         self.session_id: str | None = None
         self.last_finish: str | None = None  # the reason of the latest step_finish
         self.error: Event | None = None  # the error event, if one came after the last step
@@ -80,8 +100,14 @@ class OpencodeParser:
         self._lines.feed(data)
 
     def feed_stderr(self, data: bytes) -> None:
-        """Take a chunk of stderr (with ``OPENCODE_PRINT_LOGS=1``: one line per API retry)."""
-        self._stderr.feed(data)
+        """Take a chunk of stderr (with ``OPENCODE_PRINT_LOGS=1``: one line per failed try of
+        the main model; the title model's, ``small=true``, do not count)."""
+        for line in self._stderr.feed(data):
+            match = _STREAM_ERROR.search(line)
+            if match is None or "small=true" in match["rest"]:
+                continue
+            found = _ERROR_FIELD.search(match["rest"])
+            self._failed_try(found["text"] if found else "stream error")
 
     def notices(self) -> list[str]:
         """Rejected permissions and API errors since the last call."""
@@ -90,8 +116,22 @@ class OpencodeParser:
 
     @property
     def finished(self) -> bool:
-        """True once an error arrived or a step finished with ``stop`` (nothing follows either)."""
-        return self.error is not None or self.last_finish == "stop"
+        """True once an error arrived or a step finished with ``stop`` (nothing follows either),
+        or opencode went on retrying past the bound."""
+        return self.error is not None or self.last_finish == "stop" or self.gave_up is not None
+
+    def _failed_try(self, message: str) -> None:
+        self.failed_tries += 1
+        self._last_failure = message
+        if self._retries is not None and self.failed_tries > self._retries and self.gave_up is None:
+            self.gave_up = message
+            self._notices.append(
+                f"opencode failed {self.failed_tries} API tries in a row (pagent allows "
+                f"{self._retries} retries): stopping it; pagent's retry policy decides"
+            )
+
+    def _progress(self) -> None:
+        self.failed_tries = 0
 
     @property
     def status(self) -> str | None:
@@ -108,11 +148,18 @@ class OpencodeParser:
         assert isinstance(part, dict)
         if kind == "step_start":
             self.error = None  # a new step after an error: opencode carried on
+            if self._step_open:  # the previous try of this step never finished: it timed out
+                self._failed_try("")
+            self._step_open = True
         elif kind == "text" and isinstance(part.get("text"), str):
             self.last_text = part["text"]
+            self._progress()
         elif kind == "tool_use":
             self._tool(part)
+            self._progress()
         elif kind == "step_finish":
+            self._step_open = False
+            self._progress()
             self._step_finish(part)
         elif kind == "error":
             self.error = event
@@ -156,13 +203,15 @@ class OpencodeParser:
 
     # -- judging ---------------------------------------------------------------------------------
 
-    def outcome(self, exit: Exit) -> Outcome:
+    def outcome(self, exit: Exit) -> Outcome:  # noqa: PLR0911 - one return per class, in order
         """Judge the attempt from its last step and error events (see the module docstring)."""
         self._lines.close()
         self._stderr.close()
         metrics = self.metrics()
         if self.error is not None:
             return Outcome(succeeded=False, reason=self.failure_class(), metrics=metrics)
+        if self.gave_up is not None:
+            return Outcome(succeeded=False, reason=_retried_class(self.gave_up), metrics=metrics)
         if self.last_finish is None:
             return Outcome(succeeded=False, reason=NO_RESULT, metrics=metrics)
         if self.rejected:
@@ -203,11 +252,25 @@ class OpencodeParser:
             "cached_tokens": self.cached_tokens,
             "result_text": self.last_text[:2000] if self.last_text is not None else None,
             "error_text": (str(_message(error))[:2000] if isinstance(error, dict) else None)
+            or self.gave_up
             or self._stderr.text()[-2000:]
             or None,
+            "api_retries": self.failed_tries,
+            "gave_up": self.gave_up is not None and self.error is None,
             "permission_denials": list(self.rejected),
             "tool_failures": list(self.tool_failures),
         }
+
+
+def _retried_class(message: str) -> str:
+    """The class of a failure opencode was still retrying, from its message alone."""
+    if not message or _TIMEOUT_TEXT.search(message):
+        return API_TIMEOUT
+    if _RATE_TEXT.search(message):
+        return RATE_LIMITED
+    if _AUTH_TEXT.search(message):
+        return AUTH
+    return Reason.API_ERROR.value
 
 
 def _message(error: dict[str, Any]) -> object:
