@@ -11,6 +11,9 @@ from types import MappingProxyType
 
 from supervisor.agents.base import Kinds
 from supervisor.agents.claude import ClaudeKind
+from supervisor.agents.codex_kind import CodexKind
+from supervisor.agents.gemini_kind import GeminiKind
+from supervisor.agents.opencode_kind import OpencodeKind
 from supervisor.agents.plain import PlainKind
 from supervisor.plan.model import AgentSpec
 
@@ -18,4 +21,4 @@ from supervisor.plan.model import AgentSpec
 # ``supervisor.agents.demo``).
 DEMO = AgentSpec("demo", (sys.executable, "-m", "supervisor.agents.demo"), MappingProxyType({}), "plain")
 
-KINDS = Kinds([PlainKind(), ClaudeKind()], agents=[DEMO])
+KINDS = Kinds([PlainKind(), ClaudeKind(), CodexKind(), GeminiKind(), OpencodeKind()], agents=[DEMO])
