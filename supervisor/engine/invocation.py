@@ -206,22 +206,33 @@ async def _preflight(request: _Request, store: Store, earlier: RunRecord | None)
         }
     )
     tasks = [task for task in plan.tasks if task.id not in done]
-    versions = []
-    for name in sorted({task.settings.agent for task in tasks}):
+    names = sorted(n for n in {task.settings.agent for task in tasks} if plan.agents[n].preflight)
+    found: dict[str, str] = {}
+    failed: list[PagentError] = []
+
+    def notice(message: str) -> None:
+        request.emit(events.Notice(message))
+
+    async def check(name: str, cancel: anyio.CancelScope) -> None:
         agent = plan.agents[name]
-        if not agent.preflight:
-            continue
         max_wait = max(task.settings.max_wait for task in tasks if task.settings.agent == name)
         key = AttemptKey(plan.uid, "preflight", name, 1)
+        try:
+            found[name] = await request.kinds[agent.kind].preflight(
+                agent, request.executor, key, max_wait=max_wait, notice=notice
+            )
+        except PagentError as exc:  # the first failure stops the others: the run will not start
+            failed.append(exc)
+            cancel.cancel()
 
-        def notice(message: str) -> None:
-            request.emit(events.Notice(message))
-
-        found = await request.kinds[agent.kind].preflight(
-            agent, request.executor, key, max_wait=max_wait, notice=notice
-        )
-        versions.append(f"{name}: {found}")
-    return "; ".join(versions)
+    # Side by side: each can take a minute of retries, and a night mixing agents must not wait
+    # for the sum of them before its first task.
+    async with anyio.create_task_group() as tg:
+        for name in names:
+            tg.start_soon(check, name, tg.cancel_scope)
+    if failed:
+        raise failed[0]
+    return "; ".join(f"{name}: {found[name]}" for name in names)
 
 
 async def _run(request: _Request, store: Store, signals: _Signals) -> RunResult:
