@@ -45,6 +45,8 @@ def task_view(record: TaskRecord, attempts: list[AttemptRecord], now: float) -> 
         "turns": latest.turns if latest else None,
         "cost_usd": latest.cost_usd if latest else None,
         "total_cost_usd": _total_cost(attempts),
+        "tokens_in": latest.tokens_in if latest else None,  # as the agent reported them
+        "tokens_out": latest.tokens_out if latest else None,
         "diff": json.loads(record.diff) if record.diff else None,
         "conflicts": json.loads(record.conflicts) if record.conflicts else None,
         "publish": json.loads(record.publish) if record.publish else None,
