@@ -220,7 +220,7 @@ def test_minimal_plan_takes_every_default(tmp_path: Path) -> None:
     assert [w.name for w in plan.waves] == ["wave-1"]
     assert plan.task("a").settings == TaskSettings()
     assert TaskSettings().agent == "claude"
-    assert sorted(plan.agents) == ["claude", "demo"]
+    assert sorted(plan.agents) == ["claude", "codex", "demo", "gemini", "opencode"]
 
 
 def test_wave_names_default_to_their_position(tmp_path: Path) -> None:
@@ -527,9 +527,9 @@ BAD_PLANS: list[tuple[str, str | bytes, str, str]] = [
         "unknown-default-agent",
         '[defaults]\nagent = "nope"\n' + TASK,
         "defaults.agent: ",
-        "unknown agent 'nope' (known: claude, demo)",
+        "unknown agent 'nope' (known: claude, codex, demo, gemini, opencode)",
     ),
-    ("unknown-task-agent", AGENT + task('agent = "nope"'), T0 + ".agent: ", "known: claude, demo, x"),
+    ("unknown-task-agent", AGENT + task('agent = "nope"'), T0 + ".agent: ", "known: claude, codex, demo, gemini, opencode, x"),
     ("empty-agent-name", task('agent = ""'), T0 + ".agent: ", "length >= 1"),
     ("agent-empty-command", "[agents.x]\ncommand = []\n" + TASK, "agents.x.command: ", "length >= 1"),
     ("agent-empty-argument", '[agents.x]\ncommand = [""]\n' + TASK, "agents.x.command[0]: ", "length >= 1"),
