@@ -310,6 +310,8 @@ class Executor(Protocol):
         references are ``refs`` (their supervisor died), with ``grace`` between SIGTERM and
         SIGKILL; return how many processes (or jobs) it stopped."""
 
-    async def version(self, argv: Sequence[str], env: Mapping[str, str]) -> str:
+    async def version(self, argv: Sequence[str], env: Mapping[str, str], home: str | None = None) -> str:
         """``argv`` run with ``--version``: its first line ("unknown" if it says nothing useful);
-        ``OSError`` if the program cannot be run, ``TimeoutError`` if it does not answer."""
+        ``OSError`` if the program cannot be run, ``TimeoutError`` if it does not answer.
+        ``env`` is an overlay like an attempt's, placeholders and ``home`` included (a CLI may
+        write into its state directory even to print its version)."""

@@ -184,5 +184,5 @@ class FakeExecutor:
         self.leftovers -= found
         return len(found)
 
-    async def version(self, argv: Sequence[str], env: Mapping[str, str]) -> str:
+    async def version(self, argv: Sequence[str], env: Mapping[str, str], home: str | None = None) -> str:
         return "fake 1.0"

@@ -38,6 +38,7 @@ from supervisor.launch.process import LocalHandle, LocalLauncher
 from supervisor.seam import (
     AGENT_HOME,
     ATTEMPT_DIR,
+    AttemptKey,
     AttemptSpec,
     Begun,
     CollectRequest,
@@ -175,12 +176,12 @@ class LocalExecutor:
             await proctree.stop_processes(list(procs.values()), None, grace)
         return len(procs)
 
-    async def version(self, argv: Sequence[str], env: Mapping[str, str]) -> str:
+    async def version(self, argv: Sequence[str], env: Mapping[str, str], home: str | None = None) -> str:
         """``argv[0] --version``'s first line (see ``supervisor.seam.Executor.version``)."""
         command = [argv[0], "--version"]
-        full_env = {**self._base_env, **env}
+        probe = AttemptSpec(AttemptKey("", "", "", 0), tuple(command), env, None, None, home=home)
 
-        def run() -> subprocess.CompletedProcess[str]:
+        def run(full_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
                 command,
                 capture_output=True,
@@ -191,10 +192,12 @@ class LocalExecutor:
                 check=False,
             )
 
-        try:
-            done = await anyio.to_thread.run_sync(run)
-        except subprocess.TimeoutExpired:
-            raise TimeoutError(f"{argv[0]} --version") from None
+        with self._attempt_dir(probe) as attempt_dir:
+            full_env = {**self._base_env, **self._overlay(probe, attempt_dir)}
+            try:
+                done = await anyio.to_thread.run_sync(run, full_env)
+            except subprocess.TimeoutExpired:
+                raise TimeoutError(f"{argv[0]} --version") from None
         lines = (done.stdout.strip() or done.stderr.strip()).splitlines()
         return lines[0] if lines and done.returncode == 0 else "unknown"
 
