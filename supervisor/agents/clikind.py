@@ -9,7 +9,8 @@ otherwise (where the login lives).
 
 Every CLI's own API retries are bounded so that pagent's retry policy, not the CLI, decides
 what a failing API costs: ``CLI_RETRIES`` retries of a failed request during a task (where a
-retry is cheap next to starting the task over), none in the preflight (whose own loop retries).
+retry is cheap next to starting the task over), none in the preflight (whose own loop retries,
+``PREFLIGHT_TRIES`` prompts at most).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 
 CLI_RETRIES = 2  # retries of a failed API request a CLI may make by itself during a task
 PREFLIGHT_RETRIES = 0  # ... and in the preflight's one-line prompt
+# One-line prompts for a transient failure: each try of these CLIs costs a start-up (opencode's
+# 5-10 s) and their bounded retries; a second try 5 s later tells a blip from a lasting failure,
+# and the tasks retry by their own policy anyway (Claude's preflight: 4 tries over ~35 s).
+PREFLIGHT_TRIES = 2
 
 
 def home_of(agent: AgentSpec) -> Home:
@@ -70,7 +75,7 @@ async def preflight(
 ) -> str:
     """The kind's preflight: ``--version``, then the one-line prompt with ``argv`` and ``setup``
     (``supervisor.agents.preflight``)."""
-    from supervisor.agents.preflight import run_preflight  # noqa: PLC0415 - anyio: not needed to load a plan
+    from supervisor.agents.preflight import run_preflight  # anyio: not needed to load a plan
 
     return await run_preflight(
         agent,
@@ -82,4 +87,5 @@ async def preflight(
         notice=notice,
         argv=argv,
         setup=setup,
+        tries=PREFLIGHT_TRIES,
     )

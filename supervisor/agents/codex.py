@@ -29,7 +29,9 @@ reason             recognised by
 ``needs-input``    a completed turn with a ``command_execution`` whose status is ``declined``
 ``tool-failed``    a completed turn in which the sandbox refused an edit: a ``file_change`` with
                    status ``failed``, a failed command whose output says "Read-only file
-                   system", or (from stderr, when the engine feeds it) "patch rejected"
+                   system", or (from stderr) "patch rejected"; or Codex could not make its
+                   sandbox helper (stderr: "could not create PATH aliases", when ``CODEX_HOME``
+                   lies under the temp dir), so that every command failed without an event
 ``ok``             ``turn.completed`` otherwise
 =================  ==========================================================================
 
@@ -78,6 +80,9 @@ _RATE = re.compile(r"rate.?limit|too many requests", re.IGNORECASE)
 _TIMEOUT = re.compile(r"idle timeout|timed out|timeout", re.IGNORECASE)
 _READ_ONLY = re.compile(r"read-only file system", re.IGNORECASE)
 _PATCH_REJECTED = re.compile(r"patch rejected|blocked by read-only sandbox", re.IGNORECASE)
+# Codex refuses to make its sandbox helper (codex-linux-sandbox) when CODEX_HOME lies under the
+# temp dir; every command then fails ("bwrap: execvp codex-linux-sandbox") without any event.
+_NO_SANDBOX_HELPER = re.compile(r"could not create PATH aliases", re.IGNORECASE)
 _KEEP = 20
 
 
@@ -229,6 +234,8 @@ class CodexParser:
         for line in self._stderr.lines:
             if _PATCH_REJECTED.search(line) and not any(f.get("error") == line for f in self.tool_failures):
                 self._tool_failed({"tool_name": "apply_patch", "tool_input": {}, "error": line})
+            elif _NO_SANDBOX_HELPER.search(line):
+                self._tool_failed({"tool_name": "exec_command", "tool_input": {}, "error": line})
         metrics = self.metrics()
         if self.ended is None and self.gave_up is not None:
             return Outcome(succeeded=False, reason=self.failure_class(self.gave_up), metrics=metrics)
@@ -278,7 +285,10 @@ class CodexParser:
             "api_retries": self.api_retries,
             "result_text": self.last_message[:2000] if self.last_message is not None else None,
             "error_text": (
-                self.failure or self.gave_up or "\n".join(self.errors[-1:]) or self._stderr.text()[-2000:]
+                self.failure
+                or self.gave_up
+                or "\n".join(self.errors[-1:])
+                or (self._stderr.text()[-2000:] if self.ended != "completed" else "")
             )
             or None,
             "gave_up": self.gave_up is not None and self.ended is None,

@@ -257,7 +257,9 @@ class GeminiParser:
             "api_retries": self.api_retries,
             "duration_ms": number(stats.get("duration_ms")),
             "result_text": text[-2000:] if result else None,
-            "error_text": self.error_text() or self._stderr.text()[-2000:] or None,
+            "error_text": self.error_text()
+            or (self._stderr.text()[-2000:] if result.get("status") != "success" else "")
+            or None,
             "gave_up": self.gave_up is not None and not result,
             "permission_denials": [],
             "tool_failures": list(self.tool_failures),

@@ -253,7 +253,7 @@ class OpencodeParser:
             "result_text": self.last_text[:2000] if self.last_text is not None else None,
             "error_text": (str(_message(error))[:2000] if isinstance(error, dict) else None)
             or self.gave_up
-            or self._stderr.text()[-2000:]
+            or (self._stderr.text()[-2000:] if self.last_finish != "stop" else "")
             or None,
             "api_retries": self.failed_tries,
             "gave_up": self.gave_up is not None and self.error is None,

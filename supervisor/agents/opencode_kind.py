@@ -116,6 +116,7 @@ class OpencodeKind:
         if clikind.home_of(agent) == "user":
             return Setup(env=env, files=files)
         env.update({name: f"{AGENT_HOME}/{sub}" for name, sub in _XDG.items()})
+        env["npm_config_cache"] = f"{AGENT_HOME}/npm"  # its plugin lookups use npm's cache in $HOME
         return Setup(env=env, files=files, home=agent.name)
 
     def parser(self) -> OpencodeParser:
