@@ -529,7 +529,12 @@ BAD_PLANS: list[tuple[str, str | bytes, str, str]] = [
         "defaults.agent: ",
         "unknown agent 'nope' (known: claude, codex, demo, gemini, opencode)",
     ),
-    ("unknown-task-agent", AGENT + task('agent = "nope"'), T0 + ".agent: ", "known: claude, codex, demo, gemini, opencode, x"),
+    (
+        "unknown-task-agent",
+        AGENT + task('agent = "nope"'),
+        T0 + ".agent: ",
+        "known: claude, codex, demo, gemini, opencode, x",
+    ),
     ("empty-agent-name", task('agent = ""'), T0 + ".agent: ", "length >= 1"),
     ("agent-empty-command", "[agents.x]\ncommand = []\n" + TASK, "agents.x.command: ", "length >= 1"),
     ("agent-empty-argument", '[agents.x]\ncommand = [""]\n' + TASK, "agents.x.command[0]: ", "length >= 1"),
