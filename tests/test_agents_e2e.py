@@ -124,6 +124,8 @@ def test_four_kinds_on_http_500_fail_as_api_errors_within_two_minutes(tmp_path: 
         assert {tasks[f"{k}-task"]["reason"] for k in ("claude", "codex", "gemini")} == {"api-error 500"}
         # The preflights went on after their tries: the failure was transient as far as they knew.
         assert done.stderr.count("preflight failed: api-error") >= 4
+        # Gemini's retries show only on its stderr, which the engine feeds to the kind: live.
+        assert "retrying API, 500, attempt 1 failed task=gemini-task" in done.stderr
 
 
 def test_four_kinds_on_hung_servers_are_stopped_as_stalled(tmp_path: Path, repo: Path) -> None:
