@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.agent_clis import AgentRun, ensure_agent_cli, run_agent
+from tests.agent_clis import AgentRun, run_agent
 from tests.agent_envs import codex_launch, gemini_launch, opencode_launch
+from tests.agent_lab import require_cli
 from tests.fake_gemini import FakeGemini
 from tests.fake_http import TextReply, ToolCallReply
 from tests.fake_openai import FakeOpenAI
@@ -34,10 +35,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def _cli(name: str) -> Path:
-    cli = ensure_agent_cli(name)
-    if cli.path is None:
-        pytest.skip(f"{name} CLI unavailable: {cli.reason}")
-    return cli.path
+    """The pinned CLI, or a skip naming why (a failure with ``PAGENT_REQUIRE_AGENT_CLIS=1``)."""
+    return require_cli(name)
 
 
 def _workdir(tmp_path: Path) -> Path:
