@@ -20,7 +20,7 @@ import pytest
 
 from supervisor.launch.local import LocalExecutor
 from supervisor.seam import AGENT_HOME, ATTEMPT_DIR, AttemptKey, AttemptSpec, Stream
-from supervisor.workspace.worktree import Worktrees
+from supervisor.workspace.local import Worktrees
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 

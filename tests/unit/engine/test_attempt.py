@@ -44,6 +44,9 @@ class Announcing:
             else:
                 self.waiting = None
 
+    def feed_stderr(self, data: bytes) -> None:
+        pass
+
     def notices(self) -> list[str]:
         return []
 
