@@ -50,6 +50,12 @@ What an executor must guarantee (the contract; the engine's promises rest on it)
   pagent recorded for it (``WorkspaceRequest.expect``).
 - **Exit says OOM.** ``Exit.oom`` is true when the executor knows the main process was killed
   by the out-of-memory killer.
+- **Confinement holds where it runs.** An ``AttemptSpec`` (and a ``CollectRequest``) with a
+  ``Confinement`` runs, with everything it starts, where it can write only its workspace and
+  the paths the confinement names, with the plan's repository read-only (and no network when
+  ``network`` is false); an executor that cannot do this says why in ``confinement_problem``
+  and is never given one. The workspace kind ``clone`` gives a task a repository of its own
+  (``WorkspaceRequest.kind``), so that it can commit without writing the plan's repository.
 """
 
 from __future__ import annotations
@@ -96,6 +102,26 @@ class AttemptKey:
         return f"{plan}:"
 
 
+# How a task's workspace is made: a git worktree of the plan's repository (its objects and refs
+# are written there), or a clone of its own whose commits the executor fetches back.
+WORKSPACE_KINDS = ("worktree", "clone")
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """What an attempt's processes may touch besides their workspace (OS confinement).
+
+    Paths are written as the agent kinds and the plan write them, and expanded where the
+    attempt runs: ``~`` is the home directory there, ``${VAR}`` or ``${VAR:-fallback}`` a
+    variable of the attempt's environment. A trailing ``/`` names a directory (made if missing);
+    without it, a file that is writable only if it exists (``~/.claude.json``).
+    """
+
+    writable: tuple[str, ...] = ()  # the agent kind's state and the plan's ``sandbox_writable``
+    read_only: tuple[Path, ...] = ()  # supervisor-side paths the agent must still read (the plan's folder)
+    network: bool = True
+
+
 @dataclass(frozen=True)
 class Workspace:
     """A task's workspace as the executor prepared it."""
@@ -106,6 +132,7 @@ class Workspace:
     created: bool = False  # made just now (not reused from an earlier attempt)
     cwd: Path | None = None  # the agent's working directory (``workdir`` inside ``path``)
     repo: Path | None = None  # the plan's repository (where the branch and the pins live)
+    kind: str = "worktree"  # one of WORKSPACE_KINDS
 
 
 @dataclass(frozen=True)
@@ -124,6 +151,7 @@ class WorkspaceRequest:
     # there is pinned at ``<pins>/planted`` and replaced), and moves to ``start`` if that differs.
     fresh: bool = True
     pins: str | None = None  # the prefix of the task's pins: refs/pagent/<run>/<task>
+    kind: str = "worktree"  # one of WORKSPACE_KINDS
 
 
 @dataclass(frozen=True)
@@ -146,6 +174,7 @@ class AttemptSpec:
     workspace: Workspace | None = None
     files: Mapping[str, bytes] = field(default_factory=dict)  # into the attempt's own directory
     home: str | None = None  # names the agent's kept directory ({agent_home} in env values)
+    confinement: Confinement | None = None  # None: the attempt runs with the user's every right
 
     @property
     def run_id(self) -> str:
@@ -232,6 +261,9 @@ class CollectRequest:
     auto_commit: bool
     marker: str | None  # the done marker's path in the workspace, never committed
     pins: str | None = None  # the prefix of the task's pins (refs/pagent/<run>/<task>)
+    # The attempt's confinement: pagent's own steps on the files the agent wrote (auto-commit)
+    # run under it too.
+    confinement: Confinement | None = None
 
 
 @dataclass(frozen=True)
@@ -282,6 +314,10 @@ class Executor(Protocol):
     def capacity_problem(self, memory: int) -> str | None:
         """Why an attempt needing ``memory`` bytes free cannot start now ("waiting for memory:
         ..."), or ``None`` when it can."""
+
+    def confinement_problem(self) -> str | None:
+        """Why attempts cannot be confined where they run (one line: "bubblewrap is not
+        installed ..."), or ``None`` when a ``Confinement`` will hold."""
 
     def capacity_limit(self) -> int | None:
         """The most memory (bytes) an attempt could ever find free where attempts run (a

@@ -135,6 +135,9 @@ class FakeExecutor:
     def capacity_limit(self) -> int | None:
         return self.limit
 
+    def confinement_problem(self) -> str | None:
+        return "a scripted executor confines nothing"
+
     async def prepare(self, request: WorkspaceRequest) -> Workspace:
         self.prepared.append(request)
         await anyio.lowlevel.checkpoint()

@@ -17,7 +17,11 @@ the registry for a task's kind and never branches on a kind's name. A kind suppl
   what happens next;
 - ``check_args``: arguments that cannot work, refused when the plan is loaded;
 - ``check_agent``: the agent's kind-specific keys (``base_url``, ``model``, ``home``,
-  ``idle_timeout``), checked when the plan is loaded.
+  ``idle_timeout``), checked when the plan is loaded;
+- ``state_paths``: what its agents write besides their workspace (their login, sessions,
+  settings), which a sandboxed attempt may still write -- in ``supervisor.seam.Confinement``'s
+  notation (``~/.claude/`` a directory, ``~/.claude.json`` a file if present,
+  ``${CODEX_HOME:-~/.codex}/``), expanded where the attempt runs.
 """
 
 from __future__ import annotations
@@ -123,6 +127,10 @@ class AgentKind(Protocol):
     def failure_classes(self) -> frozenset[Reason]:
         """The reasons this kind's parser can report."""
 
+    @property
+    def state_paths(self) -> tuple[str, ...]:
+        """What the kind's agents write besides their workspace (see the module docstring)."""
+
     def builtin_agents(self) -> Sequence[AgentSpec]:
         """Agents of this kind every plan knows without declaring them."""
 
@@ -157,6 +165,11 @@ def outcome_from_exit(exit: Exit) -> Outcome:
     code = exit.code if exit.code is not None else -1
     reason = exit_reason(code)
     return Outcome(succeeded=reason == Reason.OK, reason=reason)
+
+
+def state_paths_of(kind: AgentKind) -> tuple[str, ...]:
+    """``kind.state_paths``; none for a kind written before there was such an attribute."""
+    return tuple(getattr(kind, "state_paths", ()))
 
 
 def standard_argv(agent: AgentSpec, settings: TaskSettings) -> list[str]:
@@ -195,6 +208,7 @@ class Kinds:
                 default_command=next(
                     (spec.command for spec in kind.builtin_agents() if spec.name == name), None
                 ),
+                state_paths=state_paths_of(kind),
             )
             for name, kind in self._kinds.items()
         }

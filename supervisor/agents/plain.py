@@ -37,6 +37,7 @@ class PlainKind:
     name = "plain"
     default_preflight = False
     failure_classes = frozenset({Reason.OK, Reason.EXIT, Reason.SIGNAL})
+    state_paths: tuple[str, ...] = ()  # any command: what it writes is the plan's to say
 
     def builtin_agents(self) -> Sequence[AgentSpec]:
         return ()

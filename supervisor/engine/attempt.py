@@ -10,7 +10,7 @@ applies the checks, persists the outcome and decides about retries. ``run_verify
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -189,9 +189,8 @@ async def run_verify(
     """Run the task's ``verify`` command like an attempt (own tree, ``timeout``) where the
     attempt ran, its output appended to the attempt's log; return its exit code. A command that
     cannot start counts as 127, one stopped at its timeout as 124."""
-    verify_spec = AttemptSpec(
-        key=spec.key, argv=tuple(argv), env=spec.env, cwd=spec.cwd, prompt_file=None, workspace=spec.workspace
-    )
+    # The same place, environment and confinement as the attempt: it runs what the agent wrote.
+    verify_spec = replace(spec, argv=tuple(argv), prompt_file=None)
     log.note(f"verify: {' '.join(argv)}")
 
     def on_output(data: bytes, stream: Stream) -> None:

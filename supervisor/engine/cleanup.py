@@ -13,11 +13,19 @@ All or nothing: if any worktree to remove holds uncommitted or untracked changes
 unless ``force`` is given. Before a worktree goes, its HEAD is pinned at
 ``refs/pagent/<run>/<task>/cleaned-<n>``, and branches are never deleted, so every commit stays
 reachable. Runs under the plan's lock, so no run of the plan can start (or be active) meanwhile.
+
+Clone workspaces (``workspace = "clone"``) are removed the same way: a recorded task path inside
+its run's directory that git does not list as a worktree but that is a clone of the plan's
+repository (``supervisor.workspace.clone.is_clone_of``). One holding uncommitted work or commits
+the plan's repository lacks, or that cannot be trusted (tampered with), is refused like a dirty
+worktree unless ``force``; before it goes, its HEAD is fetched into the repository and pinned at
+``cleaned-<n>``, so not even ``--force`` loses a commit of an untampered clone.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +36,7 @@ from supervisor.state.lock import PlanLock
 from supervisor.state.records import RunRecord
 from supervisor.state.store import Store
 from supervisor.state.views import find_run
-from supervisor.workspace import refs
+from supervisor.workspace import clone, refs
 from supervisor.workspace.git import git, owned_by, resolve_repo
 from supervisor.workspace.gitdir import admin_dir, head_in, verified
 from supervisor.workspace.worktree import prune, remove_worktree, uncommitted
@@ -68,13 +76,18 @@ def clean(plan: Plan, run_id: str | None, force: bool) -> Cleaned:
         recorded = _recorded_worktrees(plan, layout, run_id)
         with owned_by(f"{plan.uid}:git:clean"):
             targets = _removable(repo.root, recorded)
+            clones = _clones(repo.root, recorded, targets)
             if not force:
-                _refuse_if_dirty(repo.root, targets)
+                _refuse_if_dirty(repo.root, targets, clones)
             for target in targets:
                 if target.path.exists():
                     _pin_head(repo.root, target)
                     remove_worktree(repo.root, target.path, force=force)
+            for target in clones:
+                _pin_clone(repo.root, target)
+                clone.remove_clone(repo.root, target.path, target.branch, force=True)
             prune(repo.root)
+            targets += clones
         for run_dir in sorted({target.run_dir for target in recorded}):
             if run_dir.is_dir() and not any(run_dir.iterdir()):
                 run_dir.rmdir()
@@ -142,9 +155,33 @@ def _listed(repo: Path) -> set[str]:
     return set(paths[1:])
 
 
-def _refuse_if_dirty(repo: Path, targets: list[_Recorded]) -> None:
+def _clones(repo: Path, recorded: list[_Recorded], worktrees: list[_Recorded]) -> list[_Recorded]:
+    """The recorded task paths that are clones of ``repo`` (not worktrees), inside their run's
+    directory."""
+    chosen = []
+    for target in recorded:
+        real = os.path.realpath(target.path)
+        if target in worktrees or not real.startswith(os.path.realpath(target.run_dir) + os.sep):
+            continue
+        if target.path.is_dir() and not target.path.is_symlink() and clone.is_clone_of(repo, target.path):
+            chosen.append(target)
+    return chosen
+
+
+def _refuse_if_dirty(repo: Path, targets: list[_Recorded], clones: Sequence[_Recorded] = ()) -> None:
     """``DirtyWorktrees`` (removing nothing) if any target holds changes or cannot be trusted."""
     dirty = []
+    for target in clones:
+        try:
+            dirt = clone.uncommitted_paths(repo, target.path, target.branch)
+            ahead = clone.unfetched_commits(repo, target.path, target.branch)
+        except GitError as exc:
+            dirty.append(f"{target.path}: {exc}")
+            continue
+        if dirt or ahead:
+            found = [f"uncommitted changes: {', '.join(dirt[:10])}"] if dirt else []
+            found += [f"{ahead} commit(s) the repository lacks"] if ahead else []
+            dirty.append(f"{target.path}: {' and '.join(found)}")
     for target in targets:
         if not target.path.exists():
             continue
@@ -161,6 +198,20 @@ def _refuse_if_dirty(repo: Path, targets: list[_Recorded]) -> None:
         raise DirtyWorktrees(
             "\n".join([*dirty, "nothing was removed; commit them, or use --force to discard them"])
         )
+
+
+def _pin_clone(repo: Path, target: _Recorded) -> None:
+    """Fetch a clone's HEAD into the repository at ``cleaned-<n>`` before it is removed (a clone
+    that cannot be trusted any more is fetched from never)."""
+    try:
+        clone.check_clone(repo, target.path, target.branch)
+    except GitError:
+        return
+    pin = f"{target.pins}/cleaned-{target.attempts}"
+    git(
+        ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", str(target.path), f"+HEAD:{pin}"],
+        repo,
+    )
 
 
 def _pin_head(repo: Path, target: _Recorded) -> None:

@@ -65,6 +65,7 @@ async def inspect(
         auto_commit=settings.auto_commit,
         marker=settings.done_marker,
         pins=pins(state.run_id, task.id),
+        confinement=spec.confinement,  # auto-commit reads what the agent wrote: confined too
     )
     try:
         facts = await stop.before(executor.collect, workspace, request, grace=settings.kill_grace)

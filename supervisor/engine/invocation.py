@@ -40,7 +40,7 @@ from supervisor.errors import (
     StateError,
     UsageError,
 )
-from supervisor.plan.across import check_memory
+from supervisor.plan.across import check_memory, check_sandbox, wants_sandbox
 from supervisor.plan.model import Plan
 from supervisor.reasons import leaves
 from supervisor.seam import AttemptKey, Executor
@@ -87,6 +87,8 @@ class _Request:
     memory_poll: float
     report: Report | None
     reserve: DiskReserve
+    unconfined: str | None = None  # why attempts cannot be confined here (tasks asked for it)
+    fallback: tuple[str, ...] = ()  # the ``sandbox = "auto"`` tasks that run unconfined
 
 
 @dataclass
@@ -125,12 +127,27 @@ async def execute_plan(
     if remote is not None and (problem := remote_problem(repo.root, remote)):
         raise PlanError(f"{plan.path.name}: publish.remote: {problem}")
     check_memory(plan, executor.capacity_limit())  # exit 2: it would wait for memory for ever
+    # exit 2 for sandbox = true where nothing can confine attempts; "auto" falls back, said below
+    unconfined = executor.confinement_problem() if wants_sandbox(plan) else None
+    fallback = tuple(check_sandbox(plan, unconfined))
     layout = Layout.of(plan)
     if retry_failed and not layout.database.exists():
         raise UsageError(f"{plan.path.name}: no run yet")
     reserve = DiskReserve(layout.reserve)
     request = _Request(
-        plan, layout, repo, executor, kinds, retry_failed, run_id, emit, memory_poll, report, reserve
+        plan,
+        layout,
+        repo,
+        executor,
+        kinds,
+        retry_failed,
+        run_id,
+        emit,
+        memory_poll,
+        report,
+        reserve,
+        unconfined,
+        fallback,
     )
     layout.ensure()
     signals = _Signals()
@@ -272,12 +289,20 @@ async def _execute(
     plan, repo, emit, layout = request.plan, request.repo, request.emit, request.layout
     if versions:
         state.update_run(agent_version=versions)
+    if wants_sandbox(plan):
+        sandbox = "bubblewrap" if request.unconfined is None else f"off: {request.unconfined}"
+        if request.fallback:
+            sandbox += f" (sandbox = 'auto': {', '.join(request.fallback)} ran unconfined)"
+            emit(events.Notice(f"sandbox {sandbox}"))
+        state.update_run(sandbox=sandbox)
     if plan.keep_runs is not None and earlier is None:
         pruned = history.prune(plan, store, plan.keep_runs)
         if pruned:
             emit(events.Notice(f"keep_runs = {plan.keep_runs}: forgot {len(pruned)} older run(s)"))
     run = state.run
-    context = RunContext(plan, layout, repo.root, run.base_commit or repo.base_commit, request.reserve)
+    context = RunContext(
+        plan, layout, repo.root, run.base_commit or repo.base_commit, request.reserve, request.unconfined
+    )
     notifier = Notifier(plan.notify, state, emit)
 
     def emit_all(event: events.Event) -> None:

@@ -6,16 +6,20 @@ directory come from the task's agent kind; the environment is only an overlay (t
 defaults, the agent's ``env`` over them, and ``PAGENT_*``): the executor merges it with its own
 base environment and adds what only it knows (``PAGENT_COOKIE``, ``PAGENT_PROMPT_FILE``,
 ``PAGENT_WORKTREE``, the attempt's directory).
+A confined attempt (``confined``: the task's ``sandbox`` is on here) carries a
+``Confinement``: the agent kind's state paths less those the plan's ``sandbox_writable`` takes
+away (``!PATH``), plus the plan's own, the plan's folder read-only, the network as
+``sandbox_network`` says.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from supervisor.agents.base import AgentKind
-from supervisor.plan.model import Plan, Task
+from supervisor.agents.base import AgentKind, state_paths_of
+from supervisor.plan.model import Plan, Task, TaskSettings
 from supervisor.plan.prompts import compose, previous_failure, render
-from supervisor.seam import AttemptKey, AttemptSpec, Workspace
+from supervisor.seam import AttemptKey, AttemptSpec, Confinement, Workspace
 from supervisor.state.records import AttemptRecord
 
 
@@ -39,6 +43,7 @@ def build_spec(
     branch: str | None,
     prompt_path: Path,
     previous: AttemptRecord | None,
+    confined: bool = False,
 ) -> AttemptSpec:
     """The spec of attempt ``key.attempt`` of ``task``; writes its prompt to ``prompt_path``."""
     agent = plan.agents[task.settings.agent]
@@ -72,4 +77,17 @@ def build_spec(
         workspace=workspace,
         files=setup.files,
         home=setup.home,
+        confinement=confinement(plan, task.settings, kind) if confined else None,
+    )
+
+
+def confinement(plan: Plan, settings: TaskSettings, kind: AgentKind) -> Confinement:
+    """What a sandboxed attempt of ``kind`` may write and read besides its workspace."""
+    taken = {entry[1:] for entry in settings.sandbox_writable if entry.startswith("!")}
+    own = [path for path in state_paths_of(kind) if path not in taken]
+    extra = [entry for entry in settings.sandbox_writable if not entry.startswith("!")]
+    return Confinement(
+        writable=tuple(dict.fromkeys([*own, *extra])),
+        read_only=(plan.plan_dir,),
+        network=settings.sandbox_network,
     )

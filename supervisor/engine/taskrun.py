@@ -52,6 +52,9 @@ class RunContext:
     repo: Path  # the plan's repository
     base_commit: str  # where new task branches start
     reserve: DiskReserve | None = None  # given up when the state's disk is full
+    # Why the executor cannot confine attempts (None: it can); tasks with ``sandbox = "auto"``
+    # then run unconfined (``sandbox = true`` was refused before the run began).
+    unconfined: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,7 @@ class TaskRun:
             expect=record.tip if isolated else None,
             fresh=record.attempts == 0,
             pins=pins(self._state.run_id, task.id) if isolated else None,
+            kind=task.settings.workspace,
         )
         try:
             workspace = await self._stop.before(self._executor.prepare, request)
@@ -241,6 +245,7 @@ class TaskRun:
             branch=record.branch,
             prompt_path=ctx.layout.prompt(run_id, task.id, number),
             previous=previous[0] if previous else None,
+            confined=settings.sandbox is not False and ctx.unconfined is None,
         )
         log_path = ctx.layout.log(run_id, task.id, number)
         begun = await self._begin(workspace) if isolated else None

@@ -5,7 +5,10 @@ memory (GNU parallel's ``--memfree``), workspaces from an injected ``Workspaces`
 ``supervisor.workspace.local``, whose git calls die when their await is cancelled), processes
 from ``LocalLauncher`` (own session, pidfd, parent-death signal), each attempt's processes
 marked with its key in ``PAGENT_COOKIE`` and found again by psutil
-(``supervisor.launch.proctree``), and a ``/proc`` sweep after a crash.
+(``supervisor.launch.proctree``), and a ``/proc`` sweep after a crash. An attempt with a
+``Confinement`` runs under bubblewrap (``supervisor.launch.confine``, ``.sandbox``): the agent's
+own program is checked first (the argv then starts with ``env``), and a death by signal reads
+the same as without the sandbox.
 
 The agent's environment is this process's environment when the executor was made, ``PWD`` set
 to the agent's working directory, the spec's overlay on top (``{attempt_dir}`` and
@@ -34,7 +37,9 @@ import anyio
 import psutil
 
 from supervisor.launch import proctree
-from supervisor.launch.process import LocalHandle, LocalLauncher
+from supervisor.launch.confine import policy_for
+from supervisor.launch.process import LocalHandle, LocalLauncher, check_executable
+from supervisor.launch.sandbox import SandboxError, sandbox_problem, wrap
 from supervisor.seam import (
     AGENT_HOME,
     ATTEMPT_DIR,
@@ -99,6 +104,10 @@ class LocalExecutor:
             f"{memory // 2**20} MiB required (min_free_memory)"
         )
 
+    def confinement_problem(self) -> str | None:
+        """Why bubblewrap cannot confine attempts here (asked once), or ``None``."""
+        return sandbox_problem()
+
     def capacity_limit(self) -> int | None:
         """This machine's total memory: no attempt can ever find more free."""
         return int(psutil.virtual_memory().total)
@@ -127,7 +136,13 @@ class LocalExecutor:
             if spec.workspace is not None:
                 env["PAGENT_WORKTREE"] = str(spec.workspace.path)
             async with self._launcher.start(
-                spec.argv, cwd=cwd, env=env, stdin=spec.prompt_file, cookie=cookie, on_output=on_output
+                self._confined(spec, cwd, env, attempt_dir),
+                cwd=cwd,
+                env=env,
+                stdin=spec.prompt_file,
+                cookie=cookie,
+                on_output=on_output,
+                signal_codes=spec.confinement is not None,
             ) as handle:
                 yield handle
 
@@ -162,6 +177,29 @@ class LocalExecutor:
             value = given if attempt_dir is None else given.replace(ATTEMPT_DIR, str(attempt_dir))
             env[name] = value if home is None else value.replace(AGENT_HOME, str(home))
         return env
+
+    def _confined(
+        self, spec: AttemptSpec, cwd: Path, env: Mapping[str, str], attempt_dir: Path | None
+    ) -> Sequence[str]:
+        """``spec.argv``, under bubblewrap when the spec is confined (the attempt's directory,
+        its kept home and a scratch working directory writable too); ``OSError`` if the agent's
+        program cannot be run or the sandbox cannot be built (the attempt: launch-failed)."""
+        if spec.confinement is None:
+            return spec.argv
+        check_executable(spec.argv[0], env, cwd)
+        own = [path for path in (attempt_dir, self._home_of(spec)) if path is not None]
+        if spec.cwd is None:
+            own.append(cwd)
+        try:
+            return wrap(spec.argv, policy_for(spec.confinement, spec.workspace, env, own), cwd)
+        except (SandboxError, OSError) as exc:
+            raise OSError(str(exc)) from None
+
+    def _home_of(self, spec: AttemptSpec) -> Path | None:
+        """The agent's kept directory, when its environment names it (made by ``_overlay``)."""
+        if spec.home is None or not any(AGENT_HOME in value for value in spec.env.values()):
+            return None
+        return self._homes / spec.home
 
     async def sweep(self, prefix: str, refs: Sequence[str], grace: float) -> int:
         """Stop every process whose cookie starts with ``prefix``, and each process named by a

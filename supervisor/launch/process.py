@@ -73,7 +73,7 @@ def _pdeathsig_command() -> tuple[str, ...] | None:
     return prefix if done.returncode == 0 and b"Parent death signal: TERM" in done.stdout else None
 
 
-def _check_executable(program: str, env: Mapping[str, str], cwd: Path) -> None:
+def check_executable(program: str, env: Mapping[str, str], cwd: Path) -> None:
     """Raise the ``OSError`` that exec'ing ``program`` directly would raise (not found, not
     executable), as ``subprocess`` does when there is no wrapper in front of it."""
     if os.sep in program:
@@ -122,8 +122,12 @@ class LocalHandle:
         cookie: str,
         since: proctree.PidMark | None = None,
         window: orphans.Window | None = None,
+        signal_codes: bool = False,
     ) -> None:
         self._popen = popen
+        # A wrapper that reports its command's death by signal N as exit code 128 + N (the
+        # sandbox's bwrap): read such codes back as the signal.
+        self._signal_codes = signal_codes
         self._cookie = cookie
         self._since = since  # the pid counter before the attempt started: its processes are newer
         self._window = window or orphans.Window()  # when it started, for the orphans it leaves
@@ -147,6 +151,8 @@ class LocalHandle:
                 while self._popen.poll() is None:  # noqa: ASYNC110 - nothing to wait on but time
                     await anyio.sleep(0.05)
             code = self._popen.wait()
+            if self._signal_codes and 128 < code <= 128 + 64:
+                code = 128 - code
             if code < 0:
                 oom = -code == signal.SIGKILL and (_oom_kills() or 0) > (self._oom_before or 0)
                 self._exit = Exit(signal=-code, oom=oom and self._oom_before is not None)
@@ -226,17 +232,19 @@ class LocalLauncher:
         stdin: Path | None,
         cookie: str,
         on_output: OutputCallback,
+        signal_codes: bool = False,
     ) -> AsyncIterator[LocalHandle]:
         """Start ``argv``; on leaving, its tree is gone and its pipes are closed. ``env`` is the
         complete environment (it must carry ``cookie`` as ``PAGENT_COOKIE``); ``stdin`` is read
-        by the process to EOF (``None``: an empty stdin)."""
+        by the process to EOF (``None``: an empty stdin). ``signal_codes``: ``argv`` is a wrapper
+        that exits 128 + N when its command died of signal N (read back as that signal)."""
         # Popen returns as soon as the child has exec'd: it does not block the loop for long. It
         # must run on the event loop's thread, never in a worker thread: Linux sends the
         # parent-death signal when the *thread* that forked the child ends, and anyio's idle
         # worker threads end after ten seconds.
         command = list(argv)
         if self._prefix is not None:
-            _check_executable(command[0], env, cwd)
+            check_executable(command[0], env, cwd)
             command = [*self._prefix, *command]
         since = proctree.pid_mark()
         window = orphans.ORPHANS.open()
@@ -248,7 +256,7 @@ class LocalLauncher:
                 raise
         # No await since Popen returned: an orphan scan cannot have seen this child unregistered.
         orphans.ORPHANS.own(popen.pid)
-        handle = LocalHandle(popen, cookie, since, window)
+        handle = LocalHandle(popen, cookie, since, window, signal_codes)
         assert popen.stdout is not None
         assert popen.stderr is not None
         pipes = [(popen.stdout, Stream.STDOUT), (popen.stderr, Stream.STDERR)]

@@ -1,6 +1,7 @@
 """Rules across the tasks of a plan: dependencies (known, not later, no cycles), branches (every
 task's and the integration branch can exist side by side in one repository), and memory no
-machine can offer (``check_memory``, given the executor's limit by whoever knows it)."""
+machine can offer (``check_memory``, given the executor's limit by whoever knows it), and a sandbox
+where attempts cannot be confined (``check_sandbox``, given the executor's answer)."""
 
 from __future__ import annotations
 
@@ -92,6 +93,25 @@ def check_memory(plan: Plan, limit: int | None) -> None:
                     f"{key}: {_size(wanted)} is more than the {_size(limit)} of memory attempts can "
                     "ever have here: the task would wait for ever"
                 )
+
+
+def wants_sandbox(plan: Plan) -> bool:
+    """Whether any task asks for the sandbox (``true`` or ``"auto"``)."""
+    return any(task.settings.sandbox is not False for task in plan.tasks)
+
+
+def check_sandbox(plan: Plan, problem: str | None) -> list[str]:
+    """Refuse ``sandbox = true`` where attempts cannot be confined (``problem``, the executor's
+    ``confinement_problem``; ``None``: they can): ``PlanError`` naming the first such task and
+    why. Returns the ids of the ``"auto"`` tasks that will run unconfined (empty if none)."""
+    if problem is None:
+        return []
+    for wave in plan.waves:
+        for i, task in enumerate(wave.tasks):
+            if task.settings.sandbox is True:
+                key = f"{plan.path.name}: waves[{wave.index}].tasks[{i}].sandbox"
+                raise PlanError(f"{key}: no sandbox here: {problem}")
+    return [task.id for task in plan.tasks if task.settings.sandbox == "auto"]
 
 
 def _size(size: int) -> str:

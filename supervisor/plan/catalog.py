@@ -33,6 +33,7 @@ class KindRules:
     # The kind's checks of an agent's kind-specific keys (base_url, model, home, idle_timeout).
     check_agent: Callable[[AgentSpec], AgentProblem] = no_agent_keys
     default_command: tuple[str, ...] | None = None  # the kind's built-in agent's, if it has one
+    state_paths: tuple[str, ...] = ()  # what the kind's agents write besides their workspace (sandbox)
 
 
 @dataclass(frozen=True)

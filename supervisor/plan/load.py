@@ -28,7 +28,15 @@ from supervisor.plan.model import RETRYABLE_ON_REQUEST, AgentSpec, Plan, Task, T
 from supervisor.plan.names import TASK_ID, branch_problem, has_control, id_problem, short
 from supervisor.plan.outbound import UrlCheck, notify_config, publish_config
 from supervisor.plan.prompts import SEPARATOR, template_problem
-from supervisor.plan.rules import env_name_problem, inside_problem, nul_in, unisolated_problem
+from supervisor.plan.rules import (
+    env_name_problem,
+    inside_problem,
+    nul_in,
+    sandbox_settings_problem,
+    unisolated_problem,
+    workspace_of,
+    writable_problem,
+)
 from supervisor.plan.units import parse_duration, parse_size
 
 _DURATIONS = frozenset(
@@ -171,6 +179,14 @@ def _build(
                 name, why = unisolated
                 origin = "" if getattr(task_table, name) is not None else " (from [defaults])"
                 raise PlanError(f"{label}: {where}.{name}{origin}: {why}")
+            state_paths = catalog.kinds[agents[settings.agent].kind].state_paths
+            given = task_table.workspace if task_table.workspace is not None else table.defaults.workspace
+            if unsandboxable := sandbox_settings_problem(settings, given, state_paths):
+                name, why = unsandboxable
+                origin = "" if getattr(task_table, name) is not None else " (from [defaults])"
+                raise PlanError(f"{label}: {where}.{name}{origin}: {why}")
+            if (workspace := workspace_of(settings, given)) != settings.workspace:
+                settings = replace(settings, workspace=workspace)
             tasks.append(
                 Task(
                     id=task_id,
@@ -287,6 +303,11 @@ def _merge(
             ):
                 raise ValueError(problem)
             elif name == "verify":
+                value = tuple(value)
+            elif name == "sandbox_writable":
+                for entry in value:
+                    if problem := writable_problem(entry):
+                        raise ValueError(problem)
                 value = tuple(value)
             elif name == "agent" and value not in agents:
                 known = ", ".join(sorted(agents))

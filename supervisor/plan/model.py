@@ -20,6 +20,8 @@ from supervisor.reasons import Reason
 
 Isolation = Literal["worktree", "none"]
 Home = Literal["user", "own"]
+WorkspaceKind = Literal["worktree", "clone"]
+Sandbox = bool | Literal["auto"]
 
 # Failure classes that are not retried unless a task lists them in ``retry_on``: retrying
 # blindly would end the same way (work off its branch or a rewritten history is the agent's
@@ -71,6 +73,14 @@ class TaskSettings:
     require_changes: bool = False
     done_marker: str | None = None
     confine: bool = False
+    # Where not set: "clone" when the sandbox may be on (a worktree writes the main
+    # repository), else "worktree" (the loader decides).
+    workspace: WorkspaceKind = "worktree"
+    sandbox: Sandbox = False  # "auto": on where the executor can confine attempts, else off
+    sandbox_network: bool = True
+    # Paths the sandboxed agent may write besides its workspace and its kind's state ("!PATH"
+    # takes one of the kind's state paths away); see ``supervisor.seam.Confinement``.
+    sandbox_writable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

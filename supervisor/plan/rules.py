@@ -13,15 +13,21 @@ that and the key path), or ``None``. They are pure: no file, no git, no process.
   commits in or inspects, so the checks that need a worktree (``done_marker``,
   ``require_changes``, ``confine``) cannot hold there and are refused; ``verify`` runs in the
   repository like in a worktree.
+- The sandbox (``sandbox = true`` or ``"auto"``) needs a workspace the agent can commit in
+  without writing the plan's repository: ``workspace = "clone"`` (the default then); a git
+  worktree (or ``isolation = "none"``) is refused with it. ``sandbox_network = false`` without
+  the sandbox would promise what nothing keeps. ``sandbox_writable`` entries are absolute,
+  ``~/...`` or ``${VAR}...`` paths (never ``/`` itself); ``!PATH`` takes away one of the agent
+  kind's own state paths, as the kind writes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from supervisor.plan.model import TaskSettings
+from supervisor.plan.model import TaskSettings, WorkspaceKind
 from supervisor.plan.schema import toml_key
 
 
@@ -77,4 +83,57 @@ def unisolated_problem(settings: TaskSettings) -> tuple[str, str] | None:
     for name in ("done_marker", "require_changes", "confine"):
         if getattr(settings, name):
             return name, why
+    return None
+
+
+def workspace_of(settings: TaskSettings, given: WorkspaceKind | None) -> WorkspaceKind:
+    """The workspace kind a task gets: the ``workspace`` the plan gave (``given``), else
+    ``clone`` when its sandbox may be on (a worktree writes into the plan's repository), else
+    ``worktree``."""
+    if given is not None:
+        return given
+    return "clone" if settings.sandbox is not False else "worktree"
+
+
+def writable_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an entry of ``sandbox_writable``, or ``None``."""
+    path = value.removeprefix("!")
+    if not path.startswith(("/", "~/", "${", "$")) and path != "~":
+        return f"expected an absolute path, '~/...' or '${{VAR}}/...', got {value!r}"
+    if path.rstrip("/") == "":
+        return f"{value!r} is the whole file system: leave the sandbox off instead"
+    return None
+
+
+def sandbox_settings_problem(
+    settings: TaskSettings, given: WorkspaceKind | None, state_paths: Sequence[str]
+) -> tuple[str, str] | None:
+    """``(setting, why)`` for sandbox settings that cannot work together (see the module
+    docstring); ``given`` is the ``workspace`` the plan set (or ``None``), ``state_paths`` the
+    agent kind's own."""
+    if settings.sandbox is not False:
+        if settings.isolation == "none":
+            return (
+                "sandbox",
+                "needs isolation = 'worktree': the agent cannot work in the read-only repository",
+            )
+        if given == "worktree":
+            return "sandbox", (
+                "needs workspace = 'clone': a git worktree writes its commits into the main "
+                "repository, which the sandbox keeps read-only"
+            )
+    elif not settings.sandbox_network:
+        return (
+            "sandbox_network",
+            "needs sandbox = true or 'auto': without the sandbox nothing takes the network away",
+        )
+    if given == "clone" and settings.isolation == "none":
+        return "workspace", "needs isolation = 'worktree' (with isolation = 'none' there is no workspace)"
+    for entry in settings.sandbox_writable:
+        if entry.startswith("!") and entry[1:] not in state_paths:
+            known = ", ".join(state_paths) or "none"
+            return (
+                "sandbox_writable",
+                f"{entry!r} takes away none of the agent kind's state paths (they are: {known})",
+            )
     return None

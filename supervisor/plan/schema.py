@@ -50,6 +50,10 @@ class SettingsTable(_Strict, frozen=True):
     require_changes: bool | None = None
     done_marker: NonEmptyStr | None = None
     confine: bool | None = None
+    workspace: Literal["worktree", "clone"] | None = None
+    sandbox: bool | Literal["auto"] | None = None
+    sandbox_network: bool | None = None
+    sandbox_writable: list[NonEmptyStr] | None = None
 
 
 class TaskTable(SettingsTable, kw_only=True, frozen=True):

@@ -96,6 +96,9 @@ class RunRecord:
     worktrees: str | None = None  # the run's directory of worktrees (<worktree_root>/<run id>)
     integration_tip: str | None = None  # where pagent left the integration branch (reserved: base)
     moved_refs: str | None = None  # JSON list of {ref, before, after, task, attempt}: refs others moved
+    # Whether the run's tasks that asked for the sandbox got it: "bubblewrap" or why not
+    # ("off: ..."); None when no task asked.
+    sandbox: str | None = None
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS runs (
     notifications TEXT,
     worktrees TEXT,
     integration_tip TEXT,
-    moved_refs TEXT
+    moved_refs TEXT,
+    sandbox TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_plan ON runs (plan_key, run_id);
 CREATE TABLE IF NOT EXISTS tasks (

@@ -154,6 +154,7 @@ def run_view(
         "cost_usd": cost,
         "agent_version": run.agent_version,
         "note": run.note,
+        "sandbox": run.sandbox,
         "overlaps": json.loads(run.overlaps) if run.overlaps else [],
         "integration": (
             {

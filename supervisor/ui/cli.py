@@ -220,12 +220,21 @@ def run_cmd(**kwargs: Any) -> None:
 @handle_errors
 def validate(plan_path: Path) -> None:
     """Check PLAN; exit 0 if it is valid, 2 with one line naming the problem if not."""
-    from supervisor.plan.across import check_memory
+    from supervisor.plan.across import check_memory, check_sandbox, wants_sandbox
     from supervisor.ui.compose import executor_for
 
     plan = load_plan(plan_path)
-    # Where attempts run decides what memory they can ever have (pagent-run checks it too).
-    check_memory(plan, executor_for(plan).capacity_limit())
+    # Where attempts run decides what memory they can ever have and whether they can be
+    # confined (pagent-run checks both too).
+    executor = executor_for(plan)
+    check_memory(plan, executor.capacity_limit())
+    problem = executor.confinement_problem() if wants_sandbox(plan) else None
+    if fallback := check_sandbox(plan, problem):
+        click.echo(
+            f"pagent: warning: {plan.path.name}: no sandbox here ({problem}): "
+            f"sandbox = 'auto' tasks will run unconfined: {', '.join(fallback)}",
+            err=True,
+        )
     if (warning := _publish_warning(plan)) is not None:
         click.echo(f"pagent: warning: {plan.path.name}: {warning}", err=True)
     click.echo(f"{plan.path.name}: ok ({len(plan.tasks)} tasks in {len(plan.waves)} waves)")

@@ -26,11 +26,15 @@ def load_plan(path: str | Path) -> Plan:
 
 
 def executor_for(plan: Plan) -> Executor:
-    """The executor a plan's attempts run on: local processes in git worktrees."""
+    """The executor a plan's attempts run on: local processes in git worktrees or clones, under
+    bubblewrap where a task asks for the sandbox."""
     # Imported here: reading a plan (``pagent validate``) needs neither psutil nor anyio.
+    from supervisor.launch.confine import wrapper
     from supervisor.launch.local import LocalExecutor
     from supervisor.state.layout import Layout
-    from supervisor.workspace.local import Worktrees
+    from supervisor.workspace.clones import Clones
+    from supervisor.workspace.local import LocalWorkspaces, Worktrees
 
+    workspaces = LocalWorkspaces({"worktree": Worktrees(), "clone": Clones(confiner=wrapper)})
     # Agents' kept directories (``home = "own"``) live beside the plan's runs, never in $HOME.
-    return LocalExecutor(Worktrees(), homes=Layout.of(plan).agent_homes)
+    return LocalExecutor(workspaces, homes=Layout.of(plan).agent_homes)

@@ -26,6 +26,8 @@ def format_summary(view: dict[str, Any], run_dir: str) -> str:
     lines = [f"run {view['run_id']} of {view['plan']}: {view['status']} in {took} ({counts}{cost})"]
     if view.get("note"):
         lines.append(f"  {view['note']}")
+    if (sandbox := view.get("sandbox")) and sandbox.startswith("off"):
+        lines.append(f"  sandbox {sandbox}")
     # Tasks waiting for a person come first, with what they were denied or asked.
     unfinished = [task for task in view["tasks"] if task["state"] != "succeeded"]
     unfinished.sort(key=lambda task: task["reason"] != Reason.NEEDS_INPUT)
@@ -64,6 +66,8 @@ def format_status(view: dict[str, Any]) -> str:
     )
     if view.get("note"):
         header += f"\n  {view['note']}"
+    if view.get("sandbox"):
+        header += f"\n  sandbox: {view['sandbox']}"
     rows = [("TASK", "WAVE", "STATE", "ATT", "REASON", "BRANCH", "DETAIL")]
     for task in view["tasks"]:
         detail = ""

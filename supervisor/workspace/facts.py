@@ -40,12 +40,20 @@ def head(worktree: Path) -> str:
     return git(["rev-parse", "--verify", "HEAD^{commit}"], worktree).strip()
 
 
-def diff_stats(worktree: Path, base: str, exclude: Sequence[str] = (), head: str = "HEAD") -> DiffStats:
+def diff_stats(
+    worktree: Path,
+    base: str,
+    exclude: Sequence[str] = (),
+    head: str = "HEAD",
+    *,
+    uncommitted: bool | None = None,
+) -> DiffStats:
     """Commits on ``head`` (HEAD, or the task branch's commit) not on ``base``, and the diff from
     their merge base to ``head``.
 
     ``uncommitted`` is true when ``git status`` shows any change, untracked files included,
-    other than the ``exclude`` paths (e.g. a completion marker that is never committed).
+    other than the ``exclude`` paths (e.g. a completion marker that is never committed); a
+    caller that looked elsewhere (a clone's work tree, from the main repository) gives it.
     ``GitError`` if ``base`` is unknown or shares no history with ``head``.
     """
     commits = int(git(["rev-list", "--count", f"{base}..{head}"], worktree).strip())
@@ -68,7 +76,7 @@ def diff_stats(worktree: Path, base: str, exclude: Sequence[str] = (), head: str
         insertions=insertions,
         deletions=deletions,
         paths=tuple(sorted(paths)),
-        uncommitted=bool(_changed_paths(worktree, exclude)),
+        uncommitted=bool(changed_paths(worktree, exclude)) if uncommitted is None else uncommitted,
     )
 
 
@@ -80,7 +88,7 @@ def auto_commit(worktree: Path, message: str, exclude: Sequence[str] = ()) -> bo
     or absolute inside it; a directory excludes everything under it) is never committed, even
     if the agent staged it: it is unstaged and left in the worktree as it is.
     """
-    if not _changed_paths(worktree, exclude):
+    if not changed_paths(worktree, exclude):
         return False
     excluded = _normalise(worktree, exclude)
     git(["add", "--all", "--", ".", *(f":(top,exclude,literal){p}" for p in excluded)], worktree)
@@ -125,7 +133,7 @@ def _normalise(worktree: Path, paths: Sequence[str]) -> list[str]:
     return result
 
 
-def _changed_paths(worktree: Path, exclude: Sequence[str]) -> list[str]:
+def changed_paths(worktree: Path, exclude: Sequence[str]) -> list[str]:
     """Paths ``git status`` reports as changed or untracked, minus ``exclude`` and what is under it."""
     out = git(["status", "--porcelain", "-z", "--no-renames", "--untracked-files=all"], worktree)
     excluded = _normalise(worktree, exclude)

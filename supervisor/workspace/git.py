@@ -21,7 +21,9 @@
   ``PAGENT_COOKIE`` set, so the next run's recovery (the executor's sweep of the plan's cookie
   prefix) stops a git and its children that a SIGKILLed supervisor left behind;
 - **bytes-safe**: output is UTF-8 with ``surrogateescape``, so a path that is not UTF-8 survives
-  the round trip back into argv; ``shown`` makes such a path printable.
+  the round trip back into argv; ``shown`` makes such a path printable;
+- **confined when asked**: inside ``wrapped_by(wrap)`` git runs as ``wrap(argv, cwd)`` (the
+  attempt's sandbox, for pagent's own steps on files an agent wrote), bounded and killed the same.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +41,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from supervisor.errors import GitError, PlanError
+from supervisor.errors import GitError, PagentError, PlanError
 from supervisor.plan.model import Plan
 from supervisor.workspace.gitproc import Calls, finish, pdeathsig_prefix, read_all, stdin_file
 
@@ -62,6 +64,20 @@ _OWNER: ContextVar[str | None] = ContextVar("pagent_git_owner", default=None)
 
 
 _CALLS: ContextVar[Calls | None] = ContextVar("pagent_git_calls", default=None)
+
+# Turns git's argv (and its working directory) into the argv that runs it confined.
+Wrap = Callable[[Sequence[str], Path], Sequence[str]]
+_WRAP: ContextVar[Wrap | None] = ContextVar("pagent_git_wrap", default=None)
+
+
+@contextlib.contextmanager
+def wrapped_by(wrap: Wrap | None) -> Iterator[None]:
+    """Inside this block (in this thread), git runs as ``wrap(argv, cwd)``; ``None``: as it is."""
+    token = _WRAP.set(wrap)
+    try:
+        yield
+    finally:
+        _WRAP.reset(token)
 
 
 @contextlib.contextmanager
@@ -124,10 +140,16 @@ def run_git(
     program = shutil.which("git")
     if program is None:
         raise GitError("git is not installed (not found on PATH)")
+    command: Sequence[str] = [program, *SAFETY, *args]
+    if (wrap := _WRAP.get()) is not None:
+        try:
+            command = wrap(command, Path(cwd))
+        except (PagentError, OSError) as exc:
+            raise GitError(f"{what}: cannot confine git: {exc}") from None
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, stdin_file(stdin) as given:
         try:
             proc = subprocess.Popen(
-                [*pdeathsig_prefix(), program, *SAFETY, *args],
+                [*pdeathsig_prefix(), *command],
                 cwd=cwd,
                 env=_environment(),
                 stdin=given,

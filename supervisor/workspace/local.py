@@ -1,4 +1,6 @@
-"""``Worktrees``: the local executor's task workspaces, git worktrees of the plan's repository.
+"""The local executor's task workspaces: ``Worktrees`` (git worktrees of the plan's repository)
+and ``LocalWorkspaces``, which hands each request to the kind it names (``worktree``, or
+``clone``: ``supervisor.workspace.clones``).
 
 Each method is a coroutine that does its git work in a worker thread through
 ``supervisor.workspace.git.in_thread``: cancelling the await (SIGTERM of pagent-run, a stop)
@@ -16,7 +18,9 @@ stats and the repository's branches and tags are reported.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 from supervisor.errors import GitError
 from supervisor.seam import Begun, CollectRequest, Facts, Workspace, WorkspaceRequest
@@ -30,6 +34,39 @@ from supervisor.workspace.worktree import (
     remove_marker,
     workdir_in,
 )
+
+
+class Kind(Protocol):
+    """One kind of workspace: ``Worktrees`` or ``supervisor.workspace.clones.Clones``."""
+
+    async def prepare(self, request: WorkspaceRequest) -> Workspace: ...
+
+    async def begin(self, workspace: Workspace, marker: str | None) -> Begun: ...
+
+    async def collect(self, workspace: Workspace, request: CollectRequest) -> Facts: ...
+
+
+class LocalWorkspaces:
+    """Each request to the workspace kind it names (``WorkspaceRequest.kind``, ``Workspace.kind``)."""
+
+    def __init__(self, kinds: Mapping[str, Kind]) -> None:
+        self._kinds = dict(kinds)
+
+    def _kind(self, name: str) -> Kind:
+        try:
+            return self._kinds[name]
+        except KeyError:
+            raise GitError(f"no workspace kind {name!r} here (known: {', '.join(self._kinds)})") from None
+
+    async def prepare(self, request: WorkspaceRequest) -> Workspace:
+        """The task's workspace, made by its kind (no isolation: always the repository itself)."""
+        return await self._kind(request.kind if request.branch is not None else "worktree").prepare(request)
+
+    async def begin(self, workspace: Workspace, marker: str | None) -> Begun:
+        return await self._kind(workspace.kind).begin(workspace, marker)
+
+    async def collect(self, workspace: Workspace, request: CollectRequest) -> Facts:
+        return await self._kind(workspace.kind).collect(workspace, request)
 
 
 class Worktrees:

@@ -94,6 +94,26 @@ def ensure_worktree(
         path.parent.mkdir(parents=True, exist_ok=True)
         git(["worktree", "add", "--quiet", "-b", branch, str(path), start], repo)
         return True
+    claim_branch(repo, branch, start, tip, expect=expect, fresh=fresh, pins=pins)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(["worktree", "add", "--quiet", str(path), branch], repo)
+    return True
+
+
+def claim_branch(
+    repo: Path,
+    branch: str,
+    start: str,
+    tip: str,
+    *,
+    expect: str | None,
+    fresh: bool,
+    pins: str | None,
+) -> None:
+    """Check the existing ``branch`` (at ``tip``) is where pagent recorded it (``expect``; see
+    ``ensure_worktree``): on a fresh task a foreign commit is pinned at ``<pins>/planted`` and
+    the branch moved to ``start``; later it must descend from ``expect`` (``GitError``)."""
+    ref = f"refs/heads/{branch}"
     if expect is not None and fresh:
         target = commit_of(repo, start)
         if target is None:
@@ -104,9 +124,6 @@ def ensure_worktree(
             git(["update-ref", "-m", "pagent: the task's start", ref, target, tip], repo)
     elif expect is not None and not is_ancestor(repo, expect, tip):
         raise GitError(f"branch {branch} was rewritten since pagent recorded it at {expect[:12]}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    git(["worktree", "add", "--quiet", str(path), branch], repo)
-    return True
 
 
 def remove_worktree(repo: Path, path: Path, force: bool) -> None:
