@@ -43,6 +43,7 @@ from supervisor.seam import Exit, OutputCallback, Sample, Stream
 _PR_SET_PDEATHSIG = 1
 _OOM_EVENTS = "/sys/fs/cgroup/memory.events"
 _READ_SIZE = 256 * 1024
+_SANDBOX_ENDS = 1.0  # seconds a sandbox's namespace may take to end after bwrap exited
 _DEFAULT_GRACE = 1.0  # for clean-up the caller left to the launcher without ever naming a grace
 
 
@@ -174,6 +175,11 @@ class LocalHandle:
         """
         self.grace = grace
         procs = proctree.tree(None, self.pid, self._cookie, self._since)
+        if procs and self._signal_codes:
+            # A sandbox ends by itself once its command has: bwrap reports the exit a moment
+            # before its pid namespace's init is gone, and the kernel kills whatever is left
+            # in the namespace with it. Only what outlives that is a leftover.
+            procs = await proctree.survivors(procs, _SANDBOX_ENDS)
         if procs:
             await proctree.stop_processes(procs, self.pid, grace)
         # Its tree is gone: what it left outside tree, session and cookie may be stopped now.

@@ -289,6 +289,17 @@ def _group_alive(pgid: int | None) -> bool:
     return bool(group_members(pgid))
 
 
+async def survivors(procs: list[psutil.Process], within: float) -> list[psutil.Process]:
+    """Those of ``procs`` still alive after at most ``within`` seconds (returns as soon as none
+    is): for processes that are ending by themselves."""
+    deadline = time.monotonic() + within
+    remaining = [p for p in procs if alive(p)]
+    while remaining and time.monotonic() < deadline:
+        await anyio.sleep(_POLL / 5)
+        remaining = [p for p in remaining if alive(p)]
+    return remaining
+
+
 async def stop_processes(procs: list[psutil.Process], pgid: int | None, grace: float) -> int:
     """Stop ``procs`` and the group ``pgid``: SIGTERM, wait up to ``grace``, SIGKILL the rest.
 
