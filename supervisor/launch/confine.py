@@ -25,6 +25,7 @@ import contextlib
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from supervisor.launch.sandbox import SandboxPolicy, wrap
@@ -114,10 +115,11 @@ def _git_dirs(repo: Path) -> list[Path]:
 
 
 def wrapper(confinement: Confinement, workspace: Workspace) -> Callable[[Sequence[str], Path], Sequence[str]]:
-    """A function that wraps a command (pagent's own git in the workspace: auto-commit) in the
-    attempt's sandbox, for ``supervisor.workspace.git.wrapped_by``; paths are expanded with this
-    process's environment, as the agent's were."""
-    policy = policy_for(confinement, workspace, os.environ)
+    """A function that wraps a command (pagent's own git in the workspace: auto-commit) in a
+    sandbox as strict as the attempt's and stricter: it may write the workspace alone (none of
+    the agent's state paths: pagent's git needs none) and has no network, for
+    ``supervisor.workspace.git.wrapped_by``."""
+    policy = policy_for(replace(confinement, writable=(), network=False), workspace, os.environ)
 
     def confined(argv: Sequence[str], cwd: Path) -> Sequence[str]:
         return wrap(argv, policy, cwd)
