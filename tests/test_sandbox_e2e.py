@@ -472,4 +472,26 @@ def test_sandbox_settings_that_cannot_work_are_plan_errors(root: Path, main: Pat
         assert done.returncode == 2, (name, done.stdout, done.stderr)
         assert message in done.stderr, (name, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1, (name, done.stderr)
-    assert sys.executable  # the plans ran nothing
+
+
+def test_verify_runs_in_the_sandbox_too(root: Path, main: Path) -> None:
+    """``verify`` runs what the agent wrote, so it is confined like the agent: a verify that
+    writes into the main worktree fails there (reason ``verify``), one that checks the clone passes."""
+    evil = main / "verify-evil"
+    plan = plan_of(
+        root,
+        main,
+        {
+            "evil": {
+                "prompt": "write a.txt a",
+                "verify": [sys.executable, "-c", f"open({str(evil)!r}, 'w')"],
+            },
+            "fine": {"prompt": "write b.txt b", "verify": [sys.executable, "-c", "open('b.txt').read()"]},
+        },
+    )
+    run(plan)
+    tasks = tasks_by_id(plan)
+    assert (tasks["evil"]["state"], tasks["evil"]["reason"]) == ("failed", "verify")
+    assert "Read-only file system" in Path(tasks["evil"]["log"]).read_text()
+    assert not evil.exists()
+    assert tasks["fine"]["state"] == "succeeded"

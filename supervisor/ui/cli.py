@@ -185,6 +185,11 @@ def _describe_plan(plan: Plan) -> str:
         for task in wave.tasks:
             s = task.settings
             where = f", workdir {s.workdir}" if s.workdir else ""
+            if s.isolation == "worktree" and s.workspace == "clone":
+                where += ", in a clone"
+            if s.sandbox is not False:
+                where += ", sandbox " + ("auto" if s.sandbox == "auto" else "on")
+                where += "" if s.sandbox_network else " (no network)"
             lines.append(
                 f"  {task.id}: agent {s.agent}, retries {s.retries}, timeout {s.timeout:g}s, "
                 f"isolation {s.isolation}{where}"
