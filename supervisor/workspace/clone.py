@@ -30,6 +30,7 @@ clone (``CloneError`` on a symlink in ``.git``, a ``.git`` that is not a directo
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -51,8 +52,10 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _trusted_config(main: Path, branch: str) -> str:
-    """The clone's whole ``.git/config``, from the main repository's facts only."""
+@functools.lru_cache(maxsize=64)
+def _core(main: Path) -> tuple[str, ...]:
+    """The ``[core]`` and ``[extensions]`` lines a clone of ``main`` needs, from ``main``'s own
+    configuration (asked once per repository: they do not change during a run)."""
     sha256 = git(["rev-parse", "--show-object-format"], main).strip() == "sha256"
     lines = ["[core]", f"\trepositoryformatversion = {1 if sha256 else 0}", "\tbare = false"]
     lines.append("\tlogallrefupdates = true")
@@ -62,6 +65,12 @@ def _trusted_config(main: Path, branch: str) -> str:
             lines.append(f"\t{key.split('.')[1]} = {value}")
     if sha256:
         lines += ["[extensions]", "\tobjectformat = sha256"]
+    return tuple(lines)
+
+
+def _trusted_config(main: Path, branch: str) -> str:
+    """The clone's whole ``.git/config``, from the main repository's facts only."""
+    lines = list(_core(main))
     lines += [
         '[remote "origin"]',
         f"\turl = {_quote(str(main))}",
