@@ -53,6 +53,8 @@ class CodexKind:
     """Codex as an agent kind (``kind = "codex"``); see the module docstring."""
 
     name = "codex"
+    # Its login, config, sessions and logs; with home = "own" CODEX_HOME is the kept directory.
+    state_paths = ("${CODEX_HOME:-~/.codex}/",)
     default_preflight = True
     failure_classes = frozenset(
         {

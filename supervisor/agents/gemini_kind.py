@@ -47,6 +47,8 @@ class GeminiKind:
     """Gemini CLI as an agent kind (``kind = "gemini"``); see the module docstring."""
 
     name = "gemini"
+    # GEMINI_CLI_HOME relocates ~/.gemini (with home = "own": into the attempt's own directory).
+    state_paths = ("${GEMINI_CLI_HOME:-~}/.gemini/",)
     default_preflight = True
     failure_classes = frozenset(
         {

@@ -67,6 +67,14 @@ class OpencodeKind:
     """opencode as an agent kind (``kind = "opencode"``); see the module docstring."""
 
     name = "opencode"
+    # Its XDG directories (with home = "own": the kept directory) and npm's cache for plugins.
+    state_paths = (
+        "${XDG_CONFIG_HOME:-~/.config}/opencode/",
+        "${XDG_DATA_HOME:-~/.local/share}/opencode/",
+        "${XDG_CACHE_HOME:-~/.cache}/opencode/",
+        "${XDG_STATE_HOME:-~/.local/state}/opencode/",
+        "${npm_config_cache:-~/.npm}/",
+    )
     default_preflight = True
     failure_classes = frozenset(
         {

@@ -61,3 +61,16 @@ def test_a_task_gets_its_kinds_state_less_what_the_plan_takes_away(tmp_path: Pat
     )
     got = confinement(plan, settings, ClaudeKind())
     assert got == Confinement(("~/.claude/", "/cache/"), read_only=(plan.plan_dir,), network=False)
+
+
+def test_every_kinds_state_paths_expand() -> None:
+    """The kinds' own paths, with their relocations set and unset."""
+    from supervisor.agents.registry import KINDS
+
+    for name in KINDS.names:
+        for entry in getattr(KINDS[name], "state_paths", ()):
+            assert expand(entry, {"HOME": "/h"}) is not None, (name, entry)
+    gemini = KINDS["gemini"].state_paths[0]
+    assert expand(gemini, {"HOME": "/h"}) == Path("/h/.gemini")
+    assert expand(gemini, {"HOME": "/h", "GEMINI_CLI_HOME": "/a/gemini"}) == Path("/a/gemini/.gemini")
+    assert expand(KINDS["codex"].state_paths[0], {"HOME": "/h", "CODEX_HOME": "/k"}) == Path("/k")
