@@ -45,11 +45,13 @@ its API key, and burn CPU and memory.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,7 @@ from supervisor.errors import PagentError
 
 _PROBE_TIMEOUT = 10.0  # seconds; a sandbox that takes longer than this to start is no sandbox
 # Files a hidden directory may hold that programs need; mounted back read-only when they do.
+_INSTALLATION = Path(__file__).resolve().parents[2]  # where the supervisor package is installed
 _KEEP_VISIBLE = (Path("/etc/resolv.conf"),)
 
 
@@ -115,8 +118,26 @@ def _tool(name: str, path: str | None = None) -> str:
     return found
 
 
-def _mounts(policy: SandboxPolicy) -> list[_Mount]:
-    """The policy's mounts, resolved, deduplicated, in the order bwrap must apply them."""
+def _program_paths(argv: Sequence[str], cwd: Path, path: str | None) -> list[Path]:
+    """What ``argv`` needs in order to run at all, wherever it lives: this interpreter's
+    prefixes (a virtualenv), pagent's own installation (a checkout), the program's directory and
+    those of the files named on the command line (scripts and their siblings). Kept readable
+    even when a hidden directory (the private ``/tmp``) would cover them."""
+    found = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), _INSTALLATION}
+    program = argv[0] if os.sep in argv[0] else shutil.which(argv[0], path=path)
+    named = [Path(program)] if program else []
+    named += [Path(arg) for arg in argv[1:] if os.sep in arg]
+    for name in named:
+        file = name if name.is_absolute() else cwd / name
+        with contextlib.suppress(OSError):
+            if file.is_file():
+                found |= {file.parent, file.resolve().parent}
+    return sorted(found)
+
+
+def _mounts(policy: SandboxPolicy, keep: Sequence[Path] = ()) -> list[_Mount]:
+    """The policy's mounts, resolved, deduplicated, in the order bwrap must apply them; ``keep``
+    are paths mounted back read-only where a hidden directory would cover them."""
     wanted: dict[Path, _Kind] = {}
 
     def add(path: Path, kind: _Kind) -> None:
@@ -138,7 +159,7 @@ def _mounts(policy: SandboxPolicy) -> list[_Mount]:
     for path in policy.read_only:
         if path.exists():
             add(path, _Kind.READ_ONLY)
-    for path in _KEEP_VISIBLE:
+    for path in (*_KEEP_VISIBLE, *keep):
         real = Path(os.path.realpath(path))
         decides = _innermost(_in_order(wanted), real)
         if real.exists() and decides is not None and decides.kind is _Kind.HIDDEN:
@@ -175,7 +196,7 @@ def wrap(
         if not given.is_absolute():
             raise SandboxError(f"sandbox: not an absolute path: {str(given)!r}")
     env, bwrap = _tool("env", path), _tool("bwrap", path)
-    mounts = _mounts(policy)
+    mounts = _mounts(policy, _program_paths(argv, cwd, path))
     inside = _innermost(mounts, Path(os.path.realpath(cwd)))
     if inside is not None and inside.kind is _Kind.HIDDEN:
         raise SandboxError(f"sandbox: working directory {str(cwd)!r} is hidden by {str(inside.path)!r}")
