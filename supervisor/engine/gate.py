@@ -23,19 +23,16 @@ when the gate closed only makes the closure longer, never doubles it.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
 import anyio
-import anyio.lowlevel
 
 from supervisor.engine import events
 from supervisor.engine.clock import Clock
+from supervisor.engine.slots import Slots
 from supervisor.plan.units import format_duration
 from supervisor.reasons import Reason
 from supervisor.seam import Executor
@@ -100,52 +97,6 @@ class Stop:
         if failed:
             raise failed[0]
         return done[0] if done else None
-
-
-@dataclass(order=True)
-class _Waiter:
-    rank: float
-    seq: int
-    event: anyio.Event = field(compare=False, default_factory=anyio.Event)
-    granted: bool = field(compare=False, default=False)
-    gone: bool = field(compare=False, default=False)
-
-
-class _Slots:
-    """``jobs`` slots, handed to waiters lowest rank first, then first come first served."""
-
-    def __init__(self, jobs: int) -> None:
-        self._free = jobs
-        self._waiters: list[_Waiter] = []
-        self._seq = itertools.count()
-
-    async def acquire(self, rank: float) -> None:
-        while self._waiters and self._waiters[0].gone:
-            heapq.heappop(self._waiters)
-        if self._free > 0 and not self._waiters:
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            self._free -= 1
-            await anyio.lowlevel.cancel_shielded_checkpoint()
-            return
-        waiter = _Waiter(rank, next(self._seq))
-        heapq.heappush(self._waiters, waiter)
-        try:
-            await waiter.event.wait()
-        except BaseException:
-            if waiter.granted:  # given a slot just as it was cancelled: hand it on
-                self.release()
-            else:
-                waiter.gone = True
-            raise
-
-    def release(self) -> None:
-        while self._waiters:
-            waiter = heapq.heappop(self._waiters)
-            if not waiter.gone:
-                waiter.granted = True
-                waiter.event.set()
-                return
-        self._free += 1
 
 
 class Ticket:
@@ -254,7 +205,7 @@ class LaunchGate:
         stop: Stop | None = None,
         gates: Mapping[str, str] | None = None,
     ) -> None:
-        self._slots = _Slots(jobs)
+        self._slots = Slots(jobs)
         self._executor = executor
         self._clock = clock
         self._emit = emit

@@ -309,3 +309,33 @@ async def test_a_retry_waits_for_the_gate_not_for_its_own_doubled_delay(tmp_path
     second_end = next(e.at for e in night.ends() if (e.task_id, e.attempt) == ("T", 2))
     third_start = night.starts()[3].at
     assert DELAY <= third_start - second_end <= DELAY * 1.25
+
+
+async def test_a_cancelled_waiter_gives_its_place_on() -> None:
+    """A waiter cancelled while it waits is skipped: the freed slot goes to the next one (though
+    the cancelled one ranked better), and afterwards the slot is free again."""
+    from supervisor.engine.slots import Slots
+
+    slots = Slots(1)
+    await slots.acquire(0)
+    got: list[str] = []
+    scopes: dict[str, anyio.CancelScope] = {}
+
+    async def take(name: str, rank: float) -> None:
+        with anyio.CancelScope() as scope:
+            scopes[name] = scope
+            await slots.acquire(rank)
+            got.append(name)
+            slots.release()
+
+    with anyio.fail_after(5):  # a slot lost to the cancelled waiter would leave "next" waiting
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(take, "cancelled", 1)
+            tg.start_soon(take, "next", 2)
+            await anyio.wait_all_tasks_blocked()
+            scopes["cancelled"].cancel()
+            await anyio.wait_all_tasks_blocked()
+            slots.release()
+    assert got == ["next"]
+    with anyio.fail_after(1):
+        await slots.acquire(0)  # free again: no waiting
