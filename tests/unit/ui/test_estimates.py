@@ -128,3 +128,17 @@ async def test_dry_run_lists_the_start_order_with_the_estimates(tmp_path: Path) 
     assert [line.split(":")[0].strip() for line in after[2:6]] == ["e", "a", "b", "c"]
     assert after[2].endswith("expected 40s")
     assert after[-1] == "expected for the whole run: 40s"
+
+
+def test_dry_run_still_names_clones_and_the_sandbox(tmp_path: Path) -> None:
+    """What the dry run said of a task's workspace and sandbox before it had estimates stays."""
+    table = {
+        "defaults": {"agent": "demo", "workspace": "clone", "sandbox": "auto", "sandbox_network": False},
+        "waves": [{"tasks": [{"id": "a", "prompt": "x"}]}],
+    }
+    (tmp_path / "plan.toml").write_text(tomli_w.dumps(table))
+    text = describe_plan(load_plan(tmp_path / "plan.toml"))
+    assert (
+        "  a: agent demo, retries 2, timeout 2700s, isolation worktree, in a clone, sandbox auto (no network)"
+        in text
+    )
