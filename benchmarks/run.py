@@ -1,6 +1,7 @@
 """The suite's one command: ``python -m benchmarks [--quick] [--reps N] [--only SECTION ...]``.
 
-Runs the sections of issue 7 in order (overhead, worktrees, streaming, idle, scale), prints one
+Runs the sections of issue 7 (overhead, worktrees, streaming, idle, scale) and of issue 19
+(makespan, storm, parsing) in order, prints one
 table and writes everything -- machine, parameters, every repetition, targets -- as JSON to
 ``benchmarks/results/<UTC time>.json`` and ``benchmarks/results/latest.json`` (git-ignored).
 ``--quick`` is a smoke run: tiny sizes, one repetition; its numbers mean nothing.
@@ -19,7 +20,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import idle, overhead, scale, streaming, worktrees
+from benchmarks import idle, makespan, overhead, parsing, scale, storm, streaming, worktrees
 from benchmarks.harness import Context, Section, machine
 
 SECTIONS: dict[str, Callable[[Context], Section]] = {
@@ -28,6 +29,9 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "streaming": streaming.run,
     "idle": idle.run,
     "scale": scale.run,
+    "makespan": makespan.run,
+    "storm": storm.run,
+    "parsing": parsing.run,
 }
 DEFAULT_REPS = 5
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -12,7 +12,7 @@ import pytest
 pytestmark = pytest.mark.slow  # real processes (README, "Tests")
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = {"overhead", "worktrees", "streaming", "idle", "scale"}
+SECTIONS = {"overhead", "worktrees", "streaming", "idle", "scale", "makespan", "storm", "parsing"}
 
 
 def test_quick_benchmark_run_writes_every_section(tmp_path: Path) -> None:

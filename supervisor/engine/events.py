@@ -19,11 +19,45 @@ class RunStarted:
 
 @dataclass(frozen=True)
 class WaveStarted:
-    """A wave begins; ``tasks`` is how many of its tasks will run now."""
+    """A wave begins; ``tasks`` is how many of its tasks will run now. ``expected``: how long it
+    should take (``supervisor.engine.order.forecast``; ``None`` when no task of it has history),
+    a lower bound when ``unknown`` of its tasks have none."""
 
     index: int
     name: str
     tasks: int
+    expected: float | None = None
+    unknown: int = 0
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One pending task in a schedule: its expected duration (the median of its successful
+    attempts in the plan's newest runs; ``None``: it has none) and the pending tasks of its wave
+    it waits for."""
+
+    task_id: str
+    expected: float | None
+    after: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WavePlan:
+    """A wave's pending tasks in the order they are offered slots."""
+
+    index: int
+    name: str
+    tasks: tuple[Planned, ...]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The run's pending tasks, wave by wave, in the order they are offered slots (``order``:
+    the plan's ``order``), with their expected durations; emitted once, after ``RunStarted``."""
+
+    jobs: int
+    order: str
+    waves: tuple[WavePlan, ...]
 
 
 @dataclass(frozen=True)
@@ -119,6 +153,7 @@ class Notified:
 
 Event = (
     RunStarted
+    | Schedule
     | WaveStarted
     | AttemptStarted
     | AttemptFailed

@@ -1,7 +1,9 @@
 """Waves, concurrency and retries: drives a run's pending tasks to their final states.
 
 The runner owns the order of things. Waves run one after another; inside a wave every pending
-task runs as a ``TaskRun``, at most ``jobs`` agents at a time (the ``LaunchGate``); a failed
+task runs as a ``TaskRun``, at most ``jobs`` agents at a time (the ``LaunchGate``), offered slots
+longest expected first unless the plan says ``order = "plan"`` (``supervisor.engine.order``,
+from the plan's earlier runs; the estimates go out as a ``Schedule`` event); a failed
 attempt is retried with backoff while its wave is still open; when a task of a wave fails for
 good, the later waves' tasks become ``not_run``. After each wave it asks
 ``supervisor.results.integration`` what the wave produced (overlaps, merges) and records it.
@@ -27,14 +29,14 @@ from pathlib import Path
 import anyio
 
 from supervisor.agents.base import Kinds
-from supervisor.engine import events
+from supervisor.engine import events, order
 from supervisor.engine.clock import Clock, SystemClock
 from supervisor.engine.gate import LaunchGate, Stop
 from supervisor.engine.publishing import Publisher
 from supervisor.engine.runstate import RunState
 from supervisor.engine.taskrun import RunContext, TaskRun
 from supervisor.errors import StateError
-from supervisor.plan.model import Wave
+from supervisor.plan.model import Task, Wave
 from supervisor.reasons import Reason, mishap
 from supervisor.results.integration import Integration, after_wave
 from supervisor.seam import Executor
@@ -82,6 +84,8 @@ class Runner:
             max_cost=self.plan.max_cost_usd,
             spent=lambda: self.state.spent,
             poll=memory_poll,
+            stop=self.stop,
+            gates={name: agent.gate for name, agent in self.plan.agents.items()},
         )
 
     @property
@@ -126,6 +130,10 @@ class Runner:
         records = self.state.records
         pending = sum(r.state is TaskState.PENDING for r in records.values())
         self.emit(events.RunStarted(self.state.run_id, self.plan.name, self.dir, pending, self.retry))
+        expected = order.expected_durations(self.state.history())
+        ids = {task_id for task_id, record in records.items() if record.state is TaskState.PENDING}
+        schedule = order.schedule(self.plan, ids, expected)
+        self.emit(schedule)
         blocked_by: str | None = None
         for wave in self.plan.waves:
             todo = [t for t in wave.tasks if records[t.id].state is TaskState.PENDING]
@@ -140,7 +148,7 @@ class Runner:
                     self.emit(events.TaskFinished(task.id, TaskState.NOT_RUN, record.attempts, why, None))
                 continue
             if todo:
-                self.emit(events.WaveStarted(wave.index, wave.name, len(todo)))
+                self.emit(self._arrange(wave, todo, schedule))
                 async with anyio.create_task_group() as tg:
                     for task in todo:
                         tg.start_soon(self._run_task, task.id)
@@ -155,6 +163,20 @@ class Runner:
                 except Exception as exc:  # the tasks' own outcomes stand
                     self.emit(events.Notice(f"after wave {wave.name}: {mishap(exc)}"))
         return self._finish()
+
+    def _arrange(self, wave: Wave, todo: list[Task], schedule: events.Schedule) -> events.WaveStarted:
+        """Put ``todo`` in the schedule's order (they start in it) and rank the gate's slots by
+        it (retries too; with ``order = "plan"`` first come, first served); the wave's start."""
+        planned = next((w.tasks for w in schedule.waves if w.index == wave.index), ())
+        at = {p.task_id: i for i, p in enumerate(planned)}
+        todo.sort(key=lambda task: at.get(task.id, len(at)))
+        if self.plan.order != "plan":
+            self.gate.rank(at)
+        guess = order.forecast(self.plan.jobs, planned)
+        known = guess.unknown < len(planned)
+        return events.WaveStarted(
+            wave.index, wave.name, len(todo), guess.seconds if known else None, guess.unknown
+        )
 
     async def _run_task(self, task_id: str) -> None:
         """Drive one task; publish its branch once it has succeeded (not while stopping)."""

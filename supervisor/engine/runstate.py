@@ -84,6 +84,11 @@ class RunState:
         """One task's status view now."""
         return task_view(self._records[task_id], self.attempts(task_id), time.time())
 
+    def history(self) -> dict[str, list[float]]:
+        """How long each task's successful attempts took in the plan's newest runs (seconds,
+        newest first): what the schedule's estimates come from (``supervisor.engine.order``)."""
+        return self._store.success_durations(self._run.plan_key)
+
     async def wait_finished(self, task_id: str) -> None:
         """Return once ``task_id`` is in a final state."""
         await self._finished[task_id].wait()

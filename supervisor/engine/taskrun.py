@@ -22,7 +22,7 @@ from supervisor.agents.resets import reset_in
 from supervisor.engine import events, policy
 from supervisor.engine.attempt import AttemptResult, run_attempt, run_verify
 from supervisor.engine.clock import Clock
-from supervisor.engine.gate import LaunchGate, Stop
+from supervisor.engine.gate import LaunchGate, Stop, Ticket
 from supervisor.engine.inspection import inspect
 from supervisor.engine.logfile import DiskReserve, LogFile
 from supervisor.engine.runstate import RunState
@@ -138,7 +138,7 @@ class TaskRun:
         while workspace is not None:
             if not await self._stop.unless(self._gate.capacity, settings.min_free_memory, task.id):
                 break
-            async with self._gate.slot():
+            async with self._gate.slot(task.id, settings.agent) as ticket:
                 if self._stop.requested:
                     break
                 if (why := self._gate.blocked(self._kind.name)) is not None:
@@ -150,6 +150,7 @@ class TaskRun:
                     broken = exc.reason
                     break
                 tries += 1
+                self._tell_gate(ticket, ended.result)
             result = ended.result
             if result.succeeded or result.reason == Reason.INTERRUPTED:
                 state = TaskState.SUCCEEDED if result.succeeded else TaskState.INTERRUPTED
@@ -169,8 +170,11 @@ class TaskRun:
                 self._stop_kind(result)
             if decision.retry and not self._stop.requested:
                 self._persist(ended, {"state": TaskState.PENDING, "reason": result.reason})
-                self._emit(events.AttemptFailed(task.id, ended.number, result.reason, decision.delay))
-                if await self._stop.unless(self._clock.sleep, decision.delay):
+                # A gated retry waits at its agent's rate-limit gate, not on a timer of its own.
+                delay = 0.0 if decision.gated else decision.delay
+                shown = self._gate.rate_gate(settings.agent).closed_for() if decision.gated else delay
+                self._emit(events.AttemptFailed(task.id, ended.number, result.reason, shown))
+                if await self._stop.unless(self._clock.sleep, delay):
                     continue
                 break
             self._emit(events.AttemptFailed(task.id, ended.number, result.reason, None))
@@ -322,6 +326,17 @@ class TaskRun:
         if begun is None:
             raise _NotBegun(None)
         return begun
+
+    def _tell_gate(self, ticket: Ticket, result: AttemptResult) -> None:
+        """Report the attempt's end to its agent's rate-limit gate: a rate limit closes it."""
+        close_for = policy.gate_delay(
+            result.reason,
+            closure=ticket.closure,
+            settings=self.task.settings,
+            reset_in=reset_in(result.metrics, self._clock.time()),
+            rng=self._rng,
+        )
+        ticket.ended(result.succeeded, close_for)
 
     def _persist(self, ended: _Ended, task_changes: dict[str, Any]) -> None:
         """End the attempt and move the task on, in one transaction."""

@@ -95,6 +95,8 @@ def _build(
         key = f"{label}: agents.{schema.toml_key(name)}"
         if not TASK_ID.match(name):
             raise PlanError(f"{key}: agent names use letters, digits, '.', '_', '-', got {name!r}")
+        if agent.account is not None and not TASK_ID.match(agent.account):
+            raise PlanError(f"{key}.account: use letters, digits, '.', '_', '-', got {short(agent.account)}")
         for env_name in agent.env:
             if problem := env_name_problem(env_name):
                 raise PlanError(f"{key}.env: {problem}")
@@ -127,6 +129,7 @@ def _build(
             model=agent.model,
             home=agent.home,
             idle_timeout=idle,
+            account=agent.account,
         )
         if fault := rules.check_agent(spec):
             raise PlanError(f"{key}.{fault[0]}: {fault[1]}")
@@ -223,6 +226,7 @@ def _build(
         waves=tuple(waves),
         notify=notify,
         publish=publish,
+        order=table.order,
     )
 
 

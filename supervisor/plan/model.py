@@ -22,6 +22,7 @@ Isolation = Literal["worktree", "none"]
 Home = Literal["user", "own"]
 WorkspaceKind = Literal["worktree", "clone"]
 Sandbox = bool | Literal["auto"]
+Order = Literal["longest-first", "plan"]  # how a wave's tasks are offered slots (engine.order)
 
 # Failure classes that are not retried unless a task lists them in ``retry_on``: retrying
 # blindly would end the same way (work off its branch or a rewritten history is the agent's
@@ -46,6 +47,13 @@ class AgentSpec:
     model: str | None = None
     home: Home | None = None  # the CLI's state and login: the user's or its own; None: kind default
     idle_timeout: float | None = None  # seconds the CLI waits for the API's next bytes
+    account: str | None = None  # the API account it uses: agents of one account share a rate-limit gate
+
+    @property
+    def gate(self) -> str:
+        """The name of its rate-limit gate ("account NAME", else "agent NAME"): agents that name
+        one ``account`` share a gate, every other agent has its own."""
+        return f"account {self.account}" if self.account is not None else f"agent {self.name}"
 
 
 @dataclass(frozen=True)
@@ -239,6 +247,7 @@ class Plan(PlanFile):
     waves: tuple[Wave, ...]
     notify: NotifyConfig = NotifyConfig()
     publish: PublishConfig = PublishConfig()
+    order: Order = "longest-first"
 
     @property
     def tasks(self) -> tuple[Task, ...]:

@@ -89,6 +89,7 @@ class AgentTable(_Strict, frozen=True):
     model: NonEmptyStr | None = None
     home: Literal["user", "own"] | None = None
     idle_timeout: Duration | None = None
+    account: NonEmptyStr | None = None  # agents naming one account share one rate-limit gate
 
 
 class IntegrateTable(_Strict, frozen=True):
@@ -130,6 +131,7 @@ class PlanTable(_Strict, frozen=True):
     worktree_root: NonEmptyStr | None = None
     max_cost_usd: NonNegFloat | None = None
     keep_runs: PositiveInt | None = None
+    order: Literal["longest-first", "plan"] = "longest-first"  # how a wave's tasks are offered slots
     context_file: NonEmptyStr | None = None
     integrate: IntegrateTable | None = None
     notify: NotifyTable | None = None

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from supervisor.errors import StateError
+from supervisor.reasons import Reason
 from supervisor.state.connection import Connection, connect, state_error
 from supervisor.state.records import AttemptRecord, RunRecord, RunStatus, TaskRecord, TaskState
 
@@ -279,6 +280,23 @@ class Store:
             "SELECT SUM(cost_usd) FROM attempts WHERE run_id = ? AND cost_usd IS NOT NULL", (run_id,)
         )
         return None if row[0] is None else float(row[0])
+
+    def success_durations(self, plan_key: str, *, runs: int = 10) -> dict[str, list[float]]:
+        """Per task id, how many seconds each successful attempt took (start to end, checks
+        included), newest first, over the newest ``runs`` runs of a plan: the scheduler's history.
+
+        One query over the attempts primary key of those runs only, however long the plan's
+        history: a 10,000-task plan with ten runs is read in well under a second."""
+        sql = (
+            "SELECT a.task_id, a.ended_at - a.started_at FROM attempts AS a"
+            " JOIN (SELECT run_id FROM runs WHERE plan_key = ? ORDER BY started_at DESC LIMIT ?) AS r"
+            " ON a.run_id = r.run_id"
+            " WHERE a.reason = ? AND a.ended_at IS NOT NULL ORDER BY a.started_at DESC"
+        )
+        found: dict[str, list[float]] = {}
+        for task_id, seconds in self._db.fetchall(sql, (plan_key, runs, Reason.OK.value)):
+            found.setdefault(task_id, []).append(max(0.0, float(seconds)))
+        return found
 
     def tasks(self, run_id: str) -> list[TaskRecord]:
         """The task runs of a run, in wave order then plan order."""

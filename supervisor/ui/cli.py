@@ -143,8 +143,9 @@ def _run(
         raise UsageError("--run goes with --retry-failed (to run a plan anew, leave --run out)")
     if dry_run:
         from supervisor.plan.names import printable
+        from supervisor.ui.describe import describe_plan
 
-        click.echo("\n".join(printable(line) for line in _describe_plan(plan).splitlines()))
+        click.echo("\n".join(printable(line) for line in describe_plan(plan).splitlines()))
         return
     import anyio
 
@@ -176,25 +177,6 @@ def _run(
     layout = Layout.of(plan)
     click.echo(format_summary(result.view, str(layout.run_dir(result.run_id))))
     sys.exit(result.exit_code)
-
-
-def _describe_plan(plan: Plan) -> str:
-    lines = [f"plan {plan.name}: {len(plan.tasks)} tasks in {len(plan.waves)} waves, jobs = {plan.jobs}"]
-    for wave in plan.waves:
-        lines.append(f"wave {wave.index + 1} {wave.name!r}:")
-        for task in wave.tasks:
-            s = task.settings
-            where = f", workdir {s.workdir}" if s.workdir else ""
-            if s.isolation == "worktree" and s.workspace == "clone":
-                where += ", in a clone"
-            if s.sandbox is not False:
-                where += ", sandbox " + ("auto" if s.sandbox == "auto" else "on")
-                where += "" if s.sandbox_network else " (no network)"
-            lines.append(
-                f"  {task.id}: agent {s.agent}, retries {s.retries}, timeout {s.timeout:g}s, "
-                f"isolation {s.isolation}{where}"
-            )
-    return "\n".join(lines)
 
 
 @click.command(name="pagent-run", context_settings={"help_option_names": ["-h", "--help"]})

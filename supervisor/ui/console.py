@@ -86,7 +86,7 @@ class EventPrinter:
                     verb, run=event.run_id, plan=event.plan_name, tasks=event.tasks, dir=str(event.run_dir)
                 )
             case events.WaveStarted():
-                self.log.info("wave started", wave=event.name, tasks=event.tasks)
+                self.log.info("wave started", wave=event.name, tasks=event.tasks, **_expected(event))
             case events.AttemptStarted():
                 self.log.info("task started", task=event.task_id, attempt=event.attempt, pid=event.pid)
             case events.AttemptFailed() if event.retry_in is not None:
@@ -137,3 +137,12 @@ class EventPrinter:
             fields["pull_request_problem"] = event.pr_problem
         ok = event.push in {"pushed", "up-to-date"} and not event.pr_problem
         getattr(self.log, "info" if ok else "warning")("published" if ok else "publish incomplete", **fields)
+
+
+def _expected(event: events.WaveStarted) -> dict[str, Any]:
+    """The wave's expected duration from earlier runs (a lower bound with tasks that have none)."""
+    if event.expected is None:
+        return {}
+    if not event.unknown:
+        return {"expected": format_duration(event.expected)}
+    return {"expected": ">=" + format_duration(event.expected), "without_history": event.unknown}
