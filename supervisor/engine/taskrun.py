@@ -6,12 +6,23 @@ wait for capacity and a slot (the ``LaunchGate``), run an attempt, check its wor
 the retry policy decide. It works only through explicit collaborators: the run state (the only
 writer of records), the gate, the executor, the task's agent kind, a clock and the stop request.
 Ending an attempt and moving the task on is one transaction.
+
+Each attempt is recorded with the session id pagent chose for it (kinds with ``session_args``)
+before anything starts. Before the agent, the workspace's hooks run in the attempt's log
+(``supervisor.engine.hooks``): ``setup`` when the workspace is new (or its setup has not
+succeeded yet), then ``before_attempt``; a failing hook fails the attempt (``setup: ...``)
+without starting the agent. After it, an MCP server that did not start fails an attempt of a
+task with ``mcp = "required"`` (``mcp-failed``), then the structured result is judged
+(``supervisor.results.structured``: ``nothing_to_do`` lifts ``require_changes``), then the
+checks of ``supervisor.engine.inspection``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import random
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +34,7 @@ from supervisor.engine import events, policy
 from supervisor.engine.attempt import AttemptResult, run_attempt, run_verify
 from supervisor.engine.clock import Clock
 from supervisor.engine.gate import LaunchGate, Stop
+from supervisor.engine.hooks import run_hooks
 from supervisor.engine.inspection import inspect
 from supervisor.engine.logfile import DiskReserve, LogFile
 from supervisor.engine.runstate import RunState
@@ -31,8 +43,10 @@ from supervisor.errors import GitError
 from supervisor.plan.model import Plan, Task
 from supervisor.reasons import Reason
 from supervisor.results.checks import Verdict, verified
+from supervisor.results.structured import judge_result
 from supervisor.seam import (
     AttemptKey,
+    AttemptSpec,
     Begun,
     Executor,
     Workspace,
@@ -202,6 +216,7 @@ class TaskRun:
             fresh=record.attempts == 0,
             pins=pins(self._state.run_id, task.id) if isolated else None,
             kind=task.settings.workspace,
+            copy=task.settings.copy if isolated else (),
         )
         try:
             workspace = await self._stop.before(self._executor.prepare, request)
@@ -214,6 +229,8 @@ class TaskRun:
             if record.start_commit is None:
                 start_commit = workspace.head if start is not None else self._ctx.base_commit
                 changes["start_commit"] = start_commit or self._ctx.base_commit
+            if workspace.created and record.set_up_at is not None:
+                changes["set_up_at"] = None  # a new workspace: its setup runs again
             self._state.set_task(task.id, **changes)
         return workspace
 
@@ -233,7 +250,11 @@ class TaskRun:
         number = record.attempts + 1
         run_id = self._state.run_id
         key = AttemptKey(ctx.plan.uid, run_id, task.id, number)
-        previous = self._state.attempts(task.id)[-1:] if number > 1 else []
+        earlier = self._state.attempts(task.id) if number > 1 else []
+        answer = next((a.answer for a in reversed(earlier) if a.answer), None)
+        session_id: str | None = str(uuid.uuid4())
+        if session_id is not None and self._kind.session_args(session_id, None) is None:
+            session_id = None  # the kind cannot be told its session: it reports one, if any
         isolated = workspace.branch is not None
         spec = build_spec(
             ctx.plan,
@@ -244,34 +265,52 @@ class TaskRun:
             workspace=workspace,
             branch=record.branch,
             prompt_path=ctx.layout.prompt(run_id, task.id, number),
-            previous=previous[0] if previous else None,
+            previous=earlier[-1] if earlier else None,
             confined=settings.sandbox is not False and ctx.unconfined is None,
+            session_id=session_id,
+            answer=answer,
         )
         log_path = ctx.layout.log(run_id, task.id, number)
         begun = await self._begin(workspace) if isolated else None
         now = self._clock.time()
         attempt = AttemptRecord(
-            run_id, task.id, number, started_at=now, log_path=str(log_path), cookie=str(key)
+            run_id,
+            task.id,
+            number,
+            started_at=now,
+            log_path=str(log_path),
+            cookie=str(key),
+            session_id=session_id,  # known before the agent's first byte, whatever happens then
         )
         self._state.begin_attempt(attempt, now)
         log = LogFile(log_path, ctx.reserve.release if ctx.reserve is not None else None)
         task_changes: dict[str, Any] = {}
+        output: Any = None
         try:
-            result = await run_attempt(
-                spec=spec,
-                parser=self._kind.parser(),
-                settings=settings,
-                log=log,
-                executor=self._executor,
-                clock=self._clock,
-                recorder=_Recorder(self._state, task.id, number),
-                stop_requested=self._stop,
-                emit=self._emit,
-            )
+            failed = await self._hooks(spec, log)
+            if failed is not None:
+                result = AttemptResult(succeeded=False, reason=failed, exit=None)
+            else:
+                result = await run_attempt(
+                    spec=spec,
+                    parser=self._kind.parser(),
+                    settings=settings,
+                    log=log,
+                    executor=self._executor,
+                    clock=self._clock,
+                    recorder=_Recorder(self._state, task.id, number),
+                    stop_requested=self._stop,
+                    emit=self._emit,
+                )
             metrics = dict(result.metrics)
+            output = metrics.pop("structured_output", None)
+            result, changes_optional = self._judge_result(result, output, metrics)
+            checked = task
+            if changes_optional:  # the agent found nothing to do: no change is required
+                checked = replace(task, settings=replace(settings, require_changes=False))
             if begun is not None and result.exit is not None:
                 inspected = await inspect(
-                    task=task,
+                    task=checked,
                     state=self._state,
                     executor=self._executor,
                     stop=self._stop,
@@ -302,15 +341,60 @@ class TaskRun:
             metrics["log_dropped_bytes"] = log.dropped
         exit_code = None if result.exit is None else result.exit.code
         columns = {name: metrics.pop(name, None) for name in METRIC_COLUMNS}
+        if columns["session_id"] is None and result.exit is not None:
+            del columns["session_id"]  # the agent ran and said nothing of it: the one pagent chose
         attempt_changes = {
             "ended_at": self._clock.time(),
             "exit_code": exit_code,
             "reason": result.reason,
             "detail": json.dumps(metrics) if metrics else None,
+            "result": json.dumps(output) if output is not None else None,
             **columns,
         }
         task_changes["exit_code"] = exit_code
         return _Ended(result, number, attempt_changes, task_changes)
+
+    async def _hooks(self, spec: AttemptSpec, log: LogFile) -> str | None:
+        """The workspace's ``setup`` (while it has not succeeded in this workspace) and
+        ``before_attempt`` hooks; the reason of the first that failed, else ``None``."""
+        task, settings = self.task, self.task.settings
+        hooks = functools.partial(
+            run_hooks,
+            spec=spec,
+            timeout=settings.setup_timeout,
+            grace=settings.kill_grace,
+            log=log,
+            executor=self._executor,
+            stop=self._stop,
+        )
+        if settings.setup and self._state[task.id].set_up_at is None:
+            if (failed := await hooks("setup", settings.setup)) is not None:
+                return failed
+            self._state.set_task(task.id, set_up_at=self._clock.time())
+        if settings.before_attempt:
+            return await hooks("before_attempt", settings.before_attempt)
+        return None
+
+    def _judge_result(
+        self, result: AttemptResult, output: Any, metrics: dict[str, Any]
+    ) -> tuple[AttemptResult, bool]:
+        """The attempt after what the agent ran with: MCP servers a task requires, then its
+        structured result; whether changes became optional (``nothing_to_do``). ``metrics``
+        gains the verdicts' detail (and loses an empty list of MCP errors)."""
+        settings = self.task.settings
+        if result.exit is None:  # the agent never ran
+            return result, False
+        broken = metrics.get("mcp_server_errors")
+        if not broken:
+            metrics.pop("mcp_server_errors", None)
+        elif settings.mcp == "required" and result.succeeded:
+            names = ", ".join(f"{server.get('name')} ({server.get('status')})" for server in broken)
+            result = replace(result, succeeded=False, reason=Reason.MCP_FAILED.detail(names))
+        if settings.result_schema is None:
+            return result, False
+        verdict = judge_result(settings.result_schema, result.succeeded, result.reason, output)
+        metrics.update(verdict.detail)
+        return replace(result, succeeded=verdict.succeeded, reason=verdict.reason), verdict.changes_optional
 
     async def _begin(self, workspace: Workspace) -> Begun:
         """The executor's ``begin`` (cancelled by a stop); ``_NotBegun`` if it fails or a stop

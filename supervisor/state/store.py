@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     conflicts TEXT,
     publish TEXT,
     tip TEXT,
+    set_up_at REAL,
     PRIMARY KEY (run_id, task_id)
 );
 CREATE TABLE IF NOT EXISTS attempts (
@@ -101,6 +102,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     tokens_out INTEGER,
     detail TEXT,
     ref TEXT,
+    result TEXT,
+    model TEXT,
+    answer TEXT,
     PRIMARY KEY (run_id, task_id, number)
 );
 """
