@@ -3,7 +3,8 @@
 Each command is an argv (never a shell) started through the executor's ``start`` in the agent's
 working directory, wherever the workspace is (so a remote executor runs it there too), with
 pagent's ``PAGENT_*`` variables (not the agent's ``env``: its keys and endpoints are the
-agent's), stdin empty, its own process tree, at most ``timeout`` seconds (then its tree is
+agent's), under the attempt's confinement when it has one (``sandbox``), stdin empty, its own
+process tree, at most ``timeout`` seconds (then its tree is
 stopped), its output appended to the given log after a ``[pagent] <hook>: <command>`` line.
 The commands of one hook run in order; the first that fails ends the hook.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from dataclasses import replace
 
 import anyio
 
@@ -61,9 +63,9 @@ async def _run_one(
 ) -> str | None:
     """One command of a hook; ``None`` if it exited 0, else the reason."""
     env = {name: value for name, value in spec.env.items() if name.startswith("PAGENT_")}
-    hook_spec = AttemptSpec(
-        key=spec.key, argv=tuple(argv), env=env, cwd=spec.cwd, prompt_file=None, workspace=spec.workspace
-    )
+    # The attempt's place and confinement (a sandboxed attempt's hooks run what the agent may
+    # have written: a Makefile, a script), without its prompt, config files or kept home.
+    hook_spec = replace(spec, argv=tuple(argv), env=env, prompt_file=None, files={}, home=None)
     shown = shlex.join(argv)
     what = f"`{shown[:_SHOWN]}`" if hook == "setup" else f"{hook} `{shown[:_SHOWN]}`"
     log.note(f"{hook}: {shown}")
