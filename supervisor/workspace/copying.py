@@ -124,6 +124,8 @@ def _untracked(workspace: Path, paths: list[str]) -> tuple[str, ...]:
         if not git(["ls-files", "-z", "--", f":(literal){path}"], workspace):
             found.append(path)
             continue
-        others = git(["ls-files", "-z", "--others", "--", f":(literal){path}"], workspace)
+        others = git(
+            ["ls-files", "-z", "--others", "--exclude-standard", "--", f":(literal){path}"], workspace
+        )
         found += [name for name in others.split("\0") if name]
     return tuple(found)
