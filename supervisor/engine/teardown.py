@@ -78,6 +78,6 @@ async def teardown_all(
         finally:
             log.close()
         if failed is not None:
-            detail = failed.removeprefix("setup: ")
+            detail = failed.removeprefix("setup: ").removeprefix("teardown ")
             failures.append(f"teardown of {tree.task_id} (run {tree.run_id}) failed: {detail}; see {path}")
     return failures
