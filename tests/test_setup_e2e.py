@@ -43,7 +43,8 @@ if "wait-for" in script:
     while not Path(script["wait-for"]).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
 Path("result").mkdir(exist_ok=True)
-Path("result", f"{task}.txt").write_text(f"{task} done, .env says {Path('.env').read_text().strip() if Path('.env').exists() else '-'}\n")
+env = Path(".env").read_text().strip() if Path(".env").exists() else "-"
+Path("result", f"{task}.txt").write_text(f"{task} done, .env says {env}\n")
 """
 
 
@@ -115,7 +116,10 @@ def test_a_fresh_clone_gets_its_setup_file_and_its_env(tmp_path: Path, repo: Pat
     (clone / ".env").write_text("TOKEN=from-the-main-worktree\n")  # the person's own, ignored
     plans = clone / "plans"
     plans.mkdir()
-    made = "import pathlib; pathlib.Path('build').mkdir(); pathlib.Path('build/tool.txt').write_text('built\\n'); print('setup built the tool')"
+    made = (
+        "import pathlib; pathlib.Path('build').mkdir(); "
+        "pathlib.Path('build/tool.txt').write_text('built'); print('setup built the tool')"
+    )
     plan = write_plan(
         plans / "plan.toml",
         clone,
