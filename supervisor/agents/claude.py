@@ -54,6 +54,7 @@ class ClaudeParser:
     def __init__(self) -> None:
         self._lines = JsonLines(self._event)
         self.session_id: str | None = None
+        self.started = False  # the init event came: the CLI has a session (it may be resumed)
         self.model: str | None = None
         self.result: dict[str, Any] | None = None
         # Evidence for the failure class (bounded: a long session must not grow these).
@@ -101,6 +102,7 @@ class ClaudeParser:
         if isinstance(event.get("session_id"), str) and self.session_id is None:
             self.session_id = event["session_id"]
         if kind == "system" and subtype == "init":
+            self.started = True
             if isinstance(event.get("session_id"), str):
                 self.session_id = event["session_id"]
             self.model = event.get("model") if isinstance(event.get("model"), str) else None
@@ -247,7 +249,9 @@ class ClaudeParser:
         # A successful run's text may mention limits; only a failure's resets matter.
         limited = result.get("is_error") is not False and classes.usage_limited(self)
         return {
-            "session_id": result.get("session_id") or self.session_id,
+            # Only a session the CLI started (its init event) exists to be resumed: a failed
+            # --resume ("No conversation found") ends with a result naming an id all the same.
+            "session_id": (result.get("session_id") or self.session_id) if self.started else None,
             "turns": _number(result.get("num_turns")),
             "cost_usd": _number(result.get("total_cost_usd")),
             "duration_ms": _number(result.get("duration_ms")),

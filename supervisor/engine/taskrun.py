@@ -102,6 +102,20 @@ class _Recorder:
         self._state.heartbeat(self._task_id, self._number, **sample)
 
 
+def _resumable(earlier: list[AttemptRecord]) -> AttemptRecord | None:
+    """The latest attempt, with the session a retry may continue: its own, or, if the agent
+    never confirmed it (it reported no session), the latest earlier one it did confirm."""
+    if not earlier:
+        return None
+    latest = earlier[-1]
+    for attempt in reversed(earlier):
+        if attempt.session_id is not None and not json.loads(attempt.detail or "{}").get(
+            "session_unconfirmed"
+        ):
+            return replace(latest, session_id=attempt.session_id)
+    return replace(latest, session_id=None)
+
+
 class TaskRun:
     """Drives one task to a final state for this invocation (see the module docstring)."""
 
@@ -265,7 +279,7 @@ class TaskRun:
             workspace=workspace,
             branch=record.branch,
             prompt_path=ctx.layout.prompt(run_id, task.id, number),
-            previous=earlier[-1] if earlier else None,
+            previous=_resumable(earlier),
             confined=settings.sandbox is not False and ctx.unconfined is None,
             session_id=session_id,
             answer=answer,
@@ -342,7 +356,11 @@ class TaskRun:
         exit_code = None if result.exit is None else result.exit.code
         columns = {name: metrics.pop(name, None) for name in METRIC_COLUMNS}
         if columns["session_id"] is None and result.exit is not None:
-            del columns["session_id"]  # the agent ran and said nothing of it: the one pagent chose
+            # The agent ran and said nothing of its session: the record keeps the one pagent
+            # chose, marked unconfirmed (a retry does not resume a session that may not exist).
+            del columns["session_id"]
+            if attempt.session_id is not None:
+                metrics["session_unconfirmed"] = True
         attempt_changes = {
             "ended_at": self._clock.time(),
             "exit_code": exit_code,

@@ -92,7 +92,7 @@ def auto_commit(worktree: Path, message: str, exclude: Sequence[str] = ()) -> bo
         return False
     # Only what git status shows needs excluding: naming an ignored path (a copied .env) in a
     # pathspec makes ``git add`` fail, and it would not be added anyway.
-    shown = _changed_paths(worktree, ())
+    shown = changed_paths(worktree, ())
     excluded = [
         ex for ex in _normalise(worktree, exclude) if any(p == ex or p.startswith(ex + "/") for p in shown)
     ]

@@ -110,3 +110,20 @@ def test_init_mcp_statuses_that_are_not_errors() -> None:
         {"name": "login", "status": "needs-auth"},
         {"name": "bad", "status": "failed", "error": "spawn ENOENT"},
     ]
+
+
+def test_a_session_the_cli_never_started_is_not_reported() -> None:
+    """``--resume`` of an unknown session: 2.1.328 prints only a failed result ("No conversation
+    found"), naming a session id all the same; no init event, so no session to resume later."""
+    result = {
+        "type": "result",
+        "subtype": "error_during_execution",
+        "is_error": True,
+        "session_id": "2bf211fe-a295-4ac2-8c55-1a7edaebaa63",
+        "errors": ["No conversation found with session ID: c2d54eed-393d-4b64-bead-2591ed73d9dd"],
+    }
+    parser = ClaudeParser()
+    parser.feed(json.dumps(result).encode() + b"\n")
+    outcome = parser.outcome(Exit(code=1))
+    assert (outcome.succeeded, outcome.reason) == (False, "claude-error")
+    assert outcome.metrics["session_id"] is None

@@ -188,3 +188,30 @@ def test_telemetry_only_under_opentelemetry_settings() -> None:
         new_span=lambda: next(spans),
     )  # fmt: skip
     assert fresh["TRACEPARENT"] == "00-" + "1" * 32 + "-" + "cd" * 8 + "-01"  # never an all-zero id
+
+
+def test_a_retry_resumes_only_a_session_the_agent_confirmed() -> None:
+    """An attempt whose agent reported no session (it died before starting one) keeps the id
+    pagent chose, marked unconfirmed: a retry continues the latest confirmed one instead."""
+    from supervisor.engine.taskrun import _resumable
+
+    first = AttemptRecord("R1", "a", 1, 0.0, "l", "c", session_id=EARLIER, reason="timeout")
+    lost = AttemptRecord(
+        "R1",
+        "a",
+        2,
+        0.0,
+        "l",
+        "c",
+        session_id=SESSION,
+        reason="no-result",
+        detail='{"session_unconfirmed": true}',
+    )
+    assert _resumable([]) is None
+    assert _resumable([first]) == first
+    chosen = _resumable([first, lost])
+    assert chosen is not None
+    assert (chosen.number, chosen.reason, chosen.session_id) == (2, "no-result", EARLIER)
+    alone = _resumable([lost])
+    assert alone is not None
+    assert alone.session_id is None
