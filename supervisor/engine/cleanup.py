@@ -246,8 +246,8 @@ def _refuse_if_dirty(
             dirty.append(f"{target.path}: {exc}")
             continue
         ours = copied.get(target.task_id or "", ())
-        listed = uncommitted(target.path, every_file=bool(ours))  # copies: file by file
-        changes = [line for line in listed if not _is_copy(line[3:], ours)]
+        lines = uncommitted(target.path, every_file=bool(ours))  # copies: file by file
+        changes = [line for line in lines if not _is_copy(line[3:], ours)]
         if changes:
             what = ", ".join(line[3:] for line in changes[:10])
             more = f" and {len(changes) - 10} more" if len(changes) > 10 else ""

@@ -19,10 +19,8 @@ checks of ``supervisor.engine.inspection``.
 
 from __future__ import annotations
 
-import functools
 import json
 import random
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,10 +29,10 @@ from typing import Any
 from supervisor.agents.base import AgentKind
 from supervisor.agents.resets import reset_in
 from supervisor.engine import events, policy
+from supervisor.engine.around import after_agent, before_agent, new_session, resumable, settle_session
 from supervisor.engine.attempt import AttemptResult, run_attempt, run_verify
 from supervisor.engine.clock import Clock
 from supervisor.engine.gate import LaunchGate, Stop
-from supervisor.engine.hooks import run_hooks
 from supervisor.engine.inspection import inspect
 from supervisor.engine.logfile import DiskReserve, LogFile
 from supervisor.engine.runstate import RunState
@@ -43,10 +41,8 @@ from supervisor.errors import GitError
 from supervisor.plan.model import Plan, Task
 from supervisor.reasons import Reason
 from supervisor.results.checks import Verdict, verified
-from supervisor.results.structured import judge_result
 from supervisor.seam import (
     AttemptKey,
-    AttemptSpec,
     Begun,
     Executor,
     Workspace,
@@ -100,20 +96,6 @@ class _Recorder:
 
     def heartbeat(self, **sample: Any) -> None:
         self._state.heartbeat(self._task_id, self._number, **sample)
-
-
-def _resumable(earlier: list[AttemptRecord]) -> AttemptRecord | None:
-    """The latest attempt, with the session a retry may continue: its own, or, if the agent
-    never confirmed it (it reported no session), the latest earlier one it did confirm."""
-    if not earlier:
-        return None
-    latest = earlier[-1]
-    for attempt in reversed(earlier):
-        if attempt.session_id is not None and not json.loads(attempt.detail or "{}").get(
-            "session_unconfirmed"
-        ):
-            return replace(latest, session_id=attempt.session_id)
-    return replace(latest, session_id=None)
 
 
 class TaskRun:
@@ -266,9 +248,7 @@ class TaskRun:
         key = AttemptKey(ctx.plan.uid, run_id, task.id, number)
         earlier = self._state.attempts(task.id) if number > 1 else []
         answer = next((a.answer for a in reversed(earlier) if a.answer), None)
-        session_id: str | None = str(uuid.uuid4())
-        if session_id is not None and self._kind.session_args(session_id, None) is None:
-            session_id = None  # the kind cannot be told its session: it reports one, if any
+        session_id = new_session(self._kind)
         isolated = workspace.branch is not None
         spec = build_spec(
             ctx.plan,
@@ -279,7 +259,7 @@ class TaskRun:
             workspace=workspace,
             branch=record.branch,
             prompt_path=ctx.layout.prompt(run_id, task.id, number),
-            previous=_resumable(earlier),
+            previous=resumable(earlier),
             confined=settings.sandbox is not False and ctx.unconfined is None,
             session_id=session_id,
             answer=answer,
@@ -301,7 +281,15 @@ class TaskRun:
         task_changes: dict[str, Any] = {}
         output: Any = None
         try:
-            failed = await self._hooks(spec, log)
+            failed = await before_agent(
+                task,
+                state=self._state,
+                spec=spec,
+                log=log,
+                executor=self._executor,
+                stop=self._stop,
+                clock=self._clock,
+            )
             if failed is not None:
                 result = AttemptResult(succeeded=False, reason=failed, exit=None)
             else:
@@ -318,7 +306,7 @@ class TaskRun:
                 )
             metrics = dict(result.metrics)
             output = metrics.pop("structured_output", None)
-            result, changes_optional = self._judge_result(result, output, metrics)
+            result, changes_optional = after_agent(settings, result, output, metrics)
             checked = task
             if changes_optional:  # the agent found nothing to do: no change is required
                 checked = replace(task, settings=replace(settings, require_changes=False))
@@ -355,12 +343,7 @@ class TaskRun:
             metrics["log_dropped_bytes"] = log.dropped
         exit_code = None if result.exit is None else result.exit.code
         columns = {name: metrics.pop(name, None) for name in METRIC_COLUMNS}
-        if columns["session_id"] is None and result.exit is not None:
-            # The agent ran and said nothing of its session: the record keeps the one pagent
-            # chose, marked unconfirmed (a retry does not resume a session that may not exist).
-            del columns["session_id"]
-            if attempt.session_id is not None:
-                metrics["session_unconfirmed"] = True
+        settle_session(columns, metrics, ran=result.exit is not None, chosen=attempt.session_id)
         attempt_changes = {
             "ended_at": self._clock.time(),
             "exit_code": exit_code,
@@ -371,48 +354,6 @@ class TaskRun:
         }
         task_changes["exit_code"] = exit_code
         return _Ended(result, number, attempt_changes, task_changes)
-
-    async def _hooks(self, spec: AttemptSpec, log: LogFile) -> str | None:
-        """The workspace's ``setup`` (while it has not succeeded in this workspace) and
-        ``before_attempt`` hooks; the reason of the first that failed, else ``None``."""
-        task, settings = self.task, self.task.settings
-        hooks = functools.partial(
-            run_hooks,
-            spec=spec,
-            timeout=settings.setup_timeout,
-            grace=settings.kill_grace,
-            log=log,
-            executor=self._executor,
-            stop=self._stop,
-        )
-        if settings.setup and self._state[task.id].set_up_at is None:
-            if (failed := await hooks("setup", settings.setup)) is not None:
-                return failed
-            self._state.set_task(task.id, set_up_at=self._clock.time())
-        if settings.before_attempt:
-            return await hooks("before_attempt", settings.before_attempt)
-        return None
-
-    def _judge_result(
-        self, result: AttemptResult, output: Any, metrics: dict[str, Any]
-    ) -> tuple[AttemptResult, bool]:
-        """The attempt after what the agent ran with: MCP servers a task requires, then its
-        structured result; whether changes became optional (``nothing_to_do``). ``metrics``
-        gains the verdicts' detail (and loses an empty list of MCP errors)."""
-        settings = self.task.settings
-        if result.exit is None:  # the agent never ran
-            return result, False
-        broken = metrics.get("mcp_server_errors")
-        if not broken:
-            metrics.pop("mcp_server_errors", None)
-        elif settings.mcp == "required" and result.succeeded:
-            names = ", ".join(f"{server.get('name')} ({server.get('status')})" for server in broken)
-            result = replace(result, succeeded=False, reason=Reason.MCP_FAILED.detail(names))
-        if settings.result_schema is None:
-            return result, False
-        verdict = judge_result(settings.result_schema, result.succeeded, result.reason, output)
-        metrics.update(verdict.detail)
-        return replace(result, succeeded=verdict.succeeded, reason=verdict.reason), verdict.changes_optional
 
     async def _begin(self, workspace: Workspace) -> Begun:
         """The executor's ``begin`` (cancelled by a stop); ``_NotBegun`` if it fails or a stop

@@ -193,7 +193,7 @@ def test_telemetry_only_under_opentelemetry_settings() -> None:
 def test_a_retry_resumes_only_a_session_the_agent_confirmed() -> None:
     """An attempt whose agent reported no session (it died before starting one) keeps the id
     pagent chose, marked unconfirmed: a retry continues the latest confirmed one instead."""
-    from supervisor.engine.taskrun import _resumable
+    from supervisor.engine.around import resumable as _resumable
 
     first = AttemptRecord("R1", "a", 1, 0.0, "l", "c", session_id=EARLIER, reason="timeout")
     lost = AttemptRecord(
