@@ -298,6 +298,15 @@ def test_answer_is_refused_for_a_task_that_does_not_need_input_and_during_a_run(
         2,
         "pagent: give the answer as TEXT or with --file (one of them)",
     )
+    (tmp_path / "answer.md").write_text("use SQLite\n")
+    from_file = cli(bin_path("pagent"), "answer", plan, "t", "--file", tmp_path / "answer.md")
+    assert (from_file.returncode, from_file.stderr.strip()) == (
+        2,
+        refused.stderr.strip(),
+    )  # read, then refused
+    missing = cli(bin_path("pagent"), "answer", plan, "t", "--file", tmp_path / "none.md")
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"pagent: --file {tmp_path / 'none.md'}: No such file or directory"
     unknown = cli(bin_path("pagent"), "answer", plan, "nope", "x")
     assert (unknown.returncode, unknown.stderr.strip()) == (
         2,
