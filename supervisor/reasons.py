@@ -46,7 +46,11 @@ class Reason(enum.StrEnum):
     NO_CHANGES = "no-changes"
     OUTSIDE_WORKDIR = "outside-workdir"
     NO_DONE_MARKER = "no-done-marker"
-    SETUP = "setup"
+    SETUP = "setup"  # "setup: `make deps` exit 2": a setup or before_attempt hook failed
+    MCP_FAILED = "mcp-failed"  # "mcp-failed: db (failed)": with mcp = "required"
+    # What the agent's structured result (``result_schema``) says, or why it cannot be used.
+    RESULT_INVALID = "result-invalid"  # "result-invalid: 'status' is a required property"
+    AGENT_FAILED = "agent-failed"  # "agent-failed: <the result's reason>": status "failed"
     # What the task's branch shows after an attempt.
     NOT_ON_BRANCH = "not-on-branch"  # the work is not on the task's branch (deleted, detached...)
     HISTORY_REWRITTEN = "history-rewritten"  # the branch no longer descends from its start
@@ -79,14 +83,29 @@ class Reason(enum.StrEnum):
     def detail(self, detail: object) -> str:
         """This class with a detail: ``Reason.EXIT.detail(3) == "exit 3"``,
         ``Reason.WORKSPACE.detail("...") == "worktree: ..."``."""
-        if self in (Reason.WORKSPACE, Reason.IO_ERROR, Reason.SUPERVISOR_ERROR):
+        if self in _COLON:
             return f"{self.value}: {detail}"
         if self is Reason.EARLIER_WAVE:
             return f"{self.value} ({detail})"
         return f"{self.value} {detail}"
 
 
+_COLON = frozenset(
+    {
+        Reason.WORKSPACE,
+        Reason.IO_ERROR,
+        Reason.SUPERVISOR_ERROR,
+        Reason.SETUP,
+        Reason.MCP_FAILED,
+        Reason.RESULT_INVALID,
+        Reason.AGENT_FAILED,
+    }
+)
 _WITH_DETAIL = (
+    Reason.SETUP,
+    Reason.MCP_FAILED,
+    Reason.RESULT_INVALID,
+    Reason.AGENT_FAILED,
     Reason.EXIT,
     Reason.SIGNAL,
     Reason.API_ERROR,

@@ -45,6 +45,11 @@ What an executor must guarantee (the contract; the engine's promises rest on it)
   the workspace's HEAD at ``.../<attempt>-head`` when it differs; ``Facts`` say whether HEAD is on
   the branch and whether the branch still descends from its start. Nothing the executor does to
   the workspace commits anywhere but on the task's branch in the task's own workspace.
+- **Copies stay in the main worktree's bounds.** A new workspace gets ``WorkspaceRequest.copy``
+  and the git-ignored files the repository's ``.worktreeinclude`` names, copied from the main
+  worktree to the same paths (never through a symlink that leads out of it, never over a file
+  the workspace already has); ``Workspace.copied`` lists them, and ``collect`` never commits
+  them nor counts them as uncommitted work.
 - **Workspace calls are interruptible.** Cancelling ``prepare``, ``begin`` or ``collect`` stops
   what they run (git and its children) at once; a reserved branch is used only at the commit
   pagent recorded for it (``WorkspaceRequest.expect``).
@@ -133,6 +138,9 @@ class Workspace:
     cwd: Path | None = None  # the agent's working directory (``workdir`` inside ``path``)
     repo: Path | None = None  # the plan's repository (where the branch and the pins live)
     kind: str = "worktree"  # one of WORKSPACE_KINDS
+    # Paths copied in from the main worktree (``WorkspaceRequest.copy``, ``.worktreeinclude``):
+    # never committed by pagent, not counted as uncommitted work.
+    copied: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,8 @@ class WorkspaceRequest:
     fresh: bool = True
     pins: str | None = None  # the prefix of the task's pins: refs/pagent/<run>/<task>
     kind: str = "worktree"  # one of WORKSPACE_KINDS
+    # Paths of the main worktree (``repo``) to copy into a new workspace, to the same place.
+    copy: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

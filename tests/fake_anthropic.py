@@ -117,6 +117,16 @@ def write_file(file_path: str, content: str) -> ToolUseReply:
     return ToolUseReply("Write", {"file_path": file_path, "content": content})
 
 
+def structured_output(**fields: object) -> ToolUseReply:
+    """Return a reply that ends a ``--json-schema`` run with the structured result ``fields``.
+
+    With ``--json-schema`` the CLI (2.1.328) offers the model a client tool ``StructuredOutput``
+    whose ``input_schema`` is the schema; the model's call of it ends the run, and the result
+    event carries the call's input as ``structured_output`` (and its JSON text as ``result``).
+    """
+    return ToolUseReply("StructuredOutput", fields)
+
+
 def run_bash(command: str, description: str = "scripted command") -> ToolUseReply:
     """Return a reply that asks the CLI's ``Bash`` tool to run `command`."""
     return ToolUseReply("Bash", {"command": command, "description": description})

@@ -22,6 +22,10 @@ the registry for a task's kind and never branches on a kind's name. A kind suppl
   settings), which a sandboxed attempt may still write -- in ``supervisor.seam.Confinement``'s
   notation (``~/.claude/`` a directory, ``~/.claude.json`` a file if present,
   ``${CODEX_HOME:-~/.codex}/``), expanded where the attempt runs.
+- the headless features, each ``None`` where a kind has none (``NoHeadless`` gives a kind the
+  defaults): ``session_args`` (the session id pagent chose before the launch, continuing an
+  earlier session), ``resumes`` (whether ``argv`` can continue an earlier session at all) and
+  ``structured_output_args`` (a result following the task's ``result_schema``).
 """
 
 from __future__ import annotations
@@ -150,12 +154,41 @@ class AgentKind(Protocol):
     def parser(self) -> OutputParser:
         """A fresh parser for one attempt."""
 
+    # -- the headless features (``NoHeadless``: none of them) --------------------------------------
+
+    @property
+    def resumes(self) -> bool:
+        """Whether this kind can continue an earlier attempt's session (``argv``'s ``resume``, or
+        ``session_args``): a person's answer then becomes the next attempt's whole prompt."""
+
+    def session_args(self, session_id: str, resume: str | None) -> tuple[str, ...] | None:
+        """Arguments (appended to ``argv``) that make ``session_id`` -- a UUID pagent chose and
+        recorded before the launch -- the attempt's session, continuing session ``resume`` if
+        given; ``None`` if the agent cannot be told its session id (``argv`` then resumes)."""
+
+    def structured_output_args(self, schema: str) -> tuple[str, ...] | None:
+        """Arguments (appended to ``argv``) that make the agent end with a result following the
+        JSON Schema ``schema`` (JSON text), reported as ``structured_output`` in the outcome's
+        metrics; ``None`` if the kind cannot (a plan giving it ``result_schema`` is refused)."""
+
     async def preflight(
         self, agent: AgentSpec, executor: Executor, key: AttemptKey, *, max_wait: float, notice: Notice
     ) -> str:
         """Check ``agent`` works; return its version or raise ``PreflightError``. ``notice``
         takes one line for the user (a transient failure retried); a usage limit that resets
         within ``max_wait`` seconds is not a failure."""
+
+
+class NoHeadless:
+    """The headless hooks of a kind that has none of the features (see ``AgentKind``)."""
+
+    resumes = False
+
+    def session_args(self, session_id: str, resume: str | None) -> tuple[str, ...] | None:
+        return None
+
+    def structured_output_args(self, schema: str) -> tuple[str, ...] | None:
+        return None
 
 
 def outcome_from_exit(exit: Exit) -> Outcome:
@@ -209,6 +242,7 @@ class Kinds:
                     (spec.command for spec in kind.builtin_agents() if spec.name == name), None
                 ),
                 state_paths=state_paths_of(kind),
+                structured_output=kind.structured_output_args("{}") is not None,
             )
             for name, kind in self._kinds.items()
         }

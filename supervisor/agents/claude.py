@@ -8,9 +8,19 @@ Claude Code 2.1 ends every API failure with ``subtype: "success"`` and ``is_erro
 0 on some failures and hangs after others. What each failure is and how it is recognised:
 ``supervisor.agents.claude_classes``.
 
-The kind adds ``--max-budget-usd`` (the task's ``max_budget_usd``) and ``--resume SESSION``
-(``resume_on_retry``) to the argv, refuses ``--dangerously-skip-permissions`` as root (Claude
-Code does), and checks the CLI before a night (``supervisor.agents.preflight``).
+The kind adds flags from the task's settings to the argv: ``--max-budget-usd``
+(``max_budget_usd``), ``--fallback-model``, ``--setting-sources``, ``--strict-mcp-config``; the
+session pagent chose (``--session-id UUID``; to continue an earlier attempt, ``--resume SESSION
+--fork-session --session-id UUID``: 2.1.328 refuses ``--session-id`` with ``--resume`` without
+``--fork-session``, and the forked session carries the whole conversation) and the structured
+result (``--json-schema SCHEMA``: the CLI gives the model a ``StructuredOutput`` tool and its
+``result`` event carries ``structured_output``). It refuses ``--dangerously-skip-permissions``
+as root (Claude Code does), and checks the CLI before a night (``supervisor.agents.preflight``).
+
+Besides the result, the parser keeps what the ``system/init`` event says of MCP servers (those
+whose ``status`` is ``failed`` or ``needs-auth``: ``mcp_server_errors``), the models that
+answered (``modelUsage``, most output first: ``model``) and the CLI's switches to the fallback
+model (``system/model_fallback``, a notice each).
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ _INPUT_TOKENS = ("input_tokens", "cache_creation_input_tokens", "cache_read_inpu
 # The CLI retries a 401 like a 5xx, 10 times by default (about 3 minutes): the preflight bounds
 # it, unless the user set it, so a bad key is reported as such, not as a timeout.
 _PREFLIGHT_ENV = MappingProxyType({"CLAUDE_CODE_MAX_RETRIES": "4"})
+_MCP_BROKEN = frozenset({"failed", "needs-auth"})  # an MCP server's init status that is no server
 
 
 class ClaudeParser:
@@ -43,6 +54,7 @@ class ClaudeParser:
     def __init__(self) -> None:
         self._lines = JsonLines(self._event)
         self.session_id: str | None = None
+        self.started = False  # the init event came: the CLI has a session (it may be resumed)
         self.model: str | None = None
         self.result: dict[str, Any] | None = None
         # Evidence for the failure class (bounded: a long session must not grow these).
@@ -58,6 +70,7 @@ class ClaudeParser:
         self._waiting: Waiting | None = None  # ... and no event at all came after it
         self.progress_since_retry = False  # a real turn happened after the latest api_retry
         self.denied: list[dict[str, Any]] = []  # system/permission_denied events, last 50
+        self.mcp_errors: list[dict[str, str]] = []  # MCP servers the init event shows broken
         self._notices: list[str] = []
 
     # -- reading ---------------------------------------------------------------------------------
@@ -89,9 +102,16 @@ class ClaudeParser:
         if isinstance(event.get("session_id"), str) and self.session_id is None:
             self.session_id = event["session_id"]
         if kind == "system" and subtype == "init":
+            self.started = True
             if isinstance(event.get("session_id"), str):
                 self.session_id = event["session_id"]
             self.model = event.get("model") if isinstance(event.get("model"), str) else None
+            self._mcp(event.get("mcp_servers"))
+        elif kind == "system" and subtype == "model_fallback":
+            self._notices.append(
+                f"switched to the fallback model {event.get('fallback_model', '?')} "
+                f"({event.get('trigger', '?')}, from {event.get('original_model', '?')})"
+            )
         elif kind == "system" and subtype == "api_retry":
             self.api_retries += 1
             self.last_retry = event
@@ -152,6 +172,19 @@ class ClaudeParser:
                 if isinstance(block, dict) and block.get("type") == "text":
                     self.error_texts.append(str(block.get("text", ""))[-2000:])
             del self.error_texts[: -classes.KEEP_TEXTS]
+
+    def _mcp(self, servers: Any) -> None:
+        """The MCP servers of the init event that did not start (a failed one, one that needs a
+        login nobody can give at night), one notice each."""
+        if not isinstance(servers, list):
+            return
+        for server in servers[:50]:
+            if isinstance(server, dict) and server.get("status") in _MCP_BROKEN:
+                found = {"name": str(server.get("name", "?"))[:200], "status": str(server["status"])}
+                if isinstance(server.get("error"), str):
+                    found["error"] = server["error"][:500]
+                self.mcp_errors.append(found)
+                self._notices.append(f"MCP server {found['name']}: {found['status']}")
 
     def _rate_limit(self, info: dict[str, Any]) -> None:
         if info.get("status") == "rejected" and (self.rate_limit or {}).get("status") != "rejected":
@@ -216,7 +249,9 @@ class ClaudeParser:
         # A successful run's text may mention limits; only a failure's resets matter.
         limited = result.get("is_error") is not False and classes.usage_limited(self)
         return {
-            "session_id": result.get("session_id") or self.session_id,
+            # Only a session the CLI started (its init event) exists to be resumed: a failed
+            # --resume ("No conversation found") ends with a result naming an id all the same.
+            "session_id": (result.get("session_id") or self.session_id) if self.started else None,
             "turns": _number(result.get("num_turns")),
             "cost_usd": _number(result.get("total_cost_usd")),
             "duration_ms": _number(result.get("duration_ms")),
@@ -230,7 +265,24 @@ class ClaudeParser:
             "resets": classes.resets(self) if limited else None,
             "resets_at": classes.resets_at(self) if limited else None,
             "limit_type": (self.rate_limit or {}).get("rateLimitType") if limited else None,
+            "model": answered_by(result.get("modelUsage")),
+            "structured_output": result.get("structured_output"),
+            "mcp_server_errors": list(self.mcp_errors),
         }
+
+
+def answered_by(usage: Any) -> str | None:
+    """The models that answered, from the result's ``modelUsage`` ("claude-fallback-1", or
+    "a, b" when the CLI switched models during the attempt): those with output, most first."""
+    if not isinstance(usage, dict) or not usage:
+        return None
+    tokens = {
+        str(name): _number(figures.get("outputTokens")) or 0
+        for name, figures in usage.items()
+        if isinstance(figures, dict)
+    }
+    spoke = [name for name, count in tokens.items() if count > 0] or list(tokens)
+    return ", ".join(sorted(spoke, key=lambda name: -tokens[name]))[:500] or None
 
 
 class ClaudeKind:
@@ -238,6 +290,7 @@ class ClaudeKind:
 
     name = "claude"
     default_preflight = True
+    resumes = True
     failure_classes = frozenset(
         {
             Reason.OK,
@@ -280,13 +333,30 @@ class ClaudeKind:
         return NO_SETUP
 
     def argv(self, agent: AgentSpec, settings: TaskSettings, resume: str | None) -> tuple[str, ...]:
-        """The standard argv, then ``--max-budget-usd`` and ``--resume`` from the settings."""
+        """The standard argv, then the flags of the settings (see the module docstring) and
+        ``--resume`` (``resume_on_retry``)."""
         argv = standard_argv(agent, settings)
         if settings.max_budget_usd is not None:
             argv += ["--max-budget-usd", f"{settings.max_budget_usd:g}"]
+        if settings.fallback_model is not None:
+            argv += ["--fallback-model", settings.fallback_model]
+        if settings.setting_sources is not None:
+            argv += ["--setting-sources", ",".join(settings.setting_sources)]
+        if settings.strict_mcp_config:
+            argv.append("--strict-mcp-config")
         if settings.resume_on_retry and resume:
             argv += ["--resume", resume]
         return tuple(argv)
+
+    def session_args(self, session_id: str, resume: str | None) -> tuple[str, ...]:
+        """``--session-id UUID``; continuing ``resume``: ``--resume S --fork-session`` before it."""
+        if resume:
+            return ("--resume", resume, "--fork-session", "--session-id", session_id)
+        return ("--session-id", session_id)
+
+    def structured_output_args(self, schema: str) -> tuple[str, ...]:
+        """``--json-schema SCHEMA`` (the JSON text itself: the CLI takes no file)."""
+        return ("--json-schema", schema)
 
     def parser(self) -> ClaudeParser:
         return ClaudeParser()

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from types import MappingProxyType
 
 from supervisor.agents import clikind
-from supervisor.agents.base import NO_SETUP, Notice, Setup
+from supervisor.agents.base import NO_SETUP, NoHeadless, Notice, Setup
 from supervisor.agents.codex import CodexParser
 from supervisor.plan.catalog import AgentProblem
 from supervisor.plan.model import AgentSpec, TaskSettings
@@ -49,7 +49,7 @@ STREAM_IDLE_TIMEOUT_MS = 300_000
 RECONNECTS = 1  # stream reconnects let through with the built-in provider (Codex: 5)
 
 
-class CodexKind:
+class CodexKind(NoHeadless):
     """Codex as an agent kind (``kind = "codex"``); see the module docstring."""
 
     name = "codex"
@@ -106,6 +106,16 @@ class CodexKind:
 
     def parser(self) -> CodexParser:
         return CodexParser(reconnects=RECONNECTS)
+
+    # The headless hooks are stubs for now (``NoHeadless``'s answers): Codex 0.169 can continue a
+    # session (``codex exec resume SESSION``, the thread id of ``thread.started``) and return a
+    # result for a schema (``--output-schema FILE``, the schema written as an attempt file), but
+    # neither is wired yet; until then a task with ``result_schema`` is refused at load for a
+    # Codex agent, and an answer leads its prompt ("A person answered: ...").
+
+    def structured_output_args(self, schema: str) -> tuple[str, ...] | None:
+        """Not yet (see above): ``--output-schema FILE`` with the schema as an attempt file."""
+        return None
 
     async def preflight(
         self, agent: AgentSpec, executor: Executor, key: AttemptKey, *, max_wait: float, notice: Notice

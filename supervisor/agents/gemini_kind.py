@@ -32,7 +32,7 @@ from types import MappingProxyType
 from typing import Any
 
 from supervisor.agents import clikind
-from supervisor.agents.base import Notice, Setup
+from supervisor.agents.base import NoHeadless, Notice, Setup
 from supervisor.agents.gemini import GeminiParser
 from supervisor.plan.catalog import AgentProblem
 from supervisor.plan.model import AgentSpec, TaskSettings
@@ -43,8 +43,9 @@ COMMAND = ("gemini", "--output-format", "stream-json", "--yolo", "--skip-trust")
 SETTINGS = "gemini/.gemini/settings.json"  # in the attempt's own directory
 
 
-class GeminiKind:
-    """Gemini CLI as an agent kind (``kind = "gemini"``); see the module docstring."""
+class GeminiKind(NoHeadless):
+    """Gemini CLI as an agent kind (``kind = "gemini"``); see the module docstring. None of the
+    headless hooks yet (``NoHeadless``): no session id of pagent's, no resume, no structured result."""
 
     name = "gemini"
     # GEMINI_CLI_HOME relocates ~/.gemini (with home = "own": into the attempt's own directory).

@@ -39,7 +39,7 @@ from types import MappingProxyType
 from typing import Any
 
 from supervisor.agents import clikind
-from supervisor.agents.base import Notice, Setup
+from supervisor.agents.base import NoHeadless, Notice, Setup
 from supervisor.agents.opencode import OpencodeParser
 from supervisor.plan.catalog import AgentProblem
 from supervisor.plan.model import AgentSpec, TaskSettings
@@ -63,8 +63,9 @@ _XDG = {
 }
 
 
-class OpencodeKind:
-    """opencode as an agent kind (``kind = "opencode"``); see the module docstring."""
+class OpencodeKind(NoHeadless):
+    """opencode as an agent kind (``kind = "opencode"``); see the module docstring. None of the
+    headless hooks yet (``NoHeadless``): no session id of pagent's, no resume, no structured result."""
 
     name = "opencode"
     # Its XDG directories (with home = "own": the kept directory) and npm's cache for plugins.

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from supervisor.agents.base import NO_SETUP, Notice, Outcome, Setup, outcome_from_exit, standard_argv
+from supervisor.agents.base import (
+    NO_SETUP,
+    NoHeadless,
+    Notice,
+    Outcome,
+    Setup,
+    outcome_from_exit,
+    standard_argv,
+)
 from supervisor.plan.catalog import AgentProblem, no_agent_keys
 from supervisor.plan.model import AgentSpec, TaskSettings
 from supervisor.reasons import Reason
@@ -31,8 +39,9 @@ class PlainParser:
         return outcome_from_exit(exit)
 
 
-class PlainKind:
-    """Any command as an agent (``kind = "plain"``, the default for ``[agents.NAME]``)."""
+class PlainKind(NoHeadless):
+    """Any command as an agent (``kind = "plain"``, the default for ``[agents.NAME]``); it has
+    none of the headless features."""
 
     name = "plain"
     default_preflight = False

@@ -20,17 +20,29 @@ repository (``supervisor.workspace.clone.is_clone_of``). One holding uncommitted
 the plan's repository lacks, or that cannot be trusted (tampered with), is refused like a dirty
 worktree unless ``force``; before it goes, its HEAD is fetched into the repository and pinned at
 ``cleaned-<n>``, so not even ``--force`` loses a commit of an untampered clone.
+
+Two things of a task's settings (the plan as it is now) take part: its ``copy`` entries are not
+counted as changes (pagent put them there; they are never committed), and its ``teardown``
+hooks run, through the executor, just before its worktree (or clone) is removed
+(``supervisor.engine.teardown``: a failure is a warning, the worktree goes all the same, with
+whatever the teardown left in it).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
+
+from supervisor.agents.base import Kinds
+from supervisor.engine.teardown import Teardown, teardown_all
 from supervisor.errors import GitError, PagentError, UsageError
 from supervisor.plan.model import Plan
+from supervisor.seam import Executor
 from supervisor.state.layout import Layout
 from supervisor.state.lock import PlanLock
 from supervisor.state.records import RunRecord
@@ -52,6 +64,7 @@ class Cleaned:
 
     removed: list[Path]
     branches: list[str]
+    warnings: list[str] = field(default_factory=list)  # teardown hooks that failed
 
 
 @dataclass(frozen=True)
@@ -63,11 +76,16 @@ class _Recorded:
     run_dir: Path
     pins: str
     attempts: int = 0
+    run_id: str = ""
+    task_id: str | None = None  # None: the run's integration worktree
 
 
-def clean(plan: Plan, run_id: str | None, force: bool) -> Cleaned:
+def clean(
+    plan: Plan, run_id: str | None, force: bool, executor: Executor | None = None, kinds: Kinds | None = None
+) -> Cleaned:
     """Remove the worktrees of ``plan``'s runs (of run ``run_id`` only, if given); see the
-    module docstring."""
+    module docstring. ``executor`` runs the tasks' ``teardown`` hooks (``None``: none run),
+    confined as their attempts were (``kinds`` names what their agents may write)."""
     repo = resolve_repo(plan)
     layout = Layout.of(plan)
     layout.ensure()
@@ -78,11 +96,16 @@ def clean(plan: Plan, run_id: str | None, force: bool) -> Cleaned:
             targets = _removable(repo.root, recorded)
             clones = _clones(repo.root, recorded, targets)
             if not force:
-                _refuse_if_dirty(repo.root, targets, clones)
+                _refuse_if_dirty(repo.root, targets, clones, _copied(plan))
+            warnings: list[str] = []
+            torn = _teardowns(plan, [*targets, *clones])
+            if torn and executor is not None:
+                warnings = anyio.run(functools.partial(teardown_all, plan, repo.root, executor, torn, kinds))
             for target in targets:
                 if target.path.exists():
                     _pin_head(repo.root, target)
-                    remove_worktree(repo.root, target.path, force=force)
+                    # Checked above: what is left are copies, or what a teardown left behind.
+                    remove_worktree(repo.root, target.path, force=True)
             for target in clones:
                 _pin_clone(repo.root, target)
                 clone.remove_clone(repo.root, target.path, target.branch, force=True)
@@ -91,7 +114,7 @@ def clean(plan: Plan, run_id: str | None, force: bool) -> Cleaned:
         for run_dir in sorted({target.run_dir for target in recorded}):
             if run_dir.is_dir() and not any(run_dir.iterdir()):
                 run_dir.rmdir()
-        return Cleaned([t.path for t in targets], [t.branch for t in targets])
+        return Cleaned([t.path for t in targets], [t.branch for t in targets], warnings)
 
 
 def _recorded_worktrees(plan: Plan, layout: Layout, run_id: str | None) -> list[_Recorded]:
@@ -122,7 +145,15 @@ def _of_run(run: RunRecord, store: Store) -> list[_Recorded]:
     else:
         return []
     found = [
-        _Recorded(Path(str(t.worktree)), str(t.branch), run_dir, refs.pins(run.run_id, t.task_id), t.attempts)
+        _Recorded(
+            Path(str(t.worktree)),
+            str(t.branch),
+            run_dir,
+            refs.pins(run.run_id, t.task_id),
+            t.attempts,
+            run.run_id,
+            t.task_id,
+        )
         for t in tasks
     ]
     if run.integration_branch:
@@ -168,12 +199,36 @@ def _clones(repo: Path, recorded: list[_Recorded], worktrees: list[_Recorded]) -
     return chosen
 
 
-def _refuse_if_dirty(repo: Path, targets: list[_Recorded], clones: Sequence[_Recorded] = ()) -> None:
-    """``DirtyWorktrees`` (removing nothing) if any target holds changes or cannot be trusted."""
+def _copied(plan: Plan) -> dict[str, tuple[str, ...]]:
+    """Each task's ``copy`` entries: paths pagent put into its worktree, not the agent's work."""
+    return {task.id: task.settings.copy for task in plan.tasks if task.settings.copy}
+
+
+def _teardowns(plan: Plan, targets: list[_Recorded]) -> list[Teardown]:
+    """The targets whose task (still in the plan) has ``teardown`` hooks."""
+    hooks = {task.id for task in plan.tasks if task.settings.teardown}
+    return [
+        Teardown(t.run_id, t.task_id, t.path, t.branch, t.attempts)
+        for t in targets
+        if t.task_id is not None and t.task_id in hooks and t.path.exists()
+    ]
+
+
+def _refuse_if_dirty(
+    repo: Path,
+    targets: list[_Recorded],
+    clones: Sequence[_Recorded] = (),
+    copied: dict[str, tuple[str, ...]] | None = None,
+) -> None:
+    """``DirtyWorktrees`` (removing nothing) if any target holds changes (other than what
+    ``copy`` put there) or cannot be trusted."""
+    copied = copied or {}
     dirty = []
     for target in clones:
         try:
-            dirt = clone.uncommitted_paths(repo, target.path, target.branch)
+            ours = copied.get(target.task_id or "", ())
+            listed = clone.uncommitted_paths(repo, target.path, target.branch, every_file=bool(ours))
+            dirt = [p for p in listed if not _is_copy(p, ours)]
             ahead = clone.unfetched_commits(repo, target.path, target.branch)
         except GitError as exc:
             dirty.append(f"{target.path}: {exc}")
@@ -190,7 +245,10 @@ def _refuse_if_dirty(repo: Path, targets: list[_Recorded], clones: Sequence[_Rec
         except GitError as exc:
             dirty.append(f"{target.path}: {exc}")
             continue
-        if changes := uncommitted(target.path):
+        ours = copied.get(target.task_id or "", ())
+        lines = uncommitted(target.path, every_file=bool(ours))  # copies: file by file
+        changes = [line for line in lines if not _is_copy(line[3:], ours)]
+        if changes:
             what = ", ".join(line[3:] for line in changes[:10])
             more = f" and {len(changes) - 10} more" if len(changes) > 10 else ""
             dirty.append(f"{target.path}: uncommitted changes: {what}{more}")
@@ -212,6 +270,13 @@ def _pin_clone(repo: Path, target: _Recorded) -> None:
         ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", str(target.path), f"+HEAD:{pin}"],
         repo,
     )
+
+
+def _is_copy(path: str, copied: tuple[str, ...]) -> bool:
+    """Whether ``path`` (as ``git status`` shows it; a directory ends in ``/``) is one of, or
+    inside one of, the ``copied`` entries."""
+    path = path.strip('"').rstrip("/")
+    return any(path == entry.rstrip("/") or path.startswith(entry.rstrip("/") + "/") for entry in copied)
 
 
 def _pin_head(repo: Path, target: _Recorded) -> None:

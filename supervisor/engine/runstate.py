@@ -5,7 +5,8 @@ applied in memory, so what the database says is never behind what the engine act
 attempt and moving its task on is one transaction (``end_attempt``); so are beginning an attempt,
 repairing a dead run (``abandon``) and reopening a run for ``--retry-failed`` (``reopen``).
 Heartbeats and live notes of running attempts are written here too, refs that others moved
-while an attempt ran (``record_moved_refs``), and the hand-off:
+while an attempt ran (``record_moved_refs``), a person's answer to a task that needs input
+(``record_answer``), and the hand-off:
 what was published (``record_publish``, ``record_integration_publish``) and which notifications
 were sent (``record_notification``), so no other module of the engine holds the store for writing.
 """
@@ -254,6 +255,13 @@ class RunState:
         known = json.loads(self._run.moved_refs or "[]")
         known += [{**change, "task": task_id, "attempt": attempt} for change in moved]
         return self.update_run(moved_refs=json.dumps(known))
+
+    def record_answer(self, task_id: str, number: int, text: str) -> AttemptRecord:
+        """A person's answer to attempt ``number`` of a task that needs input (``pagent
+        answer``): kept on that attempt, where the task's next attempt finds it. The task's
+        state stays (``--retry-failed`` runs it again)."""
+        self._store.update_attempt(self.run_id, task_id, number, answer=text)
+        return next(a for a in self.attempts(task_id) if a.number == number)
 
     def record_notification(self, entry: Mapping[str, Any]) -> RunRecord:
         """Append one notification sent (its event, when, one result per target) to the run's."""

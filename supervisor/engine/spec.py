@@ -5,18 +5,30 @@ Pure apart from writing the prompt file (context + the rendered template, see
 directory come from the task's agent kind; the environment is only an overlay (the kind's
 defaults, the agent's ``env`` over them, and ``PAGENT_*``): the executor merges it with its own
 base environment and adds what only it knows (``PAGENT_COOKIE``, ``PAGENT_PROMPT_FILE``,
-``PAGENT_WORKTREE``, the attempt's directory).
+``PAGENT_WORKTREE``, the attempt's directory); under an OpenTelemetry trace the attempt gets its
+own context (``supervisor.engine.telemetry``).
 A confined attempt (``confined``: the task's ``sandbox`` is on here) carries a
 ``Confinement``: the agent kind's state paths less those the plan's ``sandbox_writable`` takes
 away (``!PATH``), plus the plan's own, the plan's folder read-only, the network as
 ``sandbox_network`` says.
+
+Continuing and answering: with ``resume_on_retry`` the attempt continues the previous one's
+session. When a person answered the previous attempt's question (``pagent answer``) and the
+kind ``resumes``, the attempt continues that session with the answer as its whole prompt;
+otherwise (and on every later attempt) the task's prompt starts with "A person answered: ...".
+Kinds that take a session id pagent chose (``session_args``) are given the attempt's, with the
+session to continue; the task's ``result_schema`` goes to ``structured_output_args``.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from supervisor.agents.base import AgentKind, state_paths_of
+from supervisor.engine.telemetry import attempt_context
 from supervisor.plan.model import Plan, Task, TaskSettings
 from supervisor.plan.prompts import compose, previous_failure, render
 from supervisor.seam import AttemptKey, AttemptSpec, Confinement, Workspace
@@ -44,9 +56,18 @@ def build_spec(
     prompt_path: Path,
     previous: AttemptRecord | None,
     confined: bool = False,
+    session_id: str | None = None,
+    answer: str | None = None,
+    environ: Mapping[str, str] = os.environ,
 ) -> AttemptSpec:
-    """The spec of attempt ``key.attempt`` of ``task``; writes its prompt to ``prompt_path``."""
-    agent = plan.agents[task.settings.agent]
+    """The spec of attempt ``key.attempt`` of ``task``; writes its prompt to ``prompt_path``.
+
+    ``previous`` is the task's latest attempt, ``answer`` the latest answer a person gave to
+    any earlier one, ``session_id`` the session pagent chose for this attempt (for a kind with
+    ``session_args``), ``environ`` the supervisor's environment (for telemetry).
+    """
+    settings = task.settings
+    agent = plan.agents[settings.agent]
     where = str(workspace.path if workspace is not None else cwd)
     values = {
         "task_id": task.id,
@@ -57,7 +78,17 @@ def build_spec(
         "attempt": key.attempt,
         "previous_failure": previous_failure(previous.reason, previous.log_path) if previous else "",
     }
-    write_prompt(prompt_path, compose(task.context, render(task.prompt, values)).encode())
+    # Answered right before: the answer continues the session that asked (where it can).
+    answered = previous is not None and previous.answer is not None and previous.session_id is not None
+    resume_answer = answered and kind.resumes
+    if resume_answer and previous is not None and previous.answer is not None:
+        prompt = previous.answer.rstrip("\n") + "\n"
+    else:
+        own = render(task.prompt, values)
+        if answer is not None:
+            own = f"A person answered: {answer.strip()}\n\n{own}"
+        prompt = compose(task.context, own)
+    write_prompt(prompt_path, prompt.encode())
     setup = kind.setup(agent, task.settings)
     env = {
         **setup.env,  # the kind's defaults: the plan's env always wins
@@ -67,10 +98,19 @@ def build_spec(
         "PAGENT_WAVE": task.wave_name,
         "PAGENT_ATTEMPT": str(key.attempt),
     }
-    resume = previous.session_id if previous is not None else None
+    env.update(attempt_context(environ, agent.env, run_id=key.run_id, task_id=task.id, attempt=key.attempt))
+    continues = settings.resume_on_retry or resume_answer
+    resume = previous.session_id if previous is not None and continues else None
+    own_session = kind.session_args(session_id, resume) if session_id is not None else None
+    if own_session is not None:
+        argv = (*kind.argv(agent, settings, None), *own_session)
+    else:  # argv resumes by itself, with resume_on_retry
+        argv = kind.argv(agent, replace(settings, resume_on_retry=True) if resume else settings, resume)
+    if settings.result_schema is not None:
+        argv = (*argv, *(kind.structured_output_args(settings.result_schema) or ()))
     return AttemptSpec(
         key=key,
-        argv=kind.argv(agent, task.settings, resume),
+        argv=argv,
         env=env,
         cwd=cwd,
         prompt_file=prompt_path,

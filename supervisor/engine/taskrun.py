@@ -6,6 +6,15 @@ wait for capacity and a slot (the ``LaunchGate``), run an attempt, check its wor
 the retry policy decide. It works only through explicit collaborators: the run state (the only
 writer of records), the gate, the executor, the task's agent kind, a clock and the stop request.
 Ending an attempt and moving the task on is one transaction.
+
+Each attempt is recorded with the session id pagent chose for it (kinds with ``session_args``)
+before anything starts. Before the agent, the workspace's hooks run in the attempt's log
+(``supervisor.engine.hooks``): ``setup`` when the workspace is new (or its setup has not
+succeeded yet), then ``before_attempt``; a failing hook fails the attempt (``setup: ...``)
+without starting the agent. After it, an MCP server that did not start fails an attempt of a
+task with ``mcp = "required"`` (``mcp-failed``), then the structured result is judged
+(``supervisor.results.structured``: ``nothing_to_do`` lifts ``require_changes``), then the
+checks of ``supervisor.engine.inspection``.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from typing import Any
 from supervisor.agents.base import AgentKind
 from supervisor.agents.resets import reset_in
 from supervisor.engine import events, policy
+from supervisor.engine.around import after_agent, before_agent, new_session, resumable, settle_session
 from supervisor.engine.attempt import AttemptResult, run_attempt, run_verify
 from supervisor.engine.clock import Clock
 from supervisor.engine.gate import LaunchGate, Stop, Ticket
@@ -206,6 +216,7 @@ class TaskRun:
             fresh=record.attempts == 0,
             pins=pins(self._state.run_id, task.id) if isolated else None,
             kind=task.settings.workspace,
+            copy=task.settings.copy if isolated else (),
         )
         try:
             workspace = await self._stop.before(self._executor.prepare, request)
@@ -218,6 +229,8 @@ class TaskRun:
             if record.start_commit is None:
                 start_commit = workspace.head if start is not None else self._ctx.base_commit
                 changes["start_commit"] = start_commit or self._ctx.base_commit
+            if workspace.created and record.set_up_at is not None:
+                changes["set_up_at"] = None  # a new workspace: its setup runs again
             self._state.set_task(task.id, **changes)
         return workspace
 
@@ -237,7 +250,9 @@ class TaskRun:
         number = record.attempts + 1
         run_id = self._state.run_id
         key = AttemptKey(ctx.plan.uid, run_id, task.id, number)
-        previous = self._state.attempts(task.id)[-1:] if number > 1 else []
+        earlier = self._state.attempts(task.id) if number > 1 else []
+        answer = next((a.answer for a in reversed(earlier) if a.answer), None)
+        session_id = new_session(self._kind)
         isolated = workspace.branch is not None
         spec = build_spec(
             ctx.plan,
@@ -248,34 +263,60 @@ class TaskRun:
             workspace=workspace,
             branch=record.branch,
             prompt_path=ctx.layout.prompt(run_id, task.id, number),
-            previous=previous[0] if previous else None,
+            previous=resumable(earlier),
             confined=settings.sandbox is not False and ctx.unconfined is None,
+            session_id=session_id,
+            answer=answer,
         )
         log_path = ctx.layout.log(run_id, task.id, number)
         begun = await self._begin(workspace) if isolated else None
         now = self._clock.time()
         attempt = AttemptRecord(
-            run_id, task.id, number, started_at=now, log_path=str(log_path), cookie=str(key)
+            run_id,
+            task.id,
+            number,
+            started_at=now,
+            log_path=str(log_path),
+            cookie=str(key),
+            session_id=session_id,  # known before the agent's first byte, whatever happens then
         )
         self._state.begin_attempt(attempt, now)
         log = LogFile(log_path, ctx.reserve.release if ctx.reserve is not None else None)
         task_changes: dict[str, Any] = {}
+        output: Any = None
         try:
-            result = await run_attempt(
+            failed = await before_agent(
+                task,
+                state=self._state,
                 spec=spec,
-                parser=self._kind.parser(),
-                settings=settings,
                 log=log,
                 executor=self._executor,
+                stop=self._stop,
                 clock=self._clock,
-                recorder=_Recorder(self._state, task.id, number),
-                stop_requested=self._stop,
-                emit=self._emit,
             )
+            if failed is not None:
+                result = AttemptResult(succeeded=False, reason=failed, exit=None)
+            else:
+                result = await run_attempt(
+                    spec=spec,
+                    parser=self._kind.parser(),
+                    settings=settings,
+                    log=log,
+                    executor=self._executor,
+                    clock=self._clock,
+                    recorder=_Recorder(self._state, task.id, number),
+                    stop_requested=self._stop,
+                    emit=self._emit,
+                )
             metrics = dict(result.metrics)
+            output = metrics.pop("structured_output", None)
+            result, changes_optional = after_agent(settings, result, output, metrics)
+            checked = task
+            if changes_optional:  # the agent found nothing to do: no change is required
+                checked = replace(task, settings=replace(settings, require_changes=False))
             if begun is not None and result.exit is not None:
                 inspected = await inspect(
-                    task=task,
+                    task=checked,
                     state=self._state,
                     executor=self._executor,
                     stop=self._stop,
@@ -306,11 +347,13 @@ class TaskRun:
             metrics["log_dropped_bytes"] = log.dropped
         exit_code = None if result.exit is None else result.exit.code
         columns = {name: metrics.pop(name, None) for name in METRIC_COLUMNS}
+        settle_session(columns, metrics, ran=result.exit is not None, chosen=attempt.session_id)
         attempt_changes = {
             "ended_at": self._clock.time(),
             "exit_code": exit_code,
             "reason": result.reason,
             "detail": json.dumps(metrics) if metrics else None,
+            "result": json.dumps(output) if output is not None else None,
             **columns,
         }
         task_changes["exit_code"] = exit_code

@@ -18,9 +18,11 @@ and reuses its field names, so a script that reads one reads the other. Schema
   "detail": str | null}``.
 
 A task entry has the task view's ``id``, ``wave``, ``state``, ``attempts``, ``exit_code``,
-``reason``, ``branch``, ``log``, ``duration``, ``total_cost_usd``, ``diff`` and ``publish`` (where
-present), plus ``needs_person`` (``views.needs_person``: one line per denied tool call or question)
-and, for ``needs-input``, ``permission_denials`` as the agent reported them.
+``reason``, ``branch``, ``log``, ``duration``, ``total_cost_usd``, ``diff``, ``publish``, ``result``
+(the latest attempt's structured result, ``result_schema``) and ``answer`` (a person's answer to
+it, ``pagent answer``) where present, plus ``needs_person`` (``views.needs_person``: the result's
+question first, then one line per denied tool call or question) and, for ``needs-input``,
+``permission_denials`` as the agent reported them.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ _TASK_FIELDS = (
     "total_cost_usd",
     "diff",
     "publish",
+    "result",
+    "answer",
 )
 _MAX_LINES = 6  # a phone shows a few lines before "more"
 _MAX_LINE = 160

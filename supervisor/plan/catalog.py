@@ -34,6 +34,7 @@ class KindRules:
     check_agent: Callable[[AgentSpec], AgentProblem] = no_agent_keys
     default_command: tuple[str, ...] | None = None  # the kind's built-in agent's, if it has one
     state_paths: tuple[str, ...] = ()  # what the kind's agents write besides their workspace (sandbox)
+    structured_output: bool = False  # the kind can return a result for ``result_schema``
 
 
 @dataclass(frozen=True)

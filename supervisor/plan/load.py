@@ -28,7 +28,9 @@ from supervisor.plan.model import RETRYABLE_ON_REQUEST, AgentSpec, Plan, Task, T
 from supervisor.plan.names import TASK_ID, branch_problem, has_control, id_problem, short
 from supervisor.plan.outbound import UrlCheck, notify_config, publish_config
 from supervisor.plan.prompts import SEPARATOR, template_problem
+from supervisor.plan.resultschema import load_schema
 from supervisor.plan.rules import (
+    copy_problem,
     env_name_problem,
     inside_problem,
     nul_in,
@@ -40,8 +42,10 @@ from supervisor.plan.rules import (
 from supervisor.plan.units import parse_duration, parse_size
 
 _DURATIONS = frozenset(
-    {"retry_delay", "timeout", "stall_timeout", "kill_grace", "rate_limit_delay", "max_wait"}
+    {"retry_delay", "timeout", "stall_timeout", "kill_grace", "rate_limit_delay", "max_wait", "setup_timeout"}
 )
+_POSITIVE = frozenset({"timeout", "stall_timeout", "setup_timeout"})
+_HOOKS = frozenset({"setup", "before_attempt", "teardown"})
 
 
 def load_plan(path: str | Path, catalog: Catalog, *, check_url: UrlCheck | None = None) -> Plan:
@@ -135,7 +139,7 @@ def _build(
             raise PlanError(f"{key}.{fault[0]}: {fault[1]}")
         agents[name] = spec
 
-    defaults = _merge(TaskSettings(), table.defaults, label, "defaults", agents)
+    defaults = _merge(TaskSettings(), table.defaults, label, "defaults", agents, plan_dir=plan_dir)
     plan_context = _read_context(plan_dir, table.context_file, label, "context_file")
     if table.integrate is not None and (problem := branch_problem(table.integrate.branch)):
         raise PlanError(f"{label}: integrate.branch: {table.integrate.branch!r} {problem}")
@@ -170,7 +174,7 @@ def _build(
                         f"{branches[task_table.branch]}"
                     )
                 branches[task_table.branch] = where
-            settings = _merge(defaults, task_table, label, where, agents)
+            settings = _merge(defaults, task_table, label, where, agents, plan_dir=plan_dir)
             try:
                 catalog.kinds[agents[settings.agent].kind].check_args(settings.extra_args)
             except ValueError as exc:
@@ -178,6 +182,13 @@ def _build(
                 raise PlanError(f"{label}: {origin}.extra_args: {exc}") from None
             if settings.confine and not settings.workdir:
                 raise PlanError(f"{label}: {where}.confine: needs 'workdir' (the directory to stay in)")
+            spec = agents[settings.agent]
+            if settings.result_schema is not None and not catalog.kinds[spec.kind].structured_output:
+                origin = "" if task_table.result_schema is not None else " (from [defaults])"
+                raise PlanError(
+                    f"{label}: {where}.result_schema{origin}: agent {spec.name!r} (kind {spec.kind}) "
+                    "cannot return a structured result"
+                )
             if unisolated := unisolated_problem(settings):
                 name, why = unisolated
                 origin = "" if getattr(task_table, name) is not None else " (from [defaults])"
@@ -279,6 +290,8 @@ def _merge(
     label: str,
     where: str,
     agents: Mapping[str, AgentSpec],
+    *,
+    plan_dir: Path,
 ) -> TaskSettings:
     """``base`` with every key that ``table`` sets replaced, units parsed and values checked."""
     changes: dict[str, Any] = {}
@@ -290,8 +303,20 @@ def _merge(
         try:
             if name in _DURATIONS:
                 value = parse_duration(value)
-                if name in {"timeout", "stall_timeout"} and value <= 0:
+                if name in _POSITIVE and value <= 0:
                     raise ValueError(f"expected a duration > 0, got {getattr(table, name)!r}")
+            elif name in _HOOKS:
+                value = tuple(tuple(argv) for argv in value)
+            elif name == "copy":
+                for index, entry in enumerate(value):
+                    if problem := copy_problem(entry):
+                        key = f"{key}[{index}]"
+                        raise ValueError(problem)
+                value = tuple(dict.fromkeys(value))
+            elif name == "result_schema":
+                value = load_schema(value, plan_dir)
+            elif name == "setting_sources":
+                value = tuple(dict.fromkeys(value))
             elif name == "min_free_memory":
                 value = parse_size(value)
             elif name == "extra_args":

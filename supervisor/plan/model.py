@@ -23,6 +23,7 @@ Home = Literal["user", "own"]
 WorkspaceKind = Literal["worktree", "clone"]
 Sandbox = bool | Literal["auto"]
 Order = Literal["longest-first", "plan"]  # how a wave's tasks are offered slots (engine.order)
+McpMode = Literal["optional", "required"]
 
 # Failure classes that are not retried unless a task lists them in ``retry_on``: retrying
 # blindly would end the same way (work off its branch or a rewritten history is the agent's
@@ -89,6 +90,18 @@ class TaskSettings:
     # Paths the sandboxed agent may write besides its workspace and its kind's state ("!PATH"
     # takes one of the kind's state paths away); see ``supervisor.seam.Confinement``.
     sandbox_writable: tuple[str, ...] = ()
+    # Hooks run in the workspace (argv each): once when it is created, before every attempt,
+    # before ``pagent clean`` removes it; each bounded by ``setup_timeout``.
+    setup: tuple[tuple[str, ...], ...] = ()
+    before_attempt: tuple[tuple[str, ...], ...] = ()
+    teardown: tuple[tuple[str, ...], ...] = ()
+    setup_timeout: float = 10 * 60.0
+    copy: tuple[str, ...] = ()  # paths of the main worktree copied into each new workspace
+    result_schema: str | None = None  # the JSON Schema of the agent's result, as JSON text
+    fallback_model: str | None = None
+    setting_sources: tuple[str, ...] | None = None
+    strict_mcp_config: bool = False
+    mcp: McpMode = "optional"  # "required": an MCP server that failed to start fails the attempt
 
 
 @dataclass(frozen=True)

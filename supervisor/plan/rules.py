@@ -12,13 +12,17 @@ that and the key path), or ``None``. They are pure: no file, no git, no process.
 - With ``isolation = "none"`` the agent works in the repository itself, which pagent never
   commits in or inspects, so the checks that need a worktree (``done_marker``,
   ``require_changes``, ``confine``) cannot hold there and are refused; ``verify`` runs in the
-  repository like in a worktree.
+  repository like in a worktree. ``setup``, ``teardown`` and ``copy`` need a workspace that
+  pagent creates (and removes): they are refused there too; ``before_attempt`` runs in the
+  repository.
 - The sandbox (``sandbox = true`` or ``"auto"``) needs a workspace the agent can commit in
   without writing the plan's repository: ``workspace = "clone"`` (the default then); a git
   worktree (or ``isolation = "none"``) is refused with it. ``sandbox_network = false`` without
   the sandbox would promise what nothing keeps. ``sandbox_writable`` entries are absolute,
   ``~/...`` or ``${VAR}...`` paths (never ``/`` itself); ``!PATH`` takes away one of the agent
   kind's own state paths, as the kind writes it.
+- A ``copy`` path names something of the main worktree to copy to the same place in a new
+  workspace: relative, no ``..``, not the worktree itself, nothing in ``.git``.
 """
 
 from __future__ import annotations
@@ -83,6 +87,21 @@ def unisolated_problem(settings: TaskSettings) -> tuple[str, str] | None:
     for name in ("done_marker", "require_changes", "confine"):
         if getattr(settings, name):
             return name, why
+    for name in ("setup", "teardown", "copy"):
+        if getattr(settings, name):
+            return name, "needs isolation = 'worktree': with isolation = 'none' pagent creates no workspace"
+    return None
+
+
+def copy_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a ``copy`` entry (a path of the main worktree), or ``None``."""
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or value.startswith("~"):
+        return f"expected a path inside the main worktree (relative, no '..'), got {value!r}"
+    if not path.parts:
+        return f"{value!r} is the whole worktree: name the files or directories to copy"
+    if any(part.lower() == ".git" for part in path.parts):
+        return f"{value!r} is inside git's own '.git', which pagent never copies"
     return None
 
 

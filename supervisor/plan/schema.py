@@ -20,6 +20,7 @@ NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
 Duration = str | int | float
 Size = str | int
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
+Argv = Annotated[list[NonEmptyStr], msgspec.Meta(min_length=1)]
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -54,6 +55,18 @@ class SettingsTable(_Strict, frozen=True):
     sandbox: bool | Literal["auto"] | None = None
     sandbox_network: bool | None = None
     sandbox_writable: list[NonEmptyStr] | None = None
+    # The workspace's hooks and copies, structured results, Claude Code's headless settings
+    # (README: "Setup hooks and copies", "Structured results", "Running Claude Code overnight").
+    setup: list[Argv] | None = None
+    before_attempt: list[Argv] | None = None
+    teardown: list[Argv] | None = None
+    setup_timeout: Duration | None = None
+    copy: list[NonEmptyStr] | None = None
+    result_schema: NonEmptyStr | dict[str, Any] | None = None  # a file (relative to the plan) or a table
+    fallback_model: NonEmptyStr | None = None
+    setting_sources: list[Literal["user", "project", "local"]] | None = None
+    strict_mcp_config: bool | None = None
+    mcp: Literal["optional", "required"] | None = None
 
 
 class TaskTable(SettingsTable, kw_only=True, frozen=True):

@@ -8,7 +8,8 @@
   .reserve                          disk space the active run holds back for its last records
   homes/<agent>/                    an agent CLI's own state with home = "own" (CODEX_HOME, XDG dirs)
   runs/<run id>/
-    logs/<task>.<attempt>.log       raw stdout + stderr of one attempt
+    logs/<task>.<attempt>.log       raw stdout + stderr of one attempt (and its setup hooks)
+    logs/<task>.teardown.log        the output of the task's teardown hooks (pagent clean)
     prompts/<task>.<attempt>.txt    the prompt the attempt got on stdin
     pull-requests/<branch>.md       the body of a pull request pagent opened ([publish])
     summary.json                    written at the end (also on SIGINT/SIGTERM)
@@ -63,6 +64,10 @@ class Layout:
 
     def log(self, run_id: str, task_id: str, attempt: int) -> Path:
         return self.run_dir(run_id) / "logs" / f"{task_id}.{attempt}.log"
+
+    def teardown_log(self, run_id: str, task_id: str) -> Path:
+        """Where ``pagent clean`` writes the output of a task's ``teardown`` hooks."""
+        return self.run_dir(run_id) / "logs" / f"{task_id}.teardown.log"
 
     def prompt(self, run_id: str, task_id: str, attempt: int) -> Path:
         return self.run_dir(run_id) / "prompts" / f"{task_id}.{attempt}.txt"

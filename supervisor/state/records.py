@@ -67,7 +67,7 @@ def check_transition(old: TaskState, new: TaskState) -> None:
 
 
 # What an agent kind may measure per attempt that has a column of its own in the state.
-METRIC_COLUMNS = ("session_id", "turns", "cost_usd", "api_ms", "tokens_in", "tokens_out")
+METRIC_COLUMNS = ("session_id", "turns", "cost_usd", "api_ms", "tokens_in", "tokens_out", "model")
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,9 @@ class TaskRecord:
     # The branch's commit as pagent last recorded it: where the run reserved it, then after each
     # attempt; None when the branch was not reserved (runs of older versions, a name git refused).
     tip: str | None = None
+    # When the workspace's ``setup`` hooks last succeeded; None: not yet, or the workspace was
+    # created anew since (they run again before its next attempt).
+    set_up_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,9 @@ class AttemptRecord:
     tokens_out: int | None = None
     detail: str | None = None  # JSON: what the agent kind reported beyond the columns
     ref: str | None = None  # the executor's reference to the attempt (see supervisor.seam)
+    result: str | None = None  # JSON: the agent's structured result (``result_schema``)
+    model: str | None = None  # the model(s) that answered ("a, b" after a switch), as the agent said
+    answer: str | None = None  # a person's answer to this attempt's question (``pagent answer``)
 
 
 def new_run_id(now: float | None = None) -> str:

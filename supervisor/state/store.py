@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     conflicts TEXT,
     publish TEXT,
     tip TEXT,
+    set_up_at REAL,
     PRIMARY KEY (run_id, task_id)
 );
 CREATE TABLE IF NOT EXISTS attempts (
@@ -102,6 +103,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     tokens_out INTEGER,
     detail TEXT,
     ref TEXT,
+    result TEXT,
+    model TEXT,
+    answer TEXT,
     PRIMARY KEY (run_id, task_id, number)
 );
 """

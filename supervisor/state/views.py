@@ -42,6 +42,9 @@ def task_view(record: TaskRecord, attempts: list[AttemptRecord], now: float) -> 
         "ended_at": record.ended_at,
         "duration": None if record.started_at is None or end is None else round(end - record.started_at, 3),
         "session_id": latest.session_id if latest else None,
+        "model": latest.model if latest else None,
+        "result": _json(latest.result) if latest else None,
+        "answer": latest.answer if latest else None,
         "turns": latest.turns if latest else None,
         "cost_usd": latest.cost_usd if latest else None,
         "total_cost_usd": _total_cost(attempts),
@@ -59,6 +62,10 @@ def task_view(record: TaskRecord, attempts: list[AttemptRecord], now: float) -> 
                 "exit_code": a.exit_code,
                 "cost_usd": a.cost_usd,
                 "log": a.log_path,
+                "session_id": a.session_id,
+                "model": a.model,
+                "result": _json(a.result),
+                "answer": a.answer,
             }
             for a in attempts
         ],
@@ -85,8 +92,10 @@ def task_view(record: TaskRecord, attempts: list[AttemptRecord], now: float) -> 
 
 
 def needs_person(task: dict[str, Any]) -> list[str]:
-    """What a person must look at for a task that ended ``needs-input``: one line per tool call
-    Claude was denied ("Bash: rm -rf build"), or the question it asked. Empty otherwise.
+    """What a person must look at for a task that ended ``needs-input``: the question of its
+    structured result first ("question: ..."), then one line per tool call Claude was denied
+    ("denied Bash: rm -rf build"), or the question it asked in its final message, and the answer
+    a person gave already ("answered: ...", waiting for ``--retry-failed``). Empty otherwise.
 
     The agent wrote these: each line is made printable (no escape sequence, no line break), as
     it goes to terminals, cron mail and notifications."""
@@ -94,6 +103,8 @@ def needs_person(task: dict[str, Any]) -> list[str]:
         return []
     detail = task.get("detail") or {}
     lines = []
+    if detail.get("question"):
+        lines.append(printable(f"question: {str(detail['question'])[:300]}"))
     for denial in detail.get("permission_denials") or []:
         if not isinstance(denial, dict):
             continue
@@ -106,7 +117,14 @@ def needs_person(task: dict[str, Any]) -> list[str]:
         lines.append(printable(f"denied {tool}: {str(shown)[:300]}"))
     if detail.get("asked"):
         lines.append(printable(f"asked: {str(detail['asked'])[-300:]}"))
+    if task.get("answer"):
+        lines.append(printable(f"answered: {str(task['answer'])[:300]}"))
     return lines
+
+
+def _json(text: str | None) -> Any:
+    """A JSON column's value (``None`` for none)."""
+    return json.loads(text) if text else None
 
 
 def _total_cost(attempts: list[AttemptRecord]) -> float | None:

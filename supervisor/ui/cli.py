@@ -314,15 +314,68 @@ def clean(plan_path: Path, run_id: str | None, force: bool) -> None:
     """Remove PLAN's worktrees (every run's, or one run's); keep every branch.
 
     Refuses, removing nothing, while a worktree holds uncommitted or untracked changes (unless
-    --force) and while a run of the plan is active.
+    --force) and while a run of the plan is active. Each task's teardown hooks run first.
     """
     from supervisor.engine.cleanup import clean as clean_worktrees
+    from supervisor.plan.names import printable
+    from supervisor.ui.compose import KINDS, executor_for
 
     plan = load_plan(plan_path)
-    cleaned = clean_worktrees(plan, run_id, force)
+    cleaned = clean_worktrees(plan, run_id, force, executor_for(plan), KINDS)  # for teardown hooks
+    for warning in cleaned.warnings:
+        click.echo(f"pagent: warning: {printable(warning)}", err=True)
     click.echo(f"removed {len(cleaned.removed)} worktree(s); branches kept: {len(cleaned.branches)}")
     for branch in cleaned.branches:
         click.echo(f"  {branch}")
+
+
+@pagent.command()
+@PLAN_ARG
+@click.argument("task_id", metavar="TASK")
+@click.argument("text", metavar="TEXT", required=False)
+@click.option(
+    "--file", "file_", type=click.Path(dir_okay=False, path_type=Path), help="Read the answer from a file."
+)
+@RUN_OPT
+@handle_errors
+def answer(plan_path: Path, task_id: str, text: str | None, file_: Path | None, run_id: str | None) -> None:
+    """Answer TASK of PLAN's latest (or given) run, which needs input: the next
+    ``pagent-run PLAN --retry-failed`` continues its session with TEXT (or prepends it to the
+    prompt). Shows what the task asked first. Refuses (exit 2) a task that does not need input,
+    and (exit 75) while a run of the plan is active.
+    """
+    import anyio
+
+    from supervisor.engine.byhand import answer_task
+    from supervisor.plan.names import printable
+
+    if (text is None) == (file_ is None):
+        raise UsageError("give the answer as TEXT or with --file (one of them)")
+    if file_ is not None:
+        text = _read_answer(file_)
+    assert text is not None
+    plan = load_plan(plan_path)
+    answered = anyio.run(answer_task, plan, task_id, text, run_id)
+    if answered.asked:
+        click.echo(f"{printable(task_id)} asked:")
+        click.echo("\n".join(f"  {printable(line)}" for line in answered.asked))
+    again = " (it replaces the earlier answer)" if answered.replaced else ""
+    click.echo(
+        f"answer recorded for {printable(task_id)}, attempt {answered.attempt}{again}; continue with: "
+        f"pagent-run {printable(str(plan.path))} --retry-failed"
+    )
+
+
+def _read_answer(path: Path) -> str:
+    """An answer file's text: a regular UTF-8 file of at most 1 MiB; ``UsageError`` otherwise."""
+    from supervisor.plan.files import PROMPT_LIMIT, FileProblem, read_text
+
+    try:
+        return read_text(path, PROMPT_LIMIT)
+    except FileProblem as exc:
+        raise UsageError(f"--file {path}: it {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"--file {path}: {exc.strerror or exc}") from None
 
 
 @pagent.command()

@@ -8,6 +8,7 @@ reasons, paths, branch names) is escaped; the run's agents wrote some of them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ def render_report(
         _needs_person(tasks),
         _timeline(view, tasks),
         _task_table(tasks, Path(report_dir), conflicted),
+        _results(tasks),
         _overlaps(overlaps, view.get("merge_order")),
         _integration(integration),
         _moved_refs(view.get("moved_refs") or []),
@@ -119,8 +121,9 @@ def _needs_person(tasks: list[dict[str, Any]]) -> str:
     if not items:
         return ""
     hint = (
-        "<p class=muted>Widen <code>--allowedTools</code> / the permission mode, or answer in the "
-        "prompt, then <code>pagent-run PLAN --retry-failed</code>.</p>"
+        '<p class=muted>Answer with <code>pagent answer PLAN TASK "..."</code>, or widen '
+        "<code>--allowedTools</code> / the permission mode, then "
+        "<code>pagent-run PLAN --retry-failed</code>.</p>"
     )
     return f"<section>\n<h2>Needs a person</h2>\n{hint}<ul>{''.join(items)}</ul>\n</section>\n"
 
@@ -167,6 +170,29 @@ def _task_table(tasks: list[dict[str, Any]], report_dir: Path, conflicted: dict[
     body = "".join(rows) or '<tr><td colspan=13 class="muted">This run has no tasks.</td></tr>'
     table = f"<table>\n<thead>{head}</thead>\n<tbody>\n{body}</tbody>\n</table>"
     return f"<section>\n<h2>Tasks</h2>\n{table}\n</section>\n"
+
+
+def _results(tasks: list[dict[str, Any]]) -> str:
+    """Every attempt's structured result (``result_schema``) and a person's answers to it."""
+    rows = []
+    for task in tasks:
+        for attempt in task.get("history") or []:
+            if attempt.get("result") is None and not attempt.get("answer"):
+                continue
+            result = attempt.get("result")
+            shown = json.dumps(result, indent=1, ensure_ascii=False) if result is not None else ""
+            answer = attempt.get("answer")
+            rows.append(
+                f"<tr><td><code>{_e(task.get('id'))}</code></td>"
+                f"<td class=num>{_e(attempt.get('attempt'))}</td>"
+                f"<td>{_e(attempt.get('reason'))}</td><td><pre>{_e(shown)}</pre></td>"
+                f"<td>{_e(answer) if answer else '<span class=muted>-</span>'}</td></tr>\n"
+            )
+    if not rows:
+        return ""
+    head = "<tr><th>task</th><th class=num>attempt</th><th>reason</th><th>result</th><th>answered</th></tr>"
+    table = f"<table>\n<thead>{head}</thead>\n<tbody>\n{''.join(rows)}</tbody>\n</table>"
+    return f"<section>\n<h2>Results and answers</h2>\n{table}\n</section>\n"
 
 
 def _overlaps(overlaps: list[dict[str, Any]] | None, order: list[str] | None) -> str:

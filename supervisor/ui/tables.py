@@ -8,6 +8,7 @@ answered reach terminals and cron mail without a control character.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -103,9 +104,25 @@ def format_status(view: dict[str, Any]) -> str:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
         if task is not None:
             lines.extend(f"    {line}" for line in needs_person(task))
+            lines.extend(f"    {line}" for line in task_notes(task))
     lines.extend(moved_ref_lines(view))
     lines.extend([*publish_lines(view), *notification_lines(view)])  # the hand-off, if any
     return "\n".join(printable(line).rstrip() for line in lines)
+
+
+def task_notes(task: dict[str, Any]) -> list[str]:
+    """What else ``pagent status`` shows under a task: MCP servers that did not start, the
+    structured result (cut to a line)."""
+    detail = task.get("detail") or {}
+    lines = [
+        f"mcp server {server.get('name')}: {server.get('status')}"
+        for server in detail.get("mcp_server_errors") or []
+        if isinstance(server, dict)
+    ]
+    if task.get("result") is not None:
+        text = json.dumps(task["result"], ensure_ascii=False)
+        lines.append(f"result: {text[:200]}{'…' if len(text) > 200 else ''}")
+    return lines
 
 
 def moved_ref_lines(view: dict[str, Any]) -> list[str]:

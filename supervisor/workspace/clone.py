@@ -181,10 +181,12 @@ def integrate(main: Path, branch: str, commit: str, start: str) -> bool:
     return True
 
 
-def uncommitted_paths(main: Path, path: Path, branch: str) -> tuple[str, ...]:
-    """Paths with uncommitted changes or untracked (not ignored) files in the clone's work tree."""
+def uncommitted_paths(main: Path, path: Path, branch: str, *, every_file: bool = False) -> tuple[str, ...]:
+    """Paths with uncommitted changes or untracked (not ignored) files in the clone's work tree
+    (``every_file``: each untracked file, not its directory)."""
     check_clone(main, path, branch)
-    status = ["status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=normal"]
+    untracked = "--untracked-files=all" if every_file else "--untracked-files=normal"
+    status = ["status", "--porcelain=v1", "-z", "--no-renames", untracked]
     out = git([*status, "--ignore-submodules=dirty"], path)
     return tuple(entry[3:] for entry in out.split("\0") if entry)
 

@@ -9,6 +9,7 @@ commits in without writing the plan's repository (``supervisor.workspace.clone``
   on it, or reused: commits an interrupted attempt left in it are first fetched into the plan's
   repository (onto the branch when they descend from it, else pinned at
   ``<pins>/recovered-<commit>``), so a crash loses nothing and a retry continues there;
+  Then what ``copy`` and ``.worktreeinclude`` name is copied in, as into a worktree;
 - ``begin``: the stale marker removed, the clone back on the branch's commit;
 - ``collect``, in this order: the clone checked (a tampered one is touched no further); its
   branch tip and a differing HEAD fetched into the plan's repository as the attempt's pins; the
@@ -27,6 +28,7 @@ from pathlib import Path
 from supervisor.errors import GitError
 from supervisor.seam import Begun, CollectRequest, Confinement, Facts, Workspace, WorkspaceRequest
 from supervisor.workspace import clone, facts, refs
+from supervisor.workspace.copying import copy_in
 from supervisor.workspace.git import Wrap, commit_of, git, in_thread, is_ancestor, shown, wrapped_by
 from supervisor.workspace.gitdir import where
 from supervisor.workspace.worktree import claim_branch, remove_marker, workdir_in
@@ -92,7 +94,9 @@ def prepare(request: WorkspaceRequest) -> Workspace:
         if request.expect is not None and not is_ancestor(repo, request.expect, tip):
             raise GitError(f"branch {branch} was rewritten since pagent recorded it at {request.expect[:12]}")
     head = clone.sync(repo, path, branch)
-    return Workspace(path, branch, head, created, workdir_in(path, request.workdir), repo, kind="clone")
+    copied = copy_in(repo, path, request.copy)  # as for a worktree (supervisor.workspace.copying)
+    cwd = workdir_in(path, request.workdir)
+    return Workspace(path, branch, head, created, cwd, repo, kind="clone", copied=copied)
 
 
 def _recover(repo: Path, path: Path, branch: str, pins: str | None) -> None:
@@ -127,7 +131,7 @@ def collect(workspace: Workspace, request: CollectRequest, wrap: Wrap | None = N
     if branch is None or repo is None:
         raise GitError("a clone workspace needs its repository and branch")
     pin = f"{request.pins}/{request.attempt}" if request.pins else f"refs/pagent/+clone/{request.attempt}"
-    exclude = [request.marker] if request.marker else []
+    exclude = [*([request.marker] if request.marker else []), *workspace.copied]
     clone.check_clone(repo, path, branch)  # else pagent touches nothing in it
     mine, head, pinned = clone.fetch_pins(repo, path, branch, pin)
     marked = remove_marker(path, request.marker)

@@ -90,7 +90,12 @@ def auto_commit(worktree: Path, message: str, exclude: Sequence[str] = ()) -> bo
     """
     if not changed_paths(worktree, exclude):
         return False
-    excluded = _normalise(worktree, exclude)
+    # Only what git status shows needs excluding: naming an ignored path (a copied .env) in a
+    # pathspec makes ``git add`` fail, and it would not be added anyway.
+    shown = changed_paths(worktree, ())
+    excluded = [
+        ex for ex in _normalise(worktree, exclude) if any(p == ex or p.startswith(ex + "/") for p in shown)
+    ]
     git(["add", "--all", "--", ".", *(f":(top,exclude,literal){p}" for p in excluded)], worktree)
     if excluded:
         # The agent may have staged an excluded path itself; reset restores HEAD's entry (or

@@ -5,7 +5,12 @@ and ``LocalWorkspaces``, which hands each request to the kind it names (``worktr
 Each method is a coroutine that does its git work in a worker thread through
 ``supervisor.workspace.git.in_thread``: cancelling the await (SIGTERM of pagent-run, a stop)
 kills the git calls it has running at once. ``branch = None`` in a request means no isolation:
-the agent works in the repository itself and nothing is created, committed, pinned or inspected.
+the agent works in the repository itself and nothing is created, copied, committed, pinned or
+inspected.
+
+Preparing a worktree copies what the request's ``copy`` and the repository's
+``.worktreeinclude`` name from the main worktree (``supervisor.workspace.copying``); those paths
+(``Workspace.copied``) are excluded from auto-commit and from "uncommitted" like the done marker.
 
 After an attempt (``collect``), in this order: the worktree is verified (its ``.git`` must lead
 to its own administrative directory, or pagent touches nothing in it -- its HEAD is pinned all
@@ -25,6 +30,7 @@ from typing import Protocol
 from supervisor.errors import GitError
 from supervisor.seam import Begun, CollectRequest, Facts, Workspace, WorkspaceRequest
 from supervisor.workspace import facts, refs
+from supervisor.workspace.copying import copy_in
 from supervisor.workspace.git import commit_of, in_thread, is_ancestor
 from supervisor.workspace.gitdir import admin_dir, head_in, verified, where
 from supervisor.workspace.worktree import (
@@ -99,8 +105,10 @@ def prepare(request: WorkspaceRequest) -> Workspace:
         fresh=request.fresh,
         pins=request.pins,
     )
+    copied = copy_in(request.repo, request.path, request.copy)
     cwd = workdir_in(request.path, request.workdir)
-    return Workspace(request.path, request.branch, facts.head(request.path), created, cwd, request.repo)
+    head = facts.head(request.path)
+    return Workspace(request.path, request.branch, head, created, cwd, request.repo, copied=copied)
 
 
 def begin(workspace: Workspace, marker: str | None) -> Begun:
@@ -122,7 +130,7 @@ def collect(workspace: Workspace, request: CollectRequest) -> Facts:
     if branch is None or repo is None:  # no isolation: nothing of pagent's to look at
         return Facts(remove_marker(path, request.marker), False, (), None)
     pin = f"{request.pins}/{request.attempt}" if request.pins else None
-    exclude = [request.marker] if request.marker else []
+    exclude = [*([request.marker] if request.marker else []), *workspace.copied]
     pinned: tuple[str, ...] = ()
     try:
         verified(repo, path)  # else pagent touches nothing in it

@@ -131,9 +131,11 @@ def remove_worktree(repo: Path, path: Path, force: bool) -> None:
     git(["worktree", "remove", *(["--force"] if force else []), str(path)], repo)
 
 
-def uncommitted(path: Path) -> list[str]:
-    """``git status --porcelain`` lines of a worktree (printable): what removing it would lose."""
-    return [shown(line) for line in git(["status", "--porcelain"], path).splitlines() if line.strip()]
+def uncommitted(path: Path, *, every_file: bool = False) -> list[str]:
+    """``git status --porcelain`` lines of a worktree (printable): what removing it would lose;
+    ``every_file``: each untracked file on its own line (not its directory)."""
+    args = ["status", "--porcelain", *(["--untracked-files=all"] if every_file else [])]
+    return [shown(line) for line in git(args, path).splitlines() if line.strip()]
 
 
 def prune(repo: Path) -> None:
