@@ -3,7 +3,9 @@
 The main process starts with ``setsid`` (its own session and process group) and, on Linux,
 ``PR_SET_PDEATHSIG`` so it receives SIGTERM if the supervisor dies. Exit is observed through a
 pidfd, output through non-blocking pipes read on the event loop: no thread per child. The
-prompt reaches the agent's stdin as a file, which ends in EOF exactly like a closed pipe.
+process is started on the spawner thread (``supervisor.launch.spawner``), so that the wait for
+the child's exec never holds the event loop up. The prompt reaches the agent's stdin as a file,
+which ends in EOF exactly like a closed pipe.
 
 The parent-death signal is asked for by util-linux ``setpriv`` in front of the agent's argv
 (same process, one more exec) wherever it works, so that ``subprocess`` can use vfork; without
@@ -24,6 +26,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import functools
 import os
 import shutil
 import signal
@@ -38,6 +41,7 @@ import anyio
 import psutil
 
 from supervisor.launch import orphans, proctree
+from supervisor.launch.spawner import SPAWNER
 from supervisor.seam import Exit, OutputCallback, Sample, Stream
 
 _PR_SET_PDEATHSIG = 1
@@ -244,10 +248,9 @@ class LocalLauncher:
         complete environment (it must carry ``cookie`` as ``PAGENT_COOKIE``); ``stdin`` is read
         by the process to EOF (``None``: an empty stdin). ``signal_codes``: ``argv`` is a wrapper
         that exits 128 + N when its command died of signal N (read back as that signal)."""
-        # Popen returns as soon as the child has exec'd: it does not block the loop for long. It
-        # must run on the event loop's thread, never in a worker thread: Linux sends the
-        # parent-death signal when the *thread* that forked the child ends, and anyio's idle
-        # worker threads end after ten seconds.
+        # Popen returns only once the child has exec'd, which on a busy machine takes
+        # milliseconds: it runs on the spawner thread, which lives as long as the process (Linux
+        # sends the parent-death signal when the *thread* that forked the child ends).
         command = list(argv)
         if self._prefix is not None:
             check_executable(command[0], env, cwd)
@@ -256,11 +259,12 @@ class LocalLauncher:
         window = orphans.ORPHANS.open()
         with open(stdin or os.devnull, "rb") as stdin_file:  # noqa: ASYNC230 - a local file, opened once
             try:
-                popen = _popen(command, stdin_file, cwd, env, self._preexec)
+                popen = await SPAWNER.run(
+                    functools.partial(_popen, command, stdin_file, cwd, env, self._preexec), _discard
+                )
             except BaseException:
                 orphans.ORPHANS.close(window, None)
                 raise
-        # No await since Popen returned: an orphan scan cannot have seen this child unregistered.
         orphans.ORPHANS.own(popen.pid)
         handle = LocalHandle(popen, cookie, since, window, signal_codes)
         assert popen.stdout is not None
@@ -322,6 +326,16 @@ def _popen(
         preexec_fn=preexec,  # noqa: PLW1509
         close_fds=True,
     )
+
+
+def _discard(popen: subprocess.Popen[bytes]) -> None:
+    """Get rid of a process that was started for a caller that is gone (the loop closed)."""
+    with contextlib.suppress(OSError):
+        os.killpg(popen.pid, signal.SIGKILL)
+    popen.wait()
+    for pipe in (popen.stdout, popen.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 async def _read_until_eof(fd: int, stream: Stream, on_output: OutputCallback) -> None:
