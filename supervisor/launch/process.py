@@ -22,6 +22,7 @@ the supervisor and stopped by ``finish`` once no running attempt can own it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import ctypes.util
@@ -41,12 +42,12 @@ import anyio
 import psutil
 
 from supervisor.launch import orphans, proctree
+from supervisor.launch.pipes import Pipes
 from supervisor.launch.spawner import SPAWNER
 from supervisor.seam import Exit, OutputCallback, Sample, Stream
 
 _PR_SET_PDEATHSIG = 1
 _OOM_EVENTS = "/sys/fs/cgroup/memory.events"
-_READ_SIZE = 256 * 1024
 _SANDBOX_ENDS = 1.0  # seconds a sandbox's namespace may take to end after bwrap exited
 _DEFAULT_GRACE = 1.0  # for clean-up the caller left to the launcher without ever naming a grace
 
@@ -119,15 +120,23 @@ def _pdeathsig_setter() -> Callable[[], None] | None:
 
 
 class LocalHandle:
-    """A running local attempt; see ``supervisor.seam.AttemptHandle``."""
+    """A running local attempt; see ``supervisor.seam.AttemptHandle``.
+
+    Its exit comes through a pidfd and its output through ``Pipes``, both reader callbacks on
+    the event loop: ``wait`` only waits for what they report. psutil looks at the main process
+    only when the attempt is stopped or sampled: until it is reaped (by ``wait``'s callback) its
+    pid cannot name another process.
+    """
 
     def __init__(
         self,
         popen: subprocess.Popen[bytes],
         cookie: str,
+        *,
         since: proctree.PidMark | None = None,
         window: orphans.Window | None = None,
         signal_codes: bool = False,
+        on_output: OutputCallback | None = None,
     ) -> None:
         self._popen = popen
         # A wrapper that reports its command's death by signal N as exit code 128 + N (the
@@ -136,39 +145,85 @@ class LocalHandle:
         self._cookie = cookie
         self._since = since  # the pid counter before the attempt started: its processes are newer
         self._window = window or orphans.Window()  # when it started, for the orphans it leaves
-        self._proc = psutil.Process(popen.pid)
+        self._proc: psutil.Process | None = None
         self.pid = popen.pid
-        self.pid_started = self._proc.create_time()
+        self.pid_started = proctree.started_at(popen.pid, since)
         self.ref = f"{self.pid}:{self.pid_started!r}"  # pid and start time name the process
         self._oom_before = _oom_kills()
-        self._pidfd = os.pidfd_open(popen.pid) if hasattr(os, "pidfd_open") else None
         self._exit: Exit | None = None
-        self._readers_done = anyio.Event()
+        self._wake = anyio.Event()  # the main process ended, or on_output raised
+        self._raised = False
         self._finished = False
         self.grace = _DEFAULT_GRACE  # the latest grace the caller asked for
+        self._loop = asyncio.get_running_loop()
+        self._pidfd = os.pidfd_open(popen.pid) if hasattr(os, "pidfd_open") else None
+        if self._pidfd is not None:
+            self._loop.add_reader(self._pidfd, self._exited)
+        streams = [
+            (pipe, stream) for pipe, stream in ((popen.stdout, Stream.STDOUT), (popen.stderr, Stream.STDERR))
+        ]
+        self._pipes = Pipes(
+            [(pipe, stream) for pipe, stream in streams if pipe is not None],
+            on_output or (lambda data, stream: None),
+            self._wake.set,
+        )
+
+    def _exited(self) -> None:
+        """The pidfd says the main process ended: reap it (at once: it is a zombie now)."""
+        if self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+        self._reap()
+        self._wake.set()
+
+    def _reap(self) -> None:
+        code = self._popen.wait()
+        if self._signal_codes and 128 < code <= 128 + 64:
+            code = 128 - code
+        if code < 0:
+            oom = -code == signal.SIGKILL and (_oom_kills() or 0) > (self._oom_before or 0)
+            self._exit = Exit(signal=-code, oom=oom and self._oom_before is not None)
+        else:
+            self._exit = Exit(code=code)
+
+    def _raise_failure(self) -> None:
+        """Raise what ``on_output`` raised (once), in the task that owns the attempt."""
+        if self._pipes.failure is not None and not self._raised:
+            self._raised = True
+            raise self._pipes.failure
+
+    def _main(self) -> psutil.Process | None:
+        """The main process while it is not reaped (``None`` after, or if psutil cannot see it)."""
+        if self._exit is None and self._proc is None:
+            with contextlib.suppress(psutil.Error):
+                self._proc = psutil.Process(self.pid)
+        return self._proc if self._exit is None else None
+
+    async def _exit_of_main(self) -> Exit:
+        while self._exit is None:
+            if self._pidfd is None:  # pragma: no cover - Linux < 5.3
+                if self._popen.poll() is None:
+                    await anyio.sleep(0.05)
+                    continue
+                self._reap()
+                break
+            if self._wake.is_set():  # woken by a failure already raised: wait for the exit
+                self._wake = anyio.Event()
+            await self._wake.wait()
+            if not self._raised and self._pipes.failure is not None:
+                break
+        return self._exit or Exit()
 
     async def wait(self) -> Exit:
-        """Return once the main process has ended (reaping it)."""
-        if self._exit is None:
-            if self._pidfd is not None:
-                await anyio.wait_readable(self._pidfd)
-            else:  # pragma: no cover - Linux < 5.3
-                while self._popen.poll() is None:  # noqa: ASYNC110 - nothing to wait on but time
-                    await anyio.sleep(0.05)
-            code = self._popen.wait()
-            if self._signal_codes and 128 < code <= 128 + 64:
-                code = 128 - code
-            if code < 0:
-                oom = -code == signal.SIGKILL and (_oom_kills() or 0) > (self._oom_before or 0)
-                self._exit = Exit(signal=-code, oom=oom and self._oom_before is not None)
-            else:
-                self._exit = Exit(code=code)
-        return self._exit
+        """Return once the main process has ended (reaping it); raise what ``on_output`` raised."""
+        self._raise_failure()
+        exit = await self._exit_of_main()
+        self._raise_failure()
+        return exit
 
     async def stop(self, grace: float) -> None:
         """SIGTERM the whole tree, then SIGKILL what is left after ``grace`` seconds."""
         self.grace = grace
-        procs = proctree.tree(self._proc, self.pid, self._cookie, self._since)
+        procs = proctree.tree(self._main(), self.pid, self._cookie, self._since)
         await proctree.stop_processes(procs, self.pid, grace)
 
     async def finish(self, grace: float) -> int:
@@ -189,9 +244,11 @@ class LocalHandle:
         # Its tree is gone: what it left outside tree, session and cookie may be stopped now.
         orphans.ORPHANS.ending(self._window)
         stopped = len(procs) + await orphans.ORPHANS.collect(grace)
-        with anyio.move_on_after(grace):
-            await self._readers_done.wait()
+        if not self._pipes.done.is_set():
+            with anyio.move_on_after(grace):
+                await self._pipes.done.wait()
         self._finished = True  # not when cancelled half-way: the launcher's clean-up redoes it
+        self._raise_failure()
         return stopped
 
     def sample(self) -> Sample | None:
@@ -201,11 +258,13 @@ class LocalHandle:
         parent's ``children_*`` times): an agent computing through many short-lived processes
         shows a growing total, not one that jumps up and down with whichever child is alive.
         """
-        procs = [self._proc, *proctree.recent_descendants(self._proc)]
+        main = self._main()
+        if main is None:
+            return None
         cpu = 0.0
         rss = 0
         count = 0
-        for proc in procs:
+        for proc in [main, *proctree.recent_descendants(main)]:
             try:
                 with proc.oneshot():
                     times = proc.cpu_times()
@@ -216,9 +275,24 @@ class LocalHandle:
                 continue
         return Sample(cpu_seconds=cpu, rss=rss, procs=count) if count else None
 
+    async def end(self) -> None:
+        """Whatever the owner did: stop what still runs and reap it, stop the leftovers, never
+        waiting a second time for what the owner already waited for; raises nothing."""
+        with anyio.CancelScope(shield=True):
+            if self._exit is None:
+                await self.stop(self.grace)
+                await self._exit_of_main()
+            if not self._finished:
+                with contextlib.suppress(Exception):
+                    await self.finish(self.grace)
+
     def close(self) -> None:
-        """Release the pidfd; the attempt is over (its main process reaped, if it was started)."""
+        """Release the pipes and the pidfd; the attempt is over (its main process reaped, if it
+        was started)."""
+        self._pipes.close()
         if self._pidfd is not None:
+            if self._exit is None:
+                self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = None
         orphans.ORPHANS.close(self._window, self.pid if self._exit is not None else None)
@@ -266,43 +340,23 @@ class LocalLauncher:
                 orphans.ORPHANS.close(window, None)
                 raise
         orphans.ORPHANS.own(popen.pid)
-        handle = LocalHandle(popen, cookie, since, window, signal_codes)
-        assert popen.stdout is not None
-        assert popen.stderr is not None
-        pipes = [(popen.stdout, Stream.STDOUT), (popen.stderr, Stream.STDERR)]
         try:
-            async with anyio.create_task_group() as tg:
-                pending = len(pipes)
-
-                async def pump(fd: int, stream: Stream) -> None:
-                    nonlocal pending
-                    try:
-                        await _read_until_eof(fd, stream, on_output)
-                    finally:
-                        pending -= 1
-                        if pending == 0:
-                            handle._readers_done.set()
-
-                for pipe, stream in pipes:
-                    os.set_blocking(pipe.fileno(), False)
-                    tg.start_soon(pump, pipe.fileno(), stream)
-                try:
-                    yield handle
-                finally:
-                    # Whatever the caller did, nothing of this attempt may outlive the block; what
-                    # the caller already did (stop, finish) is not waited for a second time.
-                    with anyio.CancelScope(shield=True):
-                        if handle._exit is None:
-                            await handle.stop(handle.grace)
-                            await handle.wait()
-                        if not handle._finished:
-                            await handle.finish(handle.grace)
-                    tg.cancel_scope.cancel()
+            handle = LocalHandle(
+                popen, cookie, since=since, window=window, signal_codes=signal_codes, on_output=on_output
+            )
+        except BaseException:
+            _discard(popen)
+            orphans.ORPHANS.close(window, popen.pid)
+            raise
+        try:
+            try:
+                yield handle
+            except BaseException:
+                await handle.end()
+                raise
+            await handle.end()
+            handle._raise_failure()  # output that could not be taken, if nobody was told yet
         finally:
-            for pipe, _ in pipes:
-                with contextlib.suppress(OSError):
-                    anyio.notify_closing(pipe.fileno())
-                pipe.close()
             handle.close()
 
 
@@ -336,19 +390,6 @@ def _discard(popen: subprocess.Popen[bytes]) -> None:
     for pipe in (popen.stdout, popen.stderr):
         if pipe is not None:
             pipe.close()
-
-
-async def _read_until_eof(fd: int, stream: Stream, on_output: OutputCallback) -> None:
-    """Deliver everything written to ``fd`` until EOF, chunk by chunk, as it arrives."""
-    while True:
-        try:
-            data = os.read(fd, _READ_SIZE)
-        except BlockingIOError:
-            await anyio.wait_readable(fd)
-            continue
-        if not data:
-            return
-        on_output(data, stream)
 
 
 def _oom_kills() -> int | None:

@@ -37,6 +37,7 @@ _POLL = 0.05  # seconds between checks while waiting for processes to go
 _RESERVED_PIDS = 300  # after a wrap, Linux hands out pids from here on
 _COOKIE_BYTES = f"\0{COOKIE_VAR}=".encode()
 _TABLE_MAX_AGE = 0.1  # seconds a process table may be reused by ``sample``-style questions
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")  # what psutil divides /proc start times by
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class PidMark:
     forks: int  # processes and threads created since boot, machine-wide (/proc/stat)
     tasks: int  # processes and threads alive, machine-wide (/proc/loadavg)
     pid_max: int
+    boot_time: float = 0.0  # when the machine booted, as psutil reads it (/proc/stat: btime)
 
 
 def _read(path: str) -> bytes:
@@ -71,9 +73,11 @@ def pid_mark() -> PidMark | None:
         if not _own_proc(os.getpid()):
             return None
         loadavg = _read("/proc/loadavg").split()
-        forks = int(_read("/proc/stat").split(b"\nprocesses ", 1)[1].split(None, 1)[0])
+        stat = _read("/proc/stat")
+        forks = int(stat.split(b"\nprocesses ", 1)[1].split(None, 1)[0])
+        boot_time = float(stat.split(b"\nbtime ", 1)[1].split(None, 1)[0])
         pid_max = int(_read("/proc/sys/kernel/pid_max"))
-        return PidMark(int(loadavg[4]), forks, int(loadavg[3].split(b"/")[1]), pid_max)
+        return PidMark(int(loadavg[4]), forks, int(loadavg[3].split(b"/")[1]), pid_max, boot_time)
     except (OSError, IndexError, ValueError):
         return None
 
@@ -103,6 +107,18 @@ def pids_since(mark: PidMark | None) -> list[int] | None:
     if low <= high:
         return [pid for pid in pids if low < pid <= high]
     return [pid for pid in pids if pid > low or pid <= high]  # the counter wrapped once
+
+
+def started_at(pid: int, mark: PidMark | None) -> float:
+    """When process ``pid`` started, in seconds since the epoch, exactly as psutil's
+    ``create_time`` says it (its start in clock ticks since boot, plus the boot time): from
+    /proc with the boot time ``mark`` read, without building a ``psutil.Process``."""
+    if mark is not None and mark.boot_time:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            data = _read(f"/proc/{pid}/stat")
+            ticks = data[data.rindex(b")") + 2 :].split()[19]  # field 22 of the line: starttime
+            return float(ticks) / _TICKS_PER_SECOND + mark.boot_time
+    return float(psutil.Process(pid).create_time())
 
 
 def identity(pid: int) -> float | None:
