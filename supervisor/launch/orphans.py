@@ -193,7 +193,8 @@ class Orphanage:
                 break
             stopped += len(procs)
             await proctree.stop_processes(list(procs.values()), None, grace)
-        self._scan()  # reap what the last round stopped
+        if stopped:
+            self._scan()  # reap what the last round stopped
         return stopped
 
 

@@ -15,8 +15,10 @@ then SIGKILL.
 Looking at every process on the machine at every attempt's end costs milliseconds, more than a
 short attempt itself. An attempt therefore takes a ``PidMark`` just before it starts: every
 process of its tree was created after that, and Linux hands out pids in cyclic order, so only
-pids handed out since the mark can belong to it. ``pids_since`` returns those, or every pid
-whenever it cannot be sure the counter has not gone round a whole lap in between.
+pids handed out since the mark can belong to it. ``pids_since`` returns those (looking each one
+up when there are few, as after an attempt that lasted a moment, else from a listing of
+/proc), or every pid whenever it cannot be sure the counter has not gone round a whole lap in
+between.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import psutil
 COOKIE_VAR = "PAGENT_COOKIE"
 _POLL = 0.05  # seconds between checks while waiting for processes to go
 _RESERVED_PIDS = 300  # after a wrap, Linux hands out pids from here on
+_PROBE_MAX = 48  # up to this many pids handed out since a mark are looked up one by one
 _COOKIE_BYTES = f"\0{COOKIE_VAR}=".encode()
 _TABLE_MAX_AGE = 0.1  # seconds a process table may be reused by ``sample``-style questions
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")  # what psutil divides /proc start times by
@@ -94,19 +97,48 @@ def pids_since(mark: PidMark | None) -> list[int] | None:
     the answer without a mark, and whenever the counter may have gone round since: the cursor
     moves one step per pid handed out plus one per pid in use it skips, so it stays within one
     lap while twice the tasks created plus those alive at the mark stay below the pid range.
+
+    When few pids were handed out since (an attempt that lasted a moment), each of them is
+    looked up in /proc, which is far cheaper than listing every process on the machine.
     """
     if mark is None:
         return None
+    if (now := pid_mark()) is not None and now.last_pid >= mark.last_pid:
+        low, high = mark.last_pid, now.last_pid
+        if high - low <= _PROBE_MAX and _trusted(mark, now):
+            # The counter was read before these lookups: each pid found was handed out by then.
+            return [pid for pid in range(low + 1, high + 1) if _is_process(pid)]
     pids = _all_pids()  # listed before the counter is read: each of them was created by then
     now = pid_mark()
-    if now is None or now.pid_max != mark.pid_max:
-        return None
-    if 2 * (now.forks - mark.forks) + mark.tasks >= mark.pid_max - _RESERVED_PIDS:
+    if now is None or not _trusted(mark, now):
         return None
     low, high = mark.last_pid, now.last_pid
     if low <= high:
         return [pid for pid in pids if low < pid <= high]
     return [pid for pid in pids if pid > low or pid <= high]  # the counter wrapped once
+
+
+def _trusted(mark: PidMark, now: PidMark) -> bool:
+    """Whether the counter cannot have gone round a whole lap between ``mark`` and ``now``."""
+    if now.pid_max != mark.pid_max:
+        return False
+    return 2 * (now.forks - mark.forks) + mark.tasks < mark.pid_max - _RESERVED_PIDS
+
+
+def _is_process(pid: int) -> bool:
+    """Whether ``pid`` is a live process's (a thread's id has a /proc entry too, unlisted)."""
+    try:
+        status = _read(f"/proc/{pid}/status")
+    except OSError:
+        return False
+    start = status.find(b"\nTgid:")
+    if start < 0:
+        return False
+    end = status.find(b"\n", start + 6)
+    try:
+        return int(status[start + 6 : end]) == pid
+    except ValueError:
+        return False
 
 
 def started_at(pid: int, mark: PidMark | None) -> float:
