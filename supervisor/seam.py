@@ -29,12 +29,13 @@ What an executor must guarantee (the contract; the engine's promises rest on it)
 - **Files are made where the agent runs.** Before the agent starts, the executor gives the
   attempt a fresh private directory of its own (mode 0700) where the agent runs and writes
   ``AttemptSpec.files`` into it (relative paths, parent directories made, mode 0600): the
-  config files an agent kind needs (a Gemini ``settings.json``, an opencode config). In env
-  values, ``ATTEMPT_DIR`` (``{attempt_dir}``) is replaced by that directory's path and
-  ``AGENT_HOME`` (``{agent_home}``) by a directory the executor keeps for ``AttemptSpec.home``
-  (an agent's name) across attempts and runs, made (0700) when first named; nothing else in
-  the environment is rewritten. The attempt's directory is removed when the attempt ends
-  (nothing in it is needed afterwards: the log has the output); the kept one never is.
+  config files an agent kind needs (a Gemini ``settings.json``, an opencode config, a Codex
+  output schema). In env values and argv elements, ``ATTEMPT_DIR`` (``{attempt_dir}``) is
+  replaced by that directory's path; in env values, ``AGENT_HOME`` (``{agent_home}``) by a
+  directory the executor keeps for ``AttemptSpec.home`` (an agent's name) across attempts and
+  runs, made (0700) when first named; nothing else in the argv or the environment is
+  rewritten. The attempt's directory is removed when the attempt ends (nothing in it is needed
+  afterwards: the log has the output); the kept one never is.
   ``PWD`` is the agent's working directory (as a shell would set it) unless the overlay says
   otherwise.
 - **Commits are home when facts are reported.** When ``collect`` returns, every commit of the
@@ -73,7 +74,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-ATTEMPT_DIR = "{attempt_dir}"  # in AttemptSpec.env values: the attempt's own directory
+ATTEMPT_DIR = "{attempt_dir}"  # in AttemptSpec.env values and argv: the attempt's own directory
 AGENT_HOME = "{agent_home}"  # in AttemptSpec.env values: the kept directory of AttemptSpec.home
 
 
