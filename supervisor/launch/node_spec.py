@@ -5,13 +5,17 @@ node's command line (``encode_spec``: zlib-compressed JSON in base64url, split i
 below Linux's 128 KiB limit per argument) or as a path to a JSON file. The node program answers
 with *records* in its output, between the agent's own bytes:
 
+    PAGENT-START[<nonce>] {"node": ..., "pid": ..., "t": ...}\\n             (first, before git)
     PAGENT-SAMPLE[<nonce>] {"t": ..., "cpu": ..., "rss": ..., "procs": ...}\\n
-    PAGENT-RESULT[<nonce>] {...}\\n
+    PAGENT-RESULT[<nonce>] {...}\\n                                          (last)
 
 ``nonce`` is random per attempt and carried in the spec, so an agent that prints something
 that looks like a record (or a nested pagent run) is never mistaken for the node program. The
 agent writes straight into the same file, so a record can land in the middle of an agent's
-line; ``RecordSplitter`` removes records exactly, giving back the agent's bytes unchanged.
+line; ``RecordSplitter`` removes records exactly, giving back the agent's bytes unchanged. Ray
+writes lines of its own into the job log before the entrypoint starts ("Running entrypoint for
+job ...", with the whole command line); with ``preamble=True`` the splitter drops everything
+before the START record.
 
 Standard library only: this module runs on the nodes.
 """
@@ -29,9 +33,9 @@ from typing import Any
 
 SPEC_VERSION = 1
 _ARG_CHUNK = 100_000  # below MAX_ARG_STRLEN (131072 bytes) for one argv string
-KINDS = ("SAMPLE", "RESULT")
+KINDS = ("START", "SAMPLE", "RESULT")
 _PREFIX = b"PAGENT-"
-_RECORD = re.compile(rb"PAGENT-(SAMPLE|RESULT)\[([0-9a-f]{8,64})\] ")
+_RECORD = re.compile(rb"PAGENT-(START|SAMPLE|RESULT)\[([0-9a-f]{8,64})\] ")
 
 
 class SpecError(ValueError):
@@ -66,6 +70,7 @@ class NodeSpec:
     stop_budget: float = 60.0  # after a stop: time left for auto-commit and push
     sample_interval: float = 10.0  # 0: no PAGENT-SAMPLE records
     cache_dir: str | None = None  # default: $PAGENT_NODE_CACHE, else ~/.cache/pagent-node
+    not_after: float | None = None  # epoch seconds: a job that starts later runs nothing (see ray_jobs)
 
     @property
     def pin_ref(self) -> str:
@@ -111,6 +116,7 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "stop_budget": (int, float),
     "sample_interval": (int, float),
     "cache_dir": (str, type(None)),
+    "not_after": (int, float, type(None)),
 }
 _SAFE_PART = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -128,8 +134,9 @@ def spec_from_dict(data: Mapping[str, Any]) -> NodeSpec:
                 raise SpecError(f"{name}: missing")
             continue
         value = data[name]
-        if isinstance(value, bool) and kind in (int, (int, float)):
-            raise SpecError(f"{name}: expected a number, got {value!r}")
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:  # bool is an int to isinstance
+            raise SpecError(f"{name}: expected {_kind_name(kind)}, got {value!r}")
         if not isinstance(value, kind):
             raise SpecError(f"{name}: expected {_kind_name(kind)}, got {value!r}")
     for name in ("plan_uid", "run_id", "task_id"):
@@ -217,9 +224,13 @@ class RecordSplitter:
     of a chunk is held back until the next chunk decides it) and the complete records seen.
     """
 
-    def __init__(self, nonce: str) -> None:
+    PREAMBLE_KEPT = 1 << 16  # bytes of a dropped preamble kept to explain a failed start
+
+    def __init__(self, nonce: str, preamble: bool = False) -> None:
         self._nonce = nonce.encode()
         self._held = b""
+        self._in_preamble = preamble
+        self.preamble = b""  # the start of what came before START (Ray's lines, a start failure)
 
     def feed(self, chunk: bytes) -> tuple[bytes, list[tuple[str, dict[str, Any]]]]:
         """Split ``chunk`` (appended to what was held back) into agent bytes and records."""
@@ -247,6 +258,10 @@ class RecordSplitter:
                 payload = None
             if isinstance(payload, dict):
                 records.append((match.group(1).decode(), payload))
+            if self._in_preamble and match.group(1) == b"START":
+                self._in_preamble = False
+                self._keep_preamble(b"".join(out))
+                out = []
             pos = search = end + 1
         else:
             # No record begins in the rest; its last bytes may still begin one ("PAGE").
@@ -257,11 +272,23 @@ class RecordSplitter:
                     break
         out.append(data[pos:start])
         self._held = data[start:]
+        if self._in_preamble:
+            self._keep_preamble(b"".join(out))
+            return b"", records
         return b"".join(out), records
 
+    def _keep_preamble(self, data: bytes) -> None:
+        room = self.PREAMBLE_KEPT - len(self.preamble)
+        if room > 0:
+            self.preamble += data[:room]
+
     def flush(self) -> bytes:
-        """The bytes still held back: at the end of the stream they belong to the agent."""
+        """The bytes still held back: at the end of the stream they belong to the agent. A
+        stream that never reached its START record gives its preamble instead (why it failed)."""
         held, self._held = self._held, b""
+        if self._in_preamble:
+            self._keep_preamble(held)
+            return self.preamble
         return held
 
 

@@ -17,8 +17,9 @@ program
    remaining descendant, adopted orphans and setsid daemons included (``node_proc``);
 5. then: the done marker (checked and removed), the auto-commit, ``verify`` (only after an
    exit 0 that was not stopped; bounded), the push of the branch and the pinned ref;
-6. prints ``PAGENT-RESULT[<nonce>] {json}`` as its last line, and ``PAGENT-SAMPLE`` records every
-   ``sample_interval`` seconds while the agent runs (``node_spec``).
+6. prints ``PAGENT-RESULT[<nonce>] {json}`` as its last line, after a ``PAGENT-START`` record as
+   its first and ``PAGENT-SAMPLE`` records every ``sample_interval`` seconds while the agent
+   runs (``node_spec``).
 
 Exit code: the agent's (128 + N when a signal ended it), 2 for an unreadable spec, 3 when the
 workspace could not be prepared. The result record is the contract; the exit code a courtesy.
@@ -130,9 +131,14 @@ class Worker:
         if not node_proc.die_with_parent(signal.SIGTERM, self.shim):
             self.stop_cause = "parent-died"
         started = time.monotonic()
+        start = {"node": self.result["node"], "pid": os.getpid(), "t": round(time.time(), 3)}
+        _write(record("START", self.spec.nonce, start))
         task_dir = cache_root(self.spec) / self.spec.plan_uid / self.spec.task_id
         repo = task_dir / "repo"
         self.result["workspace"] = str(repo)
+        if self.spec.not_after is not None and time.time() > self.spec.not_after:
+            # Ray runs a job it could not start in time even after stop_job: refuse late starts.
+            return self._finish(EXIT_SETUP, "setup", "started after not_after: the supervisor gave up on it")
         try:
             task_dir.mkdir(parents=True, exist_ok=True)
             lock = self._lock(task_dir / "lock")
@@ -156,7 +162,11 @@ class Worker:
         marker = repo / self.spec.done_marker if self.spec.done_marker else None
         if marker is not None:
             marker.unlink(missing_ok=True)
-        status = None if self._stopping() else self._run_agent(repo, task_dir)
+        if self._stopping():  # stopped before the agent ran: nothing to save, nothing to push
+            return self._finish(
+                128 + signal.SIGTERM, "setup", f"stopped before the agent started ({self.stop_cause})"
+            )
+        status = self._run_agent(repo, task_dir)
         if status is not None and os.WIFSIGNALED(status):
             self.result["signal"] = os.WTERMSIG(status)
         elif status is not None:
