@@ -324,3 +324,13 @@ def test_unreachable_remote_fails_setup_with_exit_3(remote: Path, tmp_path: Path
     assert result["phase"] == "setup"
     assert "git ls-remote" in result["error"]
     assert not (tmp_path / "ran").exists()
+
+
+def test_a_job_that_starts_after_not_after_runs_nothing(remote: Path, tmp_path: Path) -> None:
+    """Ray runs a stopped PENDING job once a slot frees: past its not_after it must do nothing."""
+    spec = make_spec(remote, tmp_path, ["touch", str(tmp_path / "ran")], not_after=time.time() - 1)
+    code, result = run_node(spec, tmp_path / "log")
+    assert code == 3
+    assert "not_after" in result["error"]
+    assert not (tmp_path / "ran").exists()
+    assert git(remote, "for-each-ref", "refs/pagent") == ""
