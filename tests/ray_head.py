@@ -1,9 +1,10 @@
 """A real Ray head on 127.0.0.1 for the tests: session-scoped, small, stopped without survivors.
 
-``ray_head`` starts ``ray start --head`` with the flags of ``/work/shared/RAY.md`` (every port on
-127.0.0.1, free ports chosen here, two CPUs, ``agent_slot = 2``, a 75 MiB object store, no usage
-stats, its own short temp dir), waits (bounded) until the Jobs API has run a first job, and
-yields a ``RayHead``. It is skipped, naming the reason, only where ``ray`` cannot be imported.
+The fixture ``ray_head`` (import ``ray_head_fixture`` into a test module to use it) starts
+``ray start --head`` with the flags of ``/work/shared/RAY.md``: every port on 127.0.0.1 (free
+ports chosen here), two CPUs, ``agent_slot = 2``, a 75 MiB object store, no usage stats, its own
+short temp dir. It waits (bounded) until the Jobs API has run a first job and yields a
+``RayHead``. It is skipped, naming the reason, only where ``ray`` cannot be imported.
 
 Stopping does not use ``ray stop``: that stops every Ray process on the machine, someone else's
 head included. Every process of this head carries ``PAGENT_RAY_HEAD=<mark>`` in its environment
@@ -156,8 +157,8 @@ def _first_job(address: str, deadline: float) -> None:
     client.delete_job(sid)
 
 
-@pytest.fixture(scope="session")
-def ray_head() -> Iterator[RayHead]:
+@pytest.fixture(scope="session", name="ray_head")
+def ray_head_fixture() -> Iterator[RayHead]:
     """A Ray head on 127.0.0.1 for the whole session (see the module docstring)."""
     if importlib.util.find_spec("ray") is None:
         pytest.skip("ray is not installed (pip install -e '.[ray]'): the Ray tests need a real head")

@@ -20,7 +20,7 @@ import pytest
 from supervisor.launch import ray_jobs
 from supervisor.launch.node_spec import NodeSpec, RecordSplitter
 from tests.conftest import git
-from tests.ray_head import RayHead, ray_head  # noqa: F401 - the session fixture
+from tests.ray_head import RayHead, ray_head_fixture  # noqa: F401 - the session fixture
 from tests.test_ray_node import AGENTS, marked, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.anyio]
@@ -40,7 +40,7 @@ def remote(repo: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def jobs(ray_head: RayHead) -> AsyncIterator[ray_jobs.RayJobs]:  # noqa: F811
+async def jobs(ray_head: RayHead) -> AsyncIterator[ray_jobs.RayJobs]:
     """A connection; every job it left unfinished is stopped at the end (bounded)."""
     connection = await ray_jobs.RayJobs.connect(ray_head.address)
     yield connection
@@ -95,7 +95,7 @@ async def read_log(
     the agent's bytes, the result (empty if stopped early), and when ``until`` arrived."""
     splitter = RecordSplitter(spec.nonce, preamble=True)
     agent, result, seen = b"", {}, 0.0
-    stream = jobs.stream_log(sid)
+    stream = jobs.stream_log(sid, drain=spec.kill_grace + spec.stop_budget)
     try:
         async for chunk in stream:
             out, records = splitter.feed(chunk)
@@ -116,7 +116,7 @@ async def test_two_slots_run_two_jobs_and_a_third_waits_for_capacity(
     jobs: ray_jobs.RayJobs,
     remote: Path,
     tmp_path: Path,
-    ray_head: RayHead,  # noqa: F811
+    ray_head: RayHead,
 ) -> None:
     """With 2 slots, two running jobs leave no capacity the moment they are submitted; the third
     is submitted only once one has ended, and then runs at once (it never waits PENDING)."""
@@ -187,7 +187,7 @@ async def test_stop_kills_the_whole_tree(jobs: ray_jobs.RayJobs, remote: Path, t
 
 
 async def test_a_new_connection_finds_and_stops_a_crashed_supervisors_jobs(
-    ray_head: RayHead,  # noqa: F811
+    ray_head: RayHead,
     remote: Path,
     tmp_path: Path,
 ) -> None:
@@ -213,3 +213,31 @@ async def test_a_new_connection_finds_and_stops_a_crashed_supervisors_jobs(
         assert await fresh.forget(sid)
     assert await fresh.jobs(ray_jobs.plan_prefix(uid)) == []
     assert json.loads(json.dumps(ray_jobs.submission_id(uid, "r1", "o0", 1))) == sids[0]
+
+
+async def test_death_of_the_jobs_ray_side_still_stops_the_tree(
+    jobs: ray_jobs.RayJobs,
+    ray_head: RayHead,
+    remote: Path,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL of the job's JobSupervisor actor (what a head going down does): Ray's watcher
+    SIGKILLs the entrypoint's process group; the node program's worker, in its own session,
+    sees its parent die, stops the hostile tree and pushes the pin. The job ends FAILED."""
+    from ray.util.state import list_actors
+
+    pid_dir, mark = tmp_path / "pids", uuid.uuid4().hex
+    pid_dir.mkdir()
+    argv = [sys.executable, str(AGENTS / "hostile_tree.py"), str(pid_dir), "hang"]
+    spec = spec_for(remote, tmp_path, argv, task="headless", mark=mark)
+    sid = await jobs.submit(spec, resources=SLOT, python=sys.executable)
+    await read_log(jobs, sid, spec, until=b"hostile: ready")
+    actors = list_actors(address=ray_head.address, filters=[("name", "=", f"_ray_internal_job_actor_{sid}")])
+    assert len(actors) == 1, actors
+    psutil.Process(actors[0].pid).kill()
+    _, result, _ = await read_log(jobs, sid, spec)
+    assert result["stopped"] == "parent-died"
+    assert result["leftovers"] == 2
+    assert result["pushed_pin"] is True
+    wait_for(lambda: not marked(mark), 5, "every process of the attempt to go")
+    assert (await jobs.wait(sid, timeout=30)).phase is ray_jobs.JobPhase.FAILED

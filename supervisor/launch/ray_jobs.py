@@ -297,10 +297,17 @@ class RayJobs:
                 told = True
                 await anyio.sleep(poll)
 
-    async def stream_log(self, sid: str, *, interval: float = 0.1, idle: float = 1.0) -> AsyncIterator[bytes]:
-        """The job's log as raw bytes, from its first byte, as it is written; ends once the job has
-        ended and nothing more came for ``idle`` seconds. Waits (polling) while the job is
-        PENDING; yields nothing for a job that ended without starting."""
+    async def stream_log(
+        self, sid: str, *, interval: float = 0.1, idle: float = 1.0, drain: float = 2.0
+    ) -> AsyncIterator[bytes]:
+        """The job's log as raw bytes, from its first byte, as it is written. Waits (polling)
+        while the job is PENDING; yields nothing for a job that ended without starting.
+
+        It ends once the job has ended and nothing came for ``drain`` seconds (the status is
+        looked at after ``idle`` seconds without data). A reader that knows the nonce stops at
+        the RESULT record instead; ``drain`` matters when the job's Ray side died first (its
+        status turns FAILED at once while the node program still stops the tree and pushes):
+        pass the node program's kill grace plus its stop budget to get its result then."""
         import aiohttp  # noqa: PLC0415 - comes with the optional extra
 
         received = 0
@@ -328,15 +335,19 @@ class RayJobs:
                                 return
                             await anyio.sleep(0.25)
                             continue
+                        last_data = time.monotonic()
+                        ended = state.phase.terminal
                         while True:
                             with anyio.move_on_after(idle) as scope:
                                 chunk = await response.content.readany()
                             if scope.cancelled_caught:
-                                if (await self.status(sid)).phase.terminal:
+                                ended = ended or (await self.status(sid)).phase.terminal
+                                if ended and time.monotonic() - last_data >= drain:
                                     return
                                 continue
                             if not chunk:
                                 break  # the server closed the stream: reconnect, skip what we have
+                            last_data = time.monotonic()
                             if skip:
                                 chunk, skip = chunk[skip:], max(0, skip - len(chunk))
                                 if not chunk:
