@@ -20,7 +20,7 @@ import pytest
 from supervisor.launch import ray_jobs
 from supervisor.launch.node_spec import NodeSpec, RecordSplitter
 from tests.conftest import git
-from tests.ray_head import RayHead, ray_head_fixture  # noqa: F401 - the session fixture
+from tests.ray_head import RayHead, free_ports, ray_head_fixture  # noqa: F401 - the session fixture
 from tests.test_ray_node import AGENTS, marked, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.anyio]
@@ -241,3 +241,19 @@ async def test_death_of_the_jobs_ray_side_still_stops_the_tree(
     assert result["pushed_pin"] is True
     wait_for(lambda: not marked(mark), 5, "every process of the attempt to go")
     assert (await jobs.wait(sid, timeout=30)).phase is ray_jobs.JobPhase.FAILED
+
+
+async def test_without_the_extra_connect_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ray installed: one line naming the extra, and the usage exit code."""
+    monkeypatch.setitem(sys.modules, "ray.job_submission", None)  # makes the import fail
+    with pytest.raises(ray_jobs.RayUnavailable, match=r"pip install 'pagent-run\[ray\]'") as info:
+        await ray_jobs.RayJobs.connect("http://127.0.0.1:9")
+    assert info.value.exit_code == 2
+
+
+async def test_an_address_where_nobody_answers_is_one_clear_error() -> None:
+    """A Jobs address with nothing behind it: RayError naming the address, within the timeout."""
+    pytest.importorskip("ray.job_submission", reason="the ray extra is not installed")
+    port = free_ports(1)[0]
+    with pytest.raises(ray_jobs.RayError, match=f"127.0.0.1:{port}"):
+        await ray_jobs.RayJobs.connect(f"http://127.0.0.1:{port}", call_timeout=10)

@@ -232,7 +232,7 @@ class RayJobs:
 
     async def forget(self, sid: str) -> bool:
         """Delete an ended job's record and log from the cluster (its log was streamed already):
-        keeps ``list_jobs``, which every capacity check reads, short over a long night."""
+        keeps ``list_jobs`` (which the sweep reads) short over a long night."""
         return bool(await self._call("delete", lambda: self._client.delete_job(sid)))
 
     async def jobs(self, prefix: str) -> list[JobState]:

@@ -55,13 +55,14 @@ def _shim(spec: NodeSpec) -> int:
     sys.stderr.flush()
     shim = os.getpid()
     pid = os.fork()
-    if pid == 0:
+    if pid == 0:  # the worker: whatever happens, this process ends here
         code = EXIT_CRASH
-        worker = Worker(spec, shim)
         try:
-            code = worker.run()
-        except BaseException as error:  # the result record is promised: say what broke
-            worker.crashed(error)
+            worker = Worker(spec, shim)
+            try:
+                code = worker.run()
+            except BaseException as error:  # the result record is promised: say what broke
+                worker.crashed(error)
         finally:
             os._exit(code)
 
@@ -71,7 +72,10 @@ def _shim(spec: NodeSpec) -> int:
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, forward)
-    pidfd = os.pidfd_open(pid)  # readable when the worker ends: no polling delay at the end
+    try:
+        pidfd: int | None = os.pidfd_open(pid)  # readable when the worker ends: no delay at the end
+    except OSError:  # Linux < 5.3
+        pidfd = None
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
@@ -79,7 +83,7 @@ def _shim(spec: NodeSpec) -> int:
         if os.getppid() != parent:  # the entrypoint shell is gone: stop the attempt
             forward(signal.SIGTERM, None)
             parent = os.getppid()
-        select.select([pidfd], [], [], 0.5)
+        select.select([pidfd] if pidfd is not None else [], [], [], 0.5 if pidfd is not None else 0.1)
     code = os.waitstatus_to_exitcode(status)
     return code if code >= 0 else 128 - code
 
