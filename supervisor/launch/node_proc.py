@@ -125,14 +125,14 @@ class Reaper:
         return self._watched.get(pid)
 
 
-def stop_descendants(root: int, reaper: Reaper, grace: float, already: set[int] | None = None) -> set[int]:
+def stop_descendants(root: int, reaper: Reaper, grace: float) -> set[int]:
     """SIGTERM every descendant of ``root``, SIGKILL what is left after ``grace``, reap them.
 
     Processes forked while this runs are found on the next look and get the same treatment.
-    Returns the pids that were signalled (``already`` holds pids signalled before, which are not
-    sent SIGTERM again). Gives up on processes that outlive SIGKILL by 5 s (uninterruptible sleep).
+    Returns the pids that were signalled. Gives up on processes that outlive SIGKILL by 5 s
+    (uninterruptible sleep).
     """
-    signalled = set(already or ())
+    signalled: set[int] = set()
     deadline = time.monotonic() + grace
     sig = signal.SIGTERM
     kill_deadline = None
