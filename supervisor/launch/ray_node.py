@@ -1,0 +1,102 @@
+"""The program each attempt's Ray job runs on its node: ``python -m supervisor.launch.ray_node SPEC``.
+
+``SPEC`` is ``node_spec.encode_spec``'s arguments or a path to a JSON file (``NodeSpec``). The
+program
+
+1. forks a *worker* into a session of its own, which makes itself a child subreaper and asks
+   for SIGTERM when this first process (the *shim*, left in Ray's process group) dies. The
+   shim forwards SIGTERM/SIGINT/SIGHUP to the worker and, when its own parent dies, sends
+   SIGTERM itself. Ray's head SIGKILLs the job's process group when it goes down; the worker,
+   outside that group, sees its shim die and cleans up like after a stop;
+2. takes the task's workspace lock, fetches into the node-local clone cached between attempts
+   and checks out the task branch (``node_git.prepare``);
+3. writes the prompt to a file and runs the agent with it as stdin, in the workspace (or its
+   ``workdir``), with the node's environment plus the spec's overlay and ``PAGENT_*``. The
+   agent writes straight to this program's stdout (stderr merged): that file is the job log;
+4. on the agent's exit, on SIGTERM (Ray's ``stop_job``) or when the shim dies, stops every
+   remaining descendant, adopted orphans and setsid daemons included (``node_proc``);
+5. then: the done marker (checked and removed), the auto-commit, ``verify`` (only after an
+   exit 0 that was not stopped; bounded), the push of the branch and the pinned ref
+   ``refs/pagent/<run>/<task>/<attempt>``. The branch only moves forward, unless the spec says
+   it is pagent's own (``force_push``: pagent created it for this run, nobody else works on it),
+   where an agent's rewritten history replaces it with ``--force-with-lease`` against the tip
+   fetched at the start: never over someone else's push, and the commits replaced stay
+   reachable through the previous attempt's pinned ref. The pin always lands, so no commit of
+   an attempt is ever unreachable;
+6. prints ``PAGENT-RESULT[<nonce>] {json}`` as its last line, after a ``PAGENT-START`` record as
+   its first and ``PAGENT-SAMPLE`` records every ``sample_interval`` seconds while the agent
+   runs (``node_spec``).
+
+Exit code: the agent's (128 + N when a signal ended it), 2 for an unreadable spec, 3 when the
+workspace could not be prepared (or the job started after ``not_after``), 70 for a bug. The
+result record is the contract; the exit code a courtesy.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import sys
+
+from supervisor.launch.node_spec import NodeSpec, SpecError, decode_spec
+from supervisor.launch.node_worker import STOP_SIGNALS, Worker
+
+EXIT_SPEC = 2
+EXIT_CRASH = 70  # EX_SOFTWARE: a bug in the node program (its result record says which)
+
+
+def _shim(spec: NodeSpec) -> int:
+    """Fork the worker and stay in Ray's process group to pass signals on; the worker's code."""
+    parent = os.getppid()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    shim = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # the worker: whatever happens, this process ends here
+        code = EXIT_CRASH
+        try:
+            worker = Worker(spec, shim)
+            try:
+                code = worker.run()
+            except BaseException as error:  # the result record is promised: say what broke
+                worker.crashed(error)
+        finally:
+            os._exit(code)
+
+    def forward(signum: int, frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, forward)
+    try:
+        pidfd: int | None = os.pidfd_open(pid)  # readable when the worker ends: no delay at the end
+    except OSError:  # Linux < 5.3
+        pidfd = None
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if os.getppid() != parent:  # the entrypoint shell is gone: stop the attempt
+            forward(signal.SIGTERM, None)
+            parent = os.getppid()
+        select.select([pidfd] if pidfd is not None else [], [], [], 0.5 if pidfd is not None else 0.1)
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: decode the spec (one line and exit 2 if it is bad), run the attempt."""
+    try:
+        spec = decode_spec(sys.argv[1:] if argv is None else argv)
+    except SpecError as error:
+        print(f"pagent ray_node: bad spec: {error}", file=sys.stderr)
+        return EXIT_SPEC
+    return _shim(spec)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
