@@ -106,19 +106,30 @@ def remote_tip(repo: Path, remote: str, branch: str, timeout: float) -> str | No
 
 
 def prepare(
-    repo: Path, remote: str, *, branch: str, start_commit: str, start_ref: str | None, timeout: float
+    repo: Path,
+    remote: str,
+    *,
+    branch: str,
+    start_commit: str,
+    start_ref: str | None,
+    timeout: float,
+    expect_remote: str | None = None,
 ) -> Checkout:
     """Fetch into ``repo`` (made on first use) and check out ``branch``: the remote's branch if
-    it exists (a retry continues there), else a new branch at ``start_commit``.
+    it exists (a retry continues there), else a new branch at ``start_commit``. With
+    ``expect_remote`` the remote's branch must be exactly there (``NodeGitError`` otherwise).
 
     Leftovers of an earlier attempt are dropped (tracked changes reset, untracked files
     removed), but git-ignored files stay: they are the caches (dependencies, build output) that
     make a cached workspace worth keeping, and an auto-commit never takes them anyway.
     """
-    if not (repo / ".git").is_dir():
-        repo.mkdir(parents=True, exist_ok=True)
-        git(["init", "--quiet", str(repo)], repo.parent)
+    _init(repo)
     tip = remote_tip(repo, remote, branch, timeout)
+    if expect_remote is not None and tip != expect_remote:
+        where = f"at {tip[:12]}" if tip else "missing"
+        raise NodeGitError(
+            f"the remote's branch {branch} is {where}, not at {expect_remote[:12]} where pagent put it"
+        )
     if tip is not None:
         git(["fetch", "--quiet", "--no-tags", "--", remote, f"refs/heads/{branch}"], repo, timeout)
         target = tip
@@ -129,12 +140,54 @@ def prepare(
         target = start_commit
     if git(["cat-file", "-t", f"{target}^{{commit}}"], repo, check=False).strip() != "commit":
         raise NodeGitError(f"git fetch: {target} is not a commit the remote gave (start_ref missing?)")
+    _checkout(repo, branch, target)
+    return Checkout(tip=target, continued=tip is not None, remote_tip=tip)
+
+
+def _init(repo: Path) -> None:
+    """Make ``repo`` a repository if it is none yet."""
+    if not (repo / ".git").is_dir():
+        repo.mkdir(parents=True, exist_ok=True)
+        git(["init", "--quiet", str(repo)], repo.parent)
+
+
+def _checkout(repo: Path, branch: str, target: str) -> None:
+    """``branch`` at ``target``, checked out, with what an earlier attempt left dropped (ignored
+    files stay)."""
     for abort in (["merge", "--abort"], ["rebase", "--abort"], ["cherry-pick", "--abort"]):
         git(abort, repo, check=False)  # an earlier attempt may have been stopped in the middle
     git(["checkout", "--quiet", "--force", "-B", branch, target], repo)
     git(["reset", "--quiet", "--hard", target], repo)
     git(["clean", "--quiet", "-d", "--force", "--force"], repo)
-    return Checkout(tip=target, continued=tip is not None, remote_tip=tip)
+
+
+def at_commit(repo: Path, remote: str, *, branch: str, commit: str, ref: str, timeout: float) -> bool:
+    """For ``verify``: the workspace at ``commit``, as the attempt that made it left it (its
+    ignored files, say installed dependencies, included) when it is already there; else fetched
+    (``ref`` from the remote) and checked out on ``branch``. True if it was already there."""
+    _init(repo)
+    if head(repo) == commit and not git(["status", "--porcelain", "--untracked-files=no"], repo).strip():
+        return True
+    if git(["cat-file", "-t", f"{commit}^{{commit}}"], repo, check=False).strip() != "commit":
+        git(["fetch", "--quiet", "--no-tags", "--", remote, ref], repo, timeout)
+    if git(["cat-file", "-t", f"{commit}^{{commit}}"], repo, check=False).strip() != "commit":
+        raise NodeGitError(f"git fetch: {commit} is not a commit the remote gave ({ref})")
+    _checkout(repo, branch, commit)
+    return False
+
+
+def dirty(repo: Path, exclude: Sequence[str]) -> bool:
+    """Whether the work tree holds changes or untracked files (not ``exclude``, not ignored)."""
+    pathspec = [f":(top,exclude,literal){p}" for p in exclude]
+    out = git(["status", "--porcelain", "-z", "--untracked-files=normal", "--", ".", *pathspec], repo)
+    return bool(out.strip("\0"))
+
+
+def pin_locally(repo: Path, pins: Sequence[tuple[str, str]]) -> None:
+    """The attempt's pins in the node's own clone too: a commit the push could not deliver stays
+    reachable in the node cache (``git for-each-ref refs/pagent`` there finds it)."""
+    for ref, commit in pins:
+        git(["update-ref", "-m", "pagent: pinned on the node", ref, commit], repo, check=False)
 
 
 def head(repo: Path) -> str | None:
@@ -177,6 +230,16 @@ class PushResult:
     error: str | None
 
 
+def pins_for(pin_ref: str, branch_commit: str | None, head_commit: str | None) -> list[tuple[str, str]]:
+    """The attempt's pins, as the executor seam defines them: the branch's commit at ``pin_ref``
+    (HEAD's when the agent deleted the branch), a differing HEAD at ``pin_ref-head``."""
+    main = branch_commit or head_commit
+    pins = [(pin_ref, main)] if main is not None else []
+    if head_commit is not None and head_commit != main:
+        pins.append((f"{pin_ref}-head", head_commit))
+    return pins
+
+
 def push(
     repo: Path,
     remote: str,
@@ -189,8 +252,9 @@ def push(
     force: bool,
     timeout: float,
 ) -> PushResult:
-    """Push the branch and the attempt's pinned ref in one call, not atomically: a rejected
-    branch must not keep the pin from landing, since the pin is what keeps the work reachable.
+    """Push the branch and the attempt's pins (``pins_for``; ``pin_commit`` is HEAD's commit)
+    in one call, not atomically: a rejected branch must not keep the pins from landing, since
+    they are what keeps the work reachable.
 
     Without ``force`` the branch moves only forward. With it (the branch is pagent's own), a
     rewritten branch replaces the remote one only if the remote still is at ``expected``
@@ -200,8 +264,9 @@ def push(
     refspecs = []
     if branch_commit is not None:
         refspecs.append(f"{branch_commit}:refs/heads/{branch}")
-    if pin_commit is not None:
-        refspecs.append(f"{pin_commit}:{pin_ref}")
+    pins = pins_for(pin_ref, branch_commit, pin_commit)
+    pin_locally(repo, pins)
+    refspecs += [f"{commit}:{ref}" for ref, commit in pins]
     if not refspecs:
         return PushResult(False, False, False, "nothing to push: no commit")
     lease = [f"--force-with-lease=refs/heads/{branch}:{expected or ''}"] if force else []
@@ -214,9 +279,9 @@ def push(
             done[parts[1].split(":", 1)[-1]] = parts[0]
     ok_flags = (" ", "+", "*", "=")
     branch_ok = done.get(f"refs/heads/{branch}", "!") in ok_flags if branch_commit else False
-    pin_ok = done.get(pin_ref, "!") in ok_flags if pin_commit else False
+    pin_ok = bool(pins) and all(done.get(ref, "!") in ok_flags for ref, _ in pins)
     error = None
-    if not (branch_ok or branch_commit is None) or not (pin_ok or pin_commit is None):
+    if not (branch_ok or branch_commit is None) or not (pin_ok or not pins):
         rejected = [line.split("\t")[-1] for line in out.splitlines() if line.startswith("!")]
         error = "git push: " + ("; ".join(rejected) if rejected else _last_line(code, out, err))
     forced = done.get(f"refs/heads/{branch}") == "+"

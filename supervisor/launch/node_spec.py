@@ -6,13 +6,23 @@ below Linux's 128 KiB limit per argument) or as a path to a JSON file. The node 
 with *records* in its output, between the agent's own bytes:
 
     PAGENT-START[<nonce>] {"node": ..., "pid": ..., "t": ...}\\n             (first, before git)
-    PAGENT-SAMPLE[<nonce>] {"t": ..., "cpu": ..., "rss": ..., "procs": ...}\\n
+    PAGENT-SAMPLE[<nonce>] {"t": ..., "cpu": ..., "rss": ..., "procs": ...}\\n (from the agent's start)
+    PAGENT-ERR[<nonce>] {"b": "<base64>"}\\n                                 (the agent's stderr)
+    PAGENT-EXIT[<nonce>] {"exit_code": ..., "signal": ..., "stopped": ..., "leftovers": ...}\\n
     PAGENT-RESULT[<nonce>] {...}\\n                                          (last)
 
 ``nonce`` is random per attempt and carried in the spec, so an agent that prints something
 that looks like a record (or a nested pagent run) is never mistaken for the node program. The
-agent writes straight into the same file, so a record can land in the middle of an agent's
-line; ``RecordSplitter`` removes records exactly, giving back the agent's bytes unchanged. Ray
+agent's stdout goes straight into the same file, so a record can land in the middle of an
+agent's line; ``RecordSplitter`` removes records exactly, giving back the agent's bytes
+unchanged. Its stderr comes through a pipe in ERR records (Ray gives a job one log, and some
+agent kinds read stderr apart from stdout). EXIT says how the agent ended, once its tree is
+gone; RESULT follows after the after-attempt steps (auto-commit, push).
+
+A spec's ``mode`` says what the job does: ``attempt`` (the task's workspace, the agent, the
+after-attempt steps), ``verify`` (the task's ``verify`` command in the workspace an attempt left
+on this node, at ``start_commit``: no commit, no push) or ``scratch`` (a command in a fresh
+directory of its own, with no git at all: an agent's ``--version`` and the preflight prompt). Ray
 writes lines of its own into the job log before the entrypoint starts ("Running entrypoint for
 job ...", with the whole command line); with ``preamble=True`` the splitter drops everything
 before the START record.
@@ -33,9 +43,10 @@ from typing import Any
 
 SPEC_VERSION = 1
 _ARG_CHUNK = 100_000  # below MAX_ARG_STRLEN (131072 bytes) for one argv string
-KINDS = ("START", "SAMPLE", "RESULT")
+KINDS = ("START", "SAMPLE", "ERR", "EXIT", "RESULT")
+MODES = ("attempt", "verify", "scratch")
 _PREFIX = b"PAGENT-"
-_RECORD = re.compile(rb"PAGENT-(START|SAMPLE|RESULT)\[([0-9a-f]{8,64})\] ")
+_RECORD = re.compile(rb"PAGENT-(START|SAMPLE|ERR|EXIT|RESULT)\[([0-9a-f]{8,64})\] ")
 
 
 class SpecError(ValueError):
@@ -71,6 +82,13 @@ class NodeSpec:
     sample_interval: float = 10.0  # 0: no PAGENT-SAMPLE records
     cache_dir: str | None = None  # default: $PAGENT_NODE_CACHE, else ~/.cache/pagent-node
     not_after: float | None = None  # epoch seconds: a job that starts later runs nothing (see ray_jobs)
+    mode: str = "attempt"  # one of MODES (see the module docstring)
+    # The commit the remote's branch must be at when the attempt starts (where the supervisor
+    # put it): anything else there is someone else's push, and the attempt refuses to start.
+    expect_remote: str | None = None
+    # Files for the attempt's own directory ({attempt_dir} in env values): name -> base64.
+    files: Mapping[str, str] = field(default_factory=dict)
+    home: str | None = None  # the agent's kept directory ({agent_home}) under the node cache
 
     @property
     def pin_ref(self) -> str:
@@ -86,6 +104,7 @@ class NodeSpec:
         """The spec as one JSON object (with ``version``)."""
         data = asdict(self)
         data["env"] = dict(self.env)
+        data["files"] = dict(self.files)
         return json.dumps({"version": SPEC_VERSION, **data}, separators=(",", ":"))
 
 
@@ -117,6 +136,10 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "sample_interval": (int, float),
     "cache_dir": (str, type(None)),
     "not_after": (int, float, type(None)),
+    "mode": str,
+    "expect_remote": (str, type(None)),
+    "files": dict,
+    "home": (str, type(None)),
 }
 _SAFE_PART = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -157,11 +180,30 @@ def spec_from_dict(data: Mapping[str, Any]) -> NodeSpec:
         raise SpecError(f"workdir: expected a path inside the workspace, got {workdir!r}")
     if data["attempt"] < 1:
         raise SpecError(f"attempt: expected an integer >= 1, got {data['attempt']!r}")
+    mode = data.get("mode", "attempt")
+    if mode not in MODES:
+        raise SpecError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    if mode != "scratch" and not (data["remote"] and data["branch"] and data["start_commit"]):
+        raise SpecError(f"remote, branch, start_commit: needed in mode {mode!r}")
+    files = data.get("files", {})
+    if not all(isinstance(v, str) and not _bad_file(k) for k, v in files.items()):
+        raise SpecError("files: expected relative paths inside the attempt's directory, base64 strings")
+    home = data.get("home")
+    if home is not None and (not _SAFE_PART.fullmatch(home) or home in (".", "..")):
+        raise SpecError(f"home: expected a plain name, got {home!r}")
     values = {k: v for k, v in data.items() if k != "version"}
     values["argv"] = tuple(data["argv"])
     values["verify"] = tuple(verify)
     values["env"] = dict(env)
+    values["files"] = dict(files)
     return NodeSpec(**values)
+
+
+def _bad_file(name: object) -> bool:
+    """Whether ``name`` cannot name a file inside the attempt's directory."""
+    if not isinstance(name, str) or not name or name.startswith(("/", "~")):
+        return True
+    return ".." in Path(name).parts
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:

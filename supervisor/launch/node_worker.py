@@ -1,8 +1,11 @@
-"""One attempt on a node, after the fork: workspace, agent, stop of its tree, after-steps, result.
+"""One attempt on a node, after the fork: workspace, program, stop of its tree, after-steps, result.
 
 ``Worker.run`` is the body of the node program (``ray_node``'s module docstring lists the steps);
 it runs in a session of its own as a child subreaper, and reports through the records of
-``node_spec``. Standard library only: this module runs on the nodes.
+``node_spec``. What it runs depends on the spec's ``mode``: an ``attempt`` (the task's cached
+workspace, the agent, marker, auto-commit, the push of branch and pins), a ``verify`` (the
+task's verify command in the workspace an attempt left here) or a ``scratch`` command (its own
+empty directory, no git). Standard library only: this module runs on the nodes.
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ import contextlib
 import fcntl
 import os
 import select
+import shutil
 import signal
 import socket
-import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from supervisor.launch import node_git, node_proc
+from supervisor.launch import node_agent, node_git, node_proc
+from supervisor.launch.node_agent import say, write
 from supervisor.launch.node_spec import NodeSpec, record
 
 EXIT_SETUP = 3
@@ -37,17 +42,6 @@ def cache_root(spec: NodeSpec) -> Path:
     return Path(base) / "pagent-node"
 
 
-def say(text: str) -> None:
-    """A line of the node program's own in the job log, on a line of its own."""
-    write(f"\n[pagent] {text}\n".encode())
-
-
-def write(data: bytes) -> None:
-    """Write ``data`` to the job log (stdout) in one system call, whatever happens."""
-    with contextlib.suppress(OSError):  # the log is gone: nothing left to tell
-        os.write(1, data)
-
-
 class Worker:
     """One attempt on this node, from the workspace to the result record."""
 
@@ -58,6 +52,7 @@ class Worker:
         self.reaper = node_proc.Reaper()
         self.result: dict[str, Any] = {
             "version": 1,
+            "mode": spec.mode,
             "task_id": spec.task_id,
             "run_id": spec.run_id,
             "attempt": spec.attempt,
@@ -68,6 +63,7 @@ class Worker:
             "stopped": None,
             "marker": None,
             "auto_committed": False,
+            "dirty": False,
             "verify_exit": None,
             "leftovers": 0,
             "error": None,
@@ -84,6 +80,7 @@ class Worker:
 
     def _install_signals(self) -> None:
         os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
         signal.set_wakeup_fd(self._wake_w)
         for sig in STOP_SIGNALS:
             signal.signal(sig, self._on_signal)
@@ -98,7 +95,8 @@ class Worker:
         """Wait up to ``seconds``, less when a signal arrives."""
         ready, _, _ = select.select([self._wake_r], [], [], max(seconds, 0))
         if ready:
-            os.read(self._wake_r, 4096)
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 4096)
 
     # -- the attempt ---------------------------------------------------------------------
     def run(self) -> int:
@@ -110,15 +108,16 @@ class Worker:
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
         if not node_proc.die_with_parent(signal.SIGTERM, self.shim):
             self.stop_cause = "parent-died"
-        started = time.monotonic()
         start = {"node": self.result["node"], "pid": os.getpid(), "t": round(time.time(), 3)}
         write(record("START", self.spec.nonce, start))
-        task_dir = cache_root(self.spec) / self.spec.plan_uid / self.spec.task_id
-        repo = task_dir / "repo"
-        self.result["workspace"] = str(repo)
         if self.spec.not_after is not None and time.time() > self.spec.not_after:
             # Ray runs a job it could not start in time even after stop_job: refuse late starts.
             return self._finish(EXIT_SETUP, "setup", "started after not_after: the supervisor gave up on it")
+        if self.spec.mode == "scratch":
+            return self._scratch()
+        task_dir = cache_root(self.spec) / self.spec.plan_uid / self.spec.task_id
+        repo = task_dir / "repo"
+        self.result["workspace"] = str(repo)
         try:
             task_dir.mkdir(parents=True, exist_ok=True)
             lock = self._lock(task_dir / "lock")
@@ -126,36 +125,77 @@ class Worker:
             return self._finish(EXIT_SETUP, "setup", f"workspace: {error}")
         if lock is None:
             return self._finish(EXIT_SETUP, "setup", f"workspace {repo} is busy (another attempt holds it)")
+        if self.spec.mode == "verify":
+            return self._verify_mode(repo, task_dir)
+        return self._attempt(repo, task_dir)
+
+    def _attempt(self, repo: Path, task_dir: Path) -> int:
+        """The attempt mode: workspace, agent, after-steps (marker, auto-commit, verify, push)."""
+        started = time.monotonic()
+        spec = self.spec
         try:
             checkout = node_git.prepare(
                 repo,
-                self.spec.remote,
-                branch=self.spec.branch,
-                start_commit=self.spec.start_commit,
-                start_ref=self.spec.start_ref,
-                timeout=self.spec.git_timeout,
+                spec.remote,
+                branch=spec.branch,
+                start_commit=spec.start_commit,
+                start_ref=spec.start_ref,
+                timeout=spec.git_timeout,
+                expect_remote=spec.expect_remote,
             )
         except (node_git.NodeGitError, OSError) as error:
             return self._finish(EXIT_SETUP, "setup", str(error))
         self.result.update(continued=checkout.continued, tip_before=checkout.tip)
         self.seconds["setup"] = round(time.monotonic() - started, 3)
-        marker = repo / self.spec.done_marker if self.spec.done_marker else None
+        marker = repo / spec.done_marker if spec.done_marker else None
         if marker is not None:
             marker.unlink(missing_ok=True)
         if self._stopping():  # stopped before the agent ran: nothing to save, nothing to push
             return self._finish(
                 128 + signal.SIGTERM, "setup", f"stopped before the agent started ({self.stop_cause})"
             )
-        status = self._run_agent(repo, task_dir)
-        if status is not None and os.WIFSIGNALED(status):
-            self.result["signal"] = os.WTERMSIG(status)
-        elif status is not None:
-            self.result["exit_code"] = os.waitstatus_to_exitcode(status)
-        self.result["stopped"] = self.stop_cause
-        code = self._exit_code(status)
+        prompt = task_dir / "prompts" / f"{spec.run_id}.{spec.attempt}.txt"
+        code = self._program(
+            spec.argv, repo, repo, prompt, cache_root(spec), sample_every=spec.sample_interval
+        )
         after = time.monotonic()
         self._after(repo, marker, checkout, code)
         self.seconds["after"] = round(time.monotonic() - after, 3)
+        return self._finish(code if code is not None else 128 + signal.SIGTERM)
+
+    def _verify_mode(self, repo: Path, task_dir: Path) -> int:
+        """The verify mode: the task's verify command (``spec.argv``) in the workspace at
+        ``start_commit`` (as its attempt left it, when it ran here); nothing is committed or pushed."""
+        spec = self.spec
+        try:
+            kept = node_git.at_commit(
+                repo,
+                spec.remote,
+                branch=spec.branch,
+                commit=spec.start_commit,
+                ref=spec.start_ref or f"refs/heads/{spec.branch}",
+                timeout=spec.git_timeout,
+            )
+        except (node_git.NodeGitError, OSError) as error:
+            return self._finish(EXIT_SETUP, "setup", str(error))
+        self.result["workspace_kept"] = kept
+        code = self._program(spec.argv, repo, repo, None, cache_root(spec), deadline=spec.verify_timeout)
+        return self._finish(code if code is not None else 128 + signal.SIGTERM)
+
+    def _scratch(self) -> int:
+        """The scratch mode: ``spec.argv`` in a fresh directory of its own, removed afterwards."""
+        root = cache_root(self.spec)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            scratch = Path(tempfile.mkdtemp(prefix="pagent-scratch-", dir=root))
+        except OSError as error:
+            return self._finish(EXIT_SETUP, "setup", f"scratch directory: {error}")
+        prompt = scratch.with_name(scratch.name + ".prompt")  # beside it: not in the command's way
+        try:
+            code = self._program(self.spec.argv, scratch, None, prompt, root)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            prompt.unlink(missing_ok=True)
         return self._finish(code if code is not None else 128 + signal.SIGTERM)
 
     def _lock(self, path: Path) -> int | None:
@@ -172,60 +212,62 @@ class Worker:
             else:
                 return fd  # held until this process exits
 
-    def _env(self, repo: Path, prompt: Path) -> dict[str, str]:
+    def _program(
+        self,
+        argv: tuple[str, ...],
+        top: Path,
+        workspace: Path | None,
+        prompt: Path | None,
+        cache: Path,
+        *,
+        sample_every: float = 0.0,
+        deadline: float | None = None,
+    ) -> int | None:
+        """Run ``argv`` (in ``top``, or its ``workdir``) to its end, a stop or ``deadline``
+        seconds, then stop whatever it left; write its EXIT record. Its exit code (128 + N for
+        signal N, 124 after the deadline, 127 if it cannot start), ``None`` if it never ended."""
         spec = self.spec
-        return {
-            **os.environ,
-            **spec.env,
-            "PAGENT_RUN_ID": spec.run_id,
-            "PAGENT_TASK_ID": spec.task_id,
-            "PAGENT_WAVE": spec.wave,
-            "PAGENT_ATTEMPT": str(spec.attempt),
-            "PAGENT_WORKTREE": str(repo),
-            "PAGENT_PROMPT_FILE": str(prompt),
-            "PAGENT_COOKIE": spec.cookie,
-        }
-
-    def _spawn(self, argv: tuple[str, ...], cwd: Path, stdin: Path, env: dict[str, str]) -> int | None:
-        """Start ``argv`` writing to our stdout; its pid, or ``None`` (reported) if it cannot start."""
-        try:
-            with open(stdin, "rb") as source:
-                proc = subprocess.Popen(
-                    argv, cwd=cwd, stdin=source, stderr=subprocess.STDOUT, env=env, process_group=0
-                )
-        except OSError as error:
-            say(f"cannot start {argv[0]!r}: {error.strerror or error}")
-            return None
-        # This process reaps every child itself (it is a subreaper); the Popen object must not.
-        proc.returncode = 0
-        self.reaper.watch(proc.pid)
-        return proc.pid
-
-    def _run_agent(self, repo: Path, task_dir: Path) -> int | None:
-        """Run the agent to its end (or to a stop), then stop whatever it left; its wait status."""
-        spec = self.spec
-        prompt = task_dir / "prompts" / f"{spec.run_id}.{spec.attempt}.txt"
-        prompt.parent.mkdir(exist_ok=True)
-        prompt.write_text(spec.prompt)
-        cwd = repo / spec.workdir if spec.workdir else repo
+        cwd = top / spec.workdir if spec.workdir and workspace is not None else top
+        if prompt is not None:
+            prompt.parent.mkdir(parents=True, exist_ok=True)
+            prompt.write_text(spec.prompt)
+        stdin = prompt if prompt is not None else Path(os.devnull)
         started = time.monotonic()
-        pid = self._spawn(spec.argv, cwd, prompt, self._env(repo, prompt))
-        if pid is None:
-            self._fail("launch", f"cannot start {spec.argv[0]!r}")
-            return 127 << 8
-        next_sample = time.monotonic() + spec.sample_interval
-        while self.reaper.status(pid) is None and not self._stopping():
-            now = time.monotonic()
-            if spec.sample_interval > 0 and now >= next_sample:
-                write(record("SAMPLE", spec.nonce, node_proc.tree_sample(os.getpid())))
-                next_sample = now + spec.sample_interval
-            wait = next_sample - now if spec.sample_interval > 0 else 1.0
-            self._sleep(min(wait, 1.0))
-            self.reaper.reap()
-        self.seconds["agent"] = round(time.monotonic() - started, 3)
-        signalled = node_proc.stop_descendants(os.getpid(), self.reaper, spec.kill_grace)
-        self.result["leftovers"] = len(signalled - {pid})
-        return self.reaper.status(pid)
+        with node_agent.attempt_dir(spec) as own:
+            env = node_agent.environment(spec, cwd, workspace=workspace, prompt=stdin, own=own, cache=cache)
+            program = node_agent.spawn(argv, cwd, stdin, env, reaper=self.reaper, nonce=spec.nonce)
+            if program is None:
+                self._fail("launch", f"cannot start {argv[0]!r}")
+                self.result["exit_code"] = 127
+                write(record("EXIT", spec.nonce, {"exit_code": 127, "signal": None, "stopped": None}))
+                return 127
+            end = None if deadline is None else started + deadline
+            node_agent.wait(
+                program,
+                self.reaper,
+                self._wake_r,
+                self._stopping,
+                deadline=end,
+                sample_every=sample_every,
+                now=time.monotonic,
+            )
+            timed_out = self.reaper.status(program.pid) is None and not self._stopping()
+            self.seconds["agent"] = round(time.monotonic() - started, 3)
+            signalled = node_proc.stop_descendants(os.getpid(), self.reaper, spec.kill_grace)
+            program.close()
+        status = self.reaper.status(program.pid)
+        if status is not None and os.WIFSIGNALED(status):
+            self.result["signal"] = os.WTERMSIG(status)
+        elif status is not None:
+            self.result["exit_code"] = os.waitstatus_to_exitcode(status)
+        self.result["stopped"] = self.stop_cause
+        self.result["leftovers"] = len(signalled - {program.pid})
+        if timed_out:
+            say(f"stopped after {deadline:g} s")
+            self.result.update(exit_code=124, signal=None)
+        exit_info = {k: self.result[k] for k in ("exit_code", "signal", "stopped", "leftovers")}
+        write(record("EXIT", spec.nonce, exit_info))
+        return 124 if timed_out else self._exit_code(status)
 
     @staticmethod
     def _exit_code(status: int | None) -> int | None:
@@ -253,15 +295,16 @@ class Worker:
         """Marker, auto-commit, verify, push: what needs the files, within the stop budget."""
         spec = self.spec
         deadline = time.monotonic() + spec.stop_budget
+        exclude = [spec.done_marker] if spec.done_marker else []
         try:
             if marker is not None:
                 self.result["marker"] = marker.exists()
                 marker.unlink(missing_ok=True)
-            exclude = [spec.done_marker] if spec.done_marker else []
             if spec.auto_commit and node_git.head(repo) is not None:
                 message = f"pagent: work left uncommitted by {spec.task_id}, attempt {spec.attempt} "
                 message += f"({self._reason(code)})"
                 self.result["auto_committed"] = node_git.auto_commit(repo, message, exclude)
+            self.result["dirty"] = node_git.dirty(repo, exclude)
             if spec.verify and code == 0 and not self._stopping() and self.result["marker"] is not False:
                 self.result["verify_exit"] = self._verify(repo)
         except (node_git.NodeGitError, OSError) as error:
@@ -297,24 +340,14 @@ class Worker:
 
     def _verify(self, repo: Path) -> int | None:
         """Run ``verify`` in the agent's directory, bounded; its exit code (124: timed out,
-        127: cannot start, ``None``: stopped by a stop of the attempt)."""
+        127: cannot start, ``None``: stopped by a stop of the attempt). Its EXIT record is
+        written as the verify's, after the agent's."""
         spec = self.spec
         say(f"verify: {' '.join(spec.verify)}")
-        cwd = repo / spec.workdir if spec.workdir else repo
-        pid = self._spawn(spec.verify, cwd, Path(os.devnull), self._env(repo, Path(os.devnull)))
-        if pid is None:
-            return 127
-        deadline = time.monotonic() + spec.verify_timeout
-        while self.reaper.status(pid) is None and not self._stopping() and time.monotonic() < deadline:
-            self._sleep(min(1.0, deadline - time.monotonic()))
-            self.reaper.reap()
-        status = self.reaper.status(pid)
-        timed_out = status is None and not self._stopping()
-        node_proc.stop_descendants(os.getpid(), self.reaper, spec.kill_grace)
-        if timed_out:
-            say(f"verify: timed out after {spec.verify_timeout:g} s")
-            return 124
-        return None if status is None else self._exit_code(status)
+        saved = {k: self.result[k] for k in ("exit_code", "signal", "leftovers")}
+        code = self._program(spec.verify, repo, repo, None, cache_root(spec), deadline=spec.verify_timeout)
+        self.result.update(saved)  # the attempt's outcome is the agent's
+        return code
 
     def crashed(self, error: BaseException) -> None:
         """After an unexpected exception: stop everything below, print the result saying so."""
