@@ -3,8 +3,9 @@
 The fixture ``ray_head`` (import ``ray_head_fixture`` into a test module to use it) starts
 ``ray start --head`` with the flags of ``/work/shared/RAY.md``: every port on 127.0.0.1 (free
 ports chosen here), two CPUs, ``agent_slot = 2``, a 75 MiB object store, no usage stats, its own
-short temp dir. It waits (bounded) until the Jobs API has run a first job and yields a
-``RayHead``. It is skipped, naming the reason, only where ``ray`` cannot be imported.
+short temp dir (which also holds the node's workspace cache, ``PAGENT_NODE_CACHE``). It waits
+(bounded) until the Jobs API has run a first job and yields a ``RayHead``. It is skipped, naming
+the reason, only where ``ray`` cannot be imported.
 
 Stopping does not use ``ray stop``: that stops every Ray process on the machine, someone else's
 head included. Every process of this head carries ``PAGENT_RAY_HEAD=<mark>`` in its environment
@@ -173,6 +174,8 @@ def ray_head_fixture() -> Iterator[RayHead]:
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # else several services listen on 0.0.0.0
         "PAGENT_RAY_HEAD": mark,
+        # The nodes' cached workspaces (jobs inherit the head's environment): gone with the head.
+        "PAGENT_NODE_CACHE": str(temp_dir / "node-cache"),
     }
     env.pop("RAY_ADDRESS", None)
     argv = [

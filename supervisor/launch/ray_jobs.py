@@ -41,7 +41,7 @@ import math
 import os
 import shlex
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -53,6 +53,8 @@ from supervisor.launch.node_spec import NodeSpec, encode_spec
 CALL_TIMEOUT = 30.0  # seconds for one call to the Jobs API
 START_TIMEOUT = 300.0  # a job not started this long after its submit runs nothing (not_after)
 STOP_WAIT_MARGIN = 5  # seconds Ray waits beyond the node program's grace and stop budget
+_JOB_ACTOR = "_ray_internal_job_actor_"  # Ray names a job's JobSupervisor actor this + its id
+_RECONNECTS = 20  # failed log connections in a row after the job ended: its node is gone
 _T = TypeVar("_T")
 
 
@@ -177,10 +179,12 @@ class RayJobs:
         resources: Mapping[str, float],
         python: str = "python3",
         start_timeout: float = START_TIMEOUT,
+        sid: str | None = None,
     ) -> str:
-        """Submit ``spec``'s attempt; its submission id. Submitting the same attempt again returns
-        the id of the job already there. ``spec.env`` travels in ``runtime_env.env_vars`` only."""
-        sid = submission_id(spec.plan_uid, spec.run_id, spec.task_id, spec.attempt)
+        """Submit ``spec``'s attempt (as ``sid``, default ``submission_id`` of it); its submission
+        id. Submitting the same id again returns the id of the job already there.
+        ``spec.env`` travels in ``runtime_env.env_vars`` only."""
+        sid = sid or submission_id(spec.plan_uid, spec.run_id, spec.task_id, spec.attempt)
         if spec.not_after is None:
             spec = replace(spec, not_after=round(time.time() + start_timeout, 3))
         overlay = dict(spec.env)
@@ -200,7 +204,7 @@ class RayJobs:
                     self._client.submit_job(
                         entrypoint=command,
                         submission_id=sid,
-                        entrypoint_resources=dict(resources),
+                        entrypoint_resources=dict(resources) or None,
                         runtime_env={"env_vars": env_vars},
                         metadata=metadata,
                     )
@@ -246,37 +250,24 @@ class RayJobs:
         return [job for job in await self.jobs(prefix) if not job.phase.terminal]
 
     async def free_slots(self, resources: Mapping[str, float]) -> int:
-        """How many more jobs needing ``resources`` each fit on the cluster now: per resource,
-        the total on alive nodes minus what every unfinished job holds or waits for.
+        """How many more jobs needing ``resources`` each fit on the cluster now (``Usage``)."""
+        usage = await self._call("cluster resources", lambda: cluster_usage(self.address))
+        return usage.fits(resources)
 
-        A job's resources are held by its JobSupervisor actor (``JobDetails`` does not show
-        them): ALIVE while it runs, PENDING_CREATION while it waits. Counting those actors
-        covers every submitter's jobs, including ones submitted a moment ago."""
+    async def node_ip(self, node_id: str) -> str | None:
+        """The address of the alive node ``node_id`` (its ``node:<ip>`` resource pins a job to
+        it), or ``None`` when it is gone."""
 
-        def ask() -> tuple[dict[str, float], dict[str, float]]:
-            from ray.util.state import list_actors, list_nodes  # noqa: PLC0415 - the optional extra
+        def ask() -> str | None:
+            from ray.util.state import list_nodes  # noqa: PLC0415 - the optional extra
 
-            total: dict[str, float] = {}
-            for node in list_nodes(address=self.address, filters=[("state", "=", "ALIVE")], limit=10_000):
-                for name, amount in (node.resources_total or {}).items():
-                    total[name] = total.get(name, 0.0) + float(amount)
-            used: dict[str, float] = {}
-            supervisors: list[tuple[str, str, str | bool | int | float]] = [
-                ("class_name", "=", "JobSupervisor"),
-                ("state", "!=", "DEAD"),
-            ]
-            for actor in list_actors(address=self.address, filters=supervisors, detail=True, limit=10_000):
-                for name, amount in (actor.required_resources or {}).items():
-                    used[name] = used.get(name, 0.0) + float(amount)
-            return total, used
+            filters: list[tuple[str, str, str | bool | int | float]] = [("node_id", "=", node_id)]
+            for node in list_nodes(address=self.address, filters=filters, limit=10):
+                if str(node.state) == "ALIVE" and node.node_ip:
+                    return str(node.node_ip)
+            return None
 
-        total, used = await self._call("cluster resources", ask)
-        fits = [
-            math.floor((total.get(name, 0.0) - used.get(name, 0.0)) / need + 1e-9)
-            for name, need in resources.items()
-            if need > 0
-        ]
-        return max(0, min(fits, default=0))
+        return await self._call("node", ask)
 
     async def wait_for_slot(
         self,
@@ -311,10 +302,13 @@ class RayJobs:
         import aiohttp  # noqa: PLC0415 - comes with the optional extra
 
         received = 0
+        failures = 0
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 state = await self.status(sid)
+                if state.phase.terminal and failures >= _RECONNECTS:
+                    return  # the log is out of reach for good (its node died with the job)
                 if state.node_id is None:
                     if state.phase.terminal:
                         return
@@ -327,6 +321,7 @@ class RayJobs:
                     "interval": str(interval),
                 }
                 skip = received
+                failures += 1  # until the stream answers
                 with contextlib.suppress(aiohttp.ClientError):
                     async with session.get(f"{self.address}/api/v0/logs/stream", params=params) as response:
                         if response.status != 200:
@@ -335,6 +330,7 @@ class RayJobs:
                                 return
                             await anyio.sleep(0.25)
                             continue
+                        failures = 0
                         last_data = time.monotonic()
                         ended = state.phase.terminal
                         while True:
@@ -355,6 +351,55 @@ class RayJobs:
                             received += len(chunk)
                             yield chunk
                 await anyio.sleep(0.25)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What the cluster's alive nodes offer and what each unfinished job holds or waits for.
+
+    A job's resources are held by its JobSupervisor actor (``JobDetails`` does not show them):
+    ALIVE while it runs, PENDING_CREATION while it waits. Counting those actors covers every
+    submitter's jobs, including ones submitted a moment ago."""
+
+    total: Mapping[str, float]
+    held: Mapping[str, Mapping[str, float]]  # submission id -> what its job holds
+
+    def fits(self, resources: Mapping[str, float], ignore: Collection[str] = ()) -> int:
+        """How many more jobs needing ``resources`` each fit, not counting what the jobs in
+        ``ignore`` hold (0 when ``resources`` names nothing)."""
+        used: dict[str, float] = {}
+        for sid, holds in self.held.items():
+            if sid in ignore:
+                continue
+            for name, amount in holds.items():
+                used[name] = used.get(name, 0.0) + amount
+        fits = [
+            math.floor((self.total.get(name, 0.0) - used.get(name, 0.0)) / need + 1e-9)
+            for name, need in resources.items()
+            if need > 0
+        ]
+        return max(0, min(fits, default=0))
+
+
+def cluster_usage(address: str, timeout: int = int(CALL_TIMEOUT)) -> Usage:
+    """The cluster's ``Usage`` now (blocking: call it from a worker thread)."""
+    from ray.util.state import list_actors, list_nodes  # noqa: PLC0415 - the optional extra
+
+    total: dict[str, float] = {}
+    alive: list[tuple[str, str, str | bool | int | float]] = [("state", "=", "ALIVE")]
+    for node in list_nodes(address=address, filters=alive, limit=10_000, timeout=timeout):
+        for name, amount in (node.resources_total or {}).items():
+            total[name] = total.get(name, 0.0) + float(amount)
+    held: dict[str, dict[str, float]] = {}
+    supervisors: list[tuple[str, str, str | bool | int | float]] = [
+        ("class_name", "=", "JobSupervisor"),
+        ("state", "!=", "DEAD"),
+    ]
+    found = list_actors(address=address, filters=supervisors, detail=True, limit=10_000, timeout=timeout)
+    for index, actor in enumerate(found):
+        sid = (actor.name or "").removeprefix(_JOB_ACTOR) or f"?{index}"
+        held[sid] = {name: float(amount) for name, amount in (actor.required_resources or {}).items()}
+    return Usage(total, held)
 
 
 def _one_line(error: BaseException) -> str:
