@@ -9,22 +9,17 @@ environment (``PAGENT_TEST_MARK``, set in the agent's ``env``, which is what the
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from tests.conftest import bin_path, git, status_json
-from tests.hostile import pagent, run, tasks_by_id, wait_for, write_plan
+from tests.conftest import git, status_json
+from tests.hostile import run, tasks_by_id, write_plan
 from tests.ray_head import RayHead, ray_head_fixture  # noqa: F401 - the session fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(300)]
@@ -126,3 +121,65 @@ def test_two_waves_commit_on_their_branches_through_ray(
         assert b"rogue done" in log, log
         assert b"PAGENT-" not in log  # the node program's records never reach the log
     assert not marked(mark)
+
+
+class JobWatch:
+    """Polls the cluster's job list (every 0.1 s, in a thread) for one plan's jobs: the most
+    that ran at once, and every id seen."""
+
+    def __init__(self, head: RayHead, plan: Path) -> None:
+        import hashlib
+
+        from ray.job_submission import JobSubmissionClient
+
+        uid = hashlib.sha1(str(plan.resolve()).encode(), usedforsecurity=False).hexdigest()[:12]
+        self.prefix = f"pagent-{uid}-"
+        self._client = JobSubmissionClient(head.address)
+        self.peak = 0
+        self.seen: set[str] = set()
+        self._stop = False
+        self._thread = __import__("threading").Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop:
+            jobs = [j for j in self._client.list_jobs() if (j.submission_id or "").startswith(self.prefix)]
+            running = [
+                j
+                for j in jobs
+                if str(j.status.value) == "RUNNING" and not j.submission_id.endswith("-verify")
+            ]
+            self.peak = max(self.peak, len(running))
+            self.seen.update(j.submission_id for j in jobs)
+            time.sleep(0.1)
+
+    def __enter__(self) -> JobWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop = True
+        self._thread.join(10)
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_never_more_jobs_at_once_than_the_cluster_has_slots(  # noqa: PLR0917 - fixtures
+    tmp_path: Path, repo: Path, origin: Path, ray_head: RayHead, mark: str, jobs: int
+) -> None:
+    """Five tasks of two seconds each on a head with two agent slots: never more than two jobs
+    run at once, with jobs = 2 and with jobs = 3 (then the third task waits for the cluster,
+    which the run says once, and nothing is submitted into a full cluster: no launch failure)."""
+    tasks = {f"t{i}": {"prompt": ["sleep 2", f"write t{i}.txt {i}"]} for i in range(5)}
+    plan = ray_plan(tmp_path, repo, ray_head, tasks, mark=mark, jobs=jobs)
+    with JobWatch(ray_head, plan) as watch:
+        done = run(plan, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert watch.peak == 2, watch.peak
+    found = tasks_by_id(plan)
+    assert all(task["attempts"] == 1 for task in found.values()), found
+    waits = done.stderr.count("waiting for cluster capacity")
+    if jobs > ray_head.slots:  # said when the wait begins (the gate's notice), not at every look
+        assert 1 <= waits <= 3, done.stderr
+        assert "the cluster has room for 2 such jobs" in done.stderr
+    else:
+        assert waits == 0, done.stderr
+    assert len(watch.seen) == 5  # one job per attempt, each with its own id

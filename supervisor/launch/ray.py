@@ -120,8 +120,9 @@ class RayExecutor:
                     raise PlanError(f"{self._label}: executor.remote: {exc}") from None
                 if problem := password_problem(url):
                     raise PlanError(f"{self._label}: executor.remote: {problem}")
+                usage = await anyio.to_thread.run_sync(cluster_usage, jobs.address, abandon_on_cancel=True)
                 self._jobs, self._url = jobs, url
-                self._admission.address = jobs.address
+                self._admission.connected(jobs.address, usage)
             return self._jobs
 
     # -- admission and limits ----------------------------------------------------------

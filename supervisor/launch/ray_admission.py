@@ -58,6 +58,11 @@ class Admission:
         """The resources one job needs, as people read them: ``agent_slot=1``."""
         return ", ".join(f"{name}={amount:g}" for name, amount in self.resources.items())
 
+    def connected(self, address: str, usage: Usage) -> None:
+        """Connected to the cluster at ``address``, which is ``usage`` now."""
+        self.address = address
+        self._usage, self._usage_at = usage, time.monotonic()
+
     def problem(self) -> str | None:
         """Why a task must wait for the cluster now (said once by the gate), or ``None`` (then it
         counts as admitted until it submits, or ``TOKEN_TTL`` passes)."""
@@ -71,13 +76,16 @@ class Admission:
         ours = len(self._live) + len(self._tokens)
         if self._usage is None or ours >= self.jobs:
             return None
-        if self._usage.fits(self.resources, ignore=self._mine) - ours >= 1:
+        room = self._usage.fits(self.resources, ignore=self._mine)  # for this run's jobs
+        if room - ours >= 1:
             self._tokens.append(now)
             return None
-        return (
-            f"waiting for cluster capacity: no free {self.wanted} on the Ray cluster at "
-            f"{self.address} (other jobs hold it)"
-        )
+        everything = self._usage.fits(self.resources, ignore=self._usage.held)
+        who = f"{len(self._live)} of this run's jobs and other jobs hold it"
+        if room == everything:  # nobody else holds any: the cluster is smaller than ``jobs``
+            who = f"the cluster has room for {everything} such jobs, this run holds {len(self._live)}"
+        where = f"the Ray cluster at {self.address}"
+        return f"waiting for cluster capacity: no free {self.wanted} on {where} ({who})"
 
     def _ask_soon(self) -> None:
         """Refresh the snapshot in a worker thread (one at a time)."""
