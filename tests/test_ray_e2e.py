@@ -9,7 +9,9 @@ environment (``PAGENT_TEST_MARK``, set in the agent's ``env``, which is what the
 
 from __future__ import annotations
 
+import hashlib
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,7 +21,7 @@ import psutil
 import pytest
 
 from tests.conftest import git, status_json
-from tests.hostile import run, tasks_by_id, write_plan
+from tests.hostile import run, tasks_by_id, wait_for, write_plan
 from tests.ray_head import RayHead, ray_head_fixture  # noqa: F401 - the session fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(300)]
@@ -72,7 +74,11 @@ def ray_plan(
 ) -> Path:
     """A plan on ``repo`` whose attempts run as jobs on ``head``."""
     table = {"kind": "ray", "address": head.address, "python": sys.executable, **(executor or {})}
-    rogue = {"command": ["{python}", str(AGENTS / "rogue.py")], "env": {"PAGENT_TEST_MARK": mark}}
+    env = {"PAGENT_TEST_MARK": mark, "RAY_TEST_DIR": str(agent_dir(tmp_path))}
+    agents = {
+        "rogue": {"command": ["{python}", str(AGENTS / "rogue.py")], "env": env},
+        "task": {"command": ["{python}", str(AGENTS / "ray_task.py")], "env": env},
+    }
     return write_plan(
         tmp_path / "plans",
         repo,
@@ -80,8 +86,39 @@ def ray_plan(
         waves=waves,
         defaults={"timeout": "60s", "stall_timeout": "30s", **(defaults or {})},
         top={"jobs": jobs, "executor": table},
-        agents={"rogue": rogue},
+        agents=agents,
     )
+
+
+def agent_dir(tmp_path: Path) -> Path:
+    """Where ``ray_task.py`` agents leave their pid files."""
+    path = tmp_path / "agent"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def pid_in(path: Path) -> int:
+    return int(path.read_text())
+
+
+def plan_jobs(head: RayHead, plan: Path) -> dict[str, str]:
+    """The cluster's jobs of ``plan``: submission id -> status."""
+    from ray.job_submission import JobSubmissionClient
+
+    prefix = JobWatch.prefix_of(plan)
+    client = JobSubmissionClient(head.address)
+    return {
+        j.submission_id: str(j.status.value)
+        for j in client.list_jobs()
+        if (j.submission_id or "").startswith(prefix)
+    }
 
 
 def branch_file(repo: Path, branch: str, path: str) -> str:
@@ -125,39 +162,40 @@ def test_two_waves_commit_on_their_branches_through_ray(
 
 class JobWatch:
     """Polls the cluster's job list (every 0.1 s, in a thread) for one plan's jobs: the most
-    that ran at once, and every id seen."""
+    attempts (verify jobs aside) that ran at once, and every id seen."""
 
     def __init__(self, head: RayHead, plan: Path) -> None:
-        import hashlib
-
         from ray.job_submission import JobSubmissionClient
 
-        uid = hashlib.sha1(str(plan.resolve()).encode(), usedforsecurity=False).hexdigest()[:12]
-        self.prefix = f"pagent-{uid}-"
+        self.prefix = self.prefix_of(plan)
         self._client = JobSubmissionClient(head.address)
         self.peak = 0
         self.seen: set[str] = set()
-        self._stop = False
-        self._thread = __import__("threading").Thread(target=self._poll, daemon=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    @staticmethod
+    def prefix_of(plan: Path) -> str:
+        """The submission ids' prefix of ``plan``'s jobs (its uid: a hash of its real path)."""
+        uid = hashlib.sha1(str(plan.resolve()).encode(), usedforsecurity=False).hexdigest()[:12]
+        return f"pagent-{uid}-"
 
     def _poll(self) -> None:
-        while not self._stop:
+        while not self._stop.is_set():
             jobs = [j for j in self._client.list_jobs() if (j.submission_id or "").startswith(self.prefix)]
             running = [
-                j
-                for j in jobs
-                if str(j.status.value) == "RUNNING" and not j.submission_id.endswith("-verify")
+                j for j in jobs if str(j.status.value) == "RUNNING" and "-verify" not in j.submission_id
             ]
             self.peak = max(self.peak, len(running))
             self.seen.update(j.submission_id for j in jobs)
-            time.sleep(0.1)
+            self._stop.wait(0.1)
 
     def __enter__(self) -> JobWatch:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop = True
+        self._stop.set()
         self._thread.join(10)
 
 
@@ -183,3 +221,85 @@ def test_never_more_jobs_at_once_than_the_cluster_has_slots(  # noqa: PLR0917 - 
     else:
         assert waits == 0, done.stderr
     assert len(watch.seen) == 5  # one job per attempt, each with its own id
+
+
+def test_a_retry_continues_on_the_same_branch(
+    tmp_path: Path, repo: Path, origin: Path, ray_head: RayHead, mark: str
+) -> None:
+    """Attempt 1 commits and fails; attempt 2 (on the node's cached workspace, from the branch
+    as it came home) finds that commit and adds its own: two commits on the branch."""
+    prompt = ["commit one.txt first", "fail-on-attempt 1", "expect one.txt", "commit two.txt second"]
+    tasks = {"r": {"agent": "task", "prompt": prompt, "retries": 1}}
+    plan = ray_plan(tmp_path, repo, ray_head, tasks, mark=mark)
+    done = run(plan, timeout=240)
+    assert done.returncode == 0, done.stderr
+    task = tasks_by_id(plan)["r"]
+    assert task["attempts"] == 2
+    assert [h["reason"] for h in task["history"]] == ["exit 1", "ok"]
+    assert task["diff"]["commits"] == 2
+    assert branch_file(repo, task["branch"], "one.txt") == "first\n"
+    assert branch_file(repo, task["branch"], "two.txt") == "second\n"
+    second = Path(task["history"][1]["log"]).read_text()
+    assert "found one.txt" in second
+    assert "agent r attempt 2 on stderr" in second  # stderr reaches the log too
+    run_id = status_json(plan)["run_id"]
+    first_pin = git(repo, "rev-parse", f"refs/pagent/{run_id}/r/1").strip()
+    assert git(repo, "rev-parse", f"{task['branch']}~1").strip() == first_pin
+
+
+def test_stalled_and_timed_out_agents_are_stopped_with_their_whole_tree(
+    tmp_path: Path, repo: Path, origin: Path, ray_head: RayHead, mark: str
+) -> None:
+    """One agent leaves a setsid daemon without pagent's variables and falls silent: stopped as
+    stalled (from the node's CPU samples and no output); one prints for ever: stopped at its
+    timeout. Neither leaves a process on the node, the daemons included."""
+    hold = str(tmp_path / "never")
+    tasks = {
+        "s": {"agent": "task", "prompt": ["stall-on-attempt 1"], "stall_timeout": "4s"},
+        "t": {"agent": "task", "prompt": ["write partial.txt half", f"work-until {hold}"], "timeout": "8s"},
+    }
+    plan = ray_plan(tmp_path, repo, ray_head, tasks, mark=mark)
+    started = time.monotonic()
+    done = run(plan, timeout=240)
+    took = time.monotonic() - started
+    assert done.returncode == 1, done.stderr
+    found = tasks_by_id(plan)
+    assert found["s"]["reason"] == "stalled", found["s"]
+    assert found["t"]["reason"] == "timeout", found["t"]
+    assert took < 60, took
+    daemon = pid_in(agent_dir(tmp_path) / "s.daemon")
+    for pid in (daemon, pid_in(agent_dir(tmp_path) / "s.1.pid"), pid_in(agent_dir(tmp_path) / "t.1.pid")):
+        wait_for(lambda pid=pid: not alive(pid), 10, f"process {pid} to be gone")
+    assert not marked(mark)
+    # The timed-out agent's work was committed on the node and came home all the same.
+    assert branch_file(repo, found["t"]["branch"], "partial.txt") == "half\n"
+    assert "stopping the agent: timeout" in Path(found["t"]["log"]).read_text()
+
+
+def test_verify_runs_on_the_node_in_the_attempts_workspace(
+    tmp_path: Path, repo: Path, origin: Path, ray_head: RayHead, mark: str
+) -> None:
+    """verify runs on the node where the attempt ran, in its cached workspace: it sees a file the
+    agent left ignored (never committed, so not in the plan's repository); a failing verify
+    fails its task with reason verify. Its output is in the attempt's log."""
+    check = (
+        "import os, pathlib, sys; print('verify in', os.getcwd());"
+        "sys.exit(0 if pathlib.Path('build/artifact').exists() else 5)"
+    )
+    prompt = ["commit .gitignore build/", "write build/artifact ignored", "commit code.txt code"]
+    tasks = {
+        "ok": {"agent": "task", "prompt": prompt, "verify": [sys.executable, "-c", check]},
+        "bad": {"agent": "task", "prompt": ["commit code.txt code"], "verify": [sys.executable, "-c", check]},
+    }
+    plan = ray_plan(tmp_path, repo, ray_head, tasks, mark=mark)
+    done = run(plan, timeout=240)
+    assert done.returncode == 1, done.stderr
+    found = tasks_by_id(plan)
+    assert found["ok"]["state"] == "succeeded", found["ok"]
+    assert found["bad"]["reason"] == "verify", found["bad"]
+    log = Path(found["ok"]["log"]).read_text()
+    cache = str(ray_head.temp_dir / "node-cache")
+    assert f"verify in {cache}" in log, log
+    assert "verify: exit 0" in log
+    assert "verify: exit 5" in Path(found["bad"]["log"]).read_text()
+    assert "build/artifact" not in git(repo, "ls-tree", "-r", "--name-only", found["ok"]["branch"])
