@@ -10,10 +10,12 @@ environment (``PAGENT_TEST_MARK``, set in the agent's ``env``, which is what the
 from __future__ import annotations
 
 import hashlib
+import signal
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import psutil
 import pytest
 
 from tests.conftest import git, status_json
-from tests.hostile import run, tasks_by_id, wait_for, write_plan
+from tests.hostile import Reaper, ended_within, reaping, run, tasks_by_id, wait_for, write_plan
 from tests.ray_head import RayHead, ray_head_fixture  # noqa: F401 - the session fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(300)]
@@ -34,7 +36,7 @@ def _ray_required(ray_head: RayHead) -> None:
     """Every test here needs the head (the fixture skips, naming why, without Ray)."""
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def origin(repo: Path, tmp_path: Path) -> Path:
     """A bare clone of ``repo``, set as its ``origin``: what every node fetches from and pushes to."""
     path = tmp_path / "origin.git"
@@ -126,7 +128,7 @@ def branch_file(repo: Path, branch: str, path: str) -> str:
 
 
 def test_two_waves_commit_on_their_branches_through_ray(
-    tmp_path: Path, repo: Path, origin: Path, ray_head: RayHead, mark: str
+    tmp_path: Path, repo: Path, ray_head: RayHead, mark: str
 ) -> None:
     """Wave one: two tasks commit (one of them leaves its work uncommitted); wave two: a task
     stacked on the first. Every commit is on its branch in the plan's repository and pinned,
@@ -200,8 +202,8 @@ class JobWatch:
 
 
 @pytest.mark.parametrize("jobs", [2, 3])
-def test_never_more_jobs_at_once_than_the_cluster_has_slots(  # noqa: PLR0917 - fixtures
-    tmp_path: Path, repo: Path, origin: Path, ray_head: RayHead, mark: str, jobs: int
+def test_never_more_jobs_at_once_than_the_cluster_has_slots(
+    tmp_path: Path, repo: Path, ray_head: RayHead, mark: str, jobs: int
 ) -> None:
     """Five tasks of two seconds each on a head with two agent slots: never more than two jobs
     run at once, with jobs = 2 and with jobs = 3 (then the third task waits for the cluster,
@@ -224,7 +226,7 @@ def test_never_more_jobs_at_once_than_the_cluster_has_slots(  # noqa: PLR0917 - 
 
 
 def test_a_retry_continues_on_the_same_branch(
-    tmp_path: Path, repo: Path, origin: Path, ray_head: RayHead, mark: str
+    tmp_path: Path, repo: Path, ray_head: RayHead, mark: str
 ) -> None:
     """Attempt 1 commits and fails; attempt 2 (on the node's cached workspace, from the branch
     as it came home) finds that commit and adds its own: two commits on the branch."""
@@ -248,7 +250,7 @@ def test_a_retry_continues_on_the_same_branch(
 
 
 def test_stalled_and_timed_out_agents_are_stopped_with_their_whole_tree(
-    tmp_path: Path, repo: Path, origin: Path, ray_head: RayHead, mark: str
+    tmp_path: Path, repo: Path, ray_head: RayHead, mark: str
 ) -> None:
     """One agent leaves a setsid daemon without pagent's variables and falls silent: stopped as
     stalled (from the node's CPU samples and no output); one prints for ever: stopped at its
@@ -277,7 +279,7 @@ def test_stalled_and_timed_out_agents_are_stopped_with_their_whole_tree(
 
 
 def test_verify_runs_on_the_node_in_the_attempts_workspace(
-    tmp_path: Path, repo: Path, origin: Path, ray_head: RayHead, mark: str
+    tmp_path: Path, repo: Path, ray_head: RayHead, mark: str
 ) -> None:
     """verify runs on the node where the attempt ran, in its cached workspace: it sees a file the
     agent left ignored (never committed, so not in the plan's repository); a failing verify
@@ -303,3 +305,70 @@ def test_verify_runs_on_the_node_in_the_attempts_workspace(
     assert "verify: exit 0" in log
     assert "verify: exit 5" in Path(found["bad"]["log"]).read_text()
     assert "build/artifact" not in git(repo, "ls-tree", "-r", "--name-only", found["ok"]["branch"])
+
+
+@pytest.fixture
+def reaper(tmp_path: Path) -> Iterator[Reaper]:
+    with reaping(tmp_path) as started:
+        yield started
+
+
+def working_plan(tmp_path: Path, repo: Path, head: RayHead, mark: str, tasks: list[str]) -> Path:
+    """Tasks whose agents hold their lock and work (printing) until a file that never comes."""
+    never = tmp_path / "never"
+    prompt = ["lock", "commit started.txt started", f"work-until {never}"]
+    work = {task: {"agent": "task", "prompt": prompt, "timeout": "120s"} for task in tasks}
+    return ray_plan(tmp_path, repo, head, work, mark=mark)
+
+
+def test_sigterm_of_the_supervisor_stops_every_job(
+    tmp_path: Path, repo: Path, ray_head: RayHead, mark: str, reaper: Reaper
+) -> None:
+    """SIGTERM to pagent-run while two jobs run: both are stopped with their trees, the run
+    exits 143 with its tasks interrupted, and no job of the plan is left on the cluster."""
+    plan = working_plan(tmp_path, repo, ray_head, mark, ["x", "y"])
+    proc = reaper.start(plan)
+    pids = [agent_dir(tmp_path) / f"{task}.1.pid" for task in ("x", "y")]
+    wait_for(lambda: all(p.exists() for p in pids), 60, "both agents to run")
+    proc.send_signal(signal.SIGTERM)
+    assert ended_within(proc, 60) == 143, reaper.output(proc)
+    for path in pids:
+        assert not alive(pid_in(path))
+    assert not marked(mark)
+    assert all(status in ("STOPPED", "SUCCEEDED", "FAILED") for status in plan_jobs(ray_head, plan).values())
+    found = tasks_by_id(plan)
+    assert {found[t]["state"] for t in ("x", "y")} == {"interrupted"}
+    for task in ("x", "y"):  # what they committed before the stop came home
+        assert branch_file(repo, found[task]["branch"], "started.txt") == "started\n"
+
+
+def test_sigkill_of_the_supervisor_then_the_next_run_stops_the_orphaned_jobs(
+    tmp_path: Path, repo: Path, ray_head: RayHead, mark: str, reaper: Reaper
+) -> None:
+    """SIGKILL of pagent-run: its jobs go on running on the cluster (no supervisor can stop
+    them). The next ``pagent-run --retry-failed`` stops them before it starts anything (the
+    retried agents would find their lock taken otherwise) and completes the run."""
+    plan = working_plan(tmp_path, repo, ray_head, mark, ["x", "y"])
+    proc = reaper.start(plan)
+    pids = [agent_dir(tmp_path) / f"{task}.1.pid" for task in ("x", "y")]
+    wait_for(lambda: all(p.exists() for p in pids), 60, "both agents to run")
+    proc.kill()
+    proc.wait(10)
+    time.sleep(2)  # a moment later, they still run: nothing stops them but the next run
+    assert all(alive(pid_in(path)) for path in pids)
+    assert sorted(plan_jobs(ray_head, plan).values()) == ["RUNNING", "RUNNING"]
+    plan.write_text(plan.read_text().replace(f"work-until {tmp_path / 'never'}", "commit done.txt done"))
+    again = run(plan, "--retry-failed", timeout=240)
+    assert again.returncode == 0, again.stderr
+    assert "stopped 2 leftover" in again.stderr, again.stderr
+    for path in pids:
+        assert not alive(pid_in(path))
+    found = tasks_by_id(plan)
+    for task in ("x", "y"):
+        assert found[task]["state"] == "succeeded"
+        assert found[task]["attempts"] == 2
+        assert branch_file(repo, found[task]["branch"], "done.txt") == "done\n"
+        assert (
+            branch_file(repo, found[task]["branch"], "started.txt") == "started\n"
+        )  # attempt 1's, recovered
+    assert not marked(mark)

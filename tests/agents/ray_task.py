@@ -8,6 +8,8 @@
   stall-on-attempt N        on attempt N: leave a daemon (double fork, own session, empty
                             environment, SIGTERM ignored; its pid in $RAY_TEST_DIR/<task>.daemon),
                             then sleep in silence for ever
+  lock                      hold $RAY_TEST_DIR/<task>.lock while alive; if another attempt of
+                            the task holds it, print "overlap" and exit 3
   print TEXT                print TEXT
 
 Every start writes its pid to $RAY_TEST_DIR/<task>.<attempt>.pid; "agent done" ends a success.
@@ -15,6 +17,7 @@ Every start writes its pid to $RAY_TEST_DIR/<task>.<attempt>.pid; "agent done" e
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -56,6 +59,13 @@ for action, *args in lines:
         print("stalling", flush=True)
         while True:
             time.sleep(3600)
+    elif action == "lock":
+        held = open(where / f"{task}.lock", "w")  # noqa: SIM115 - held until this process ends
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("overlap", flush=True)
+            sys.exit(3)
     elif action == "print":
         print(" ".join(args), flush=True)
 print("agent done", flush=True)
