@@ -1,11 +1,12 @@
 """A real Ray head on 127.0.0.1 for the tests: session-scoped, small, stopped without survivors.
 
-The fixture ``ray_head`` (import ``ray_head_fixture`` into a test module to use it) starts
+The fixture ``ray_head`` (registered in ``tests/conftest.py``: one head per session) starts
 ``ray start --head`` with the flags of ``/work/shared/RAY.md``: every port on 127.0.0.1 (free
 ports chosen here), two CPUs, ``agent_slot = 2``, a 75 MiB object store, no usage stats, its own
 short temp dir (which also holds the node's workspace cache, ``PAGENT_NODE_CACHE``). It waits
 (bounded) until the Jobs API has run a first job and yields a ``RayHead``. It is skipped, naming
-the reason, only where ``ray`` cannot be imported.
+the reason, only where ``ray`` cannot be imported; with ``PAGENT_REQUIRE_RAY=1`` (CI) it fails
+instead.
 
 Stopping does not use ``ray stop``: that stops every Ray process on the machine, someone else's
 head included. Every process of this head carries ``PAGENT_RAY_HEAD=<mark>`` in its environment
@@ -163,7 +164,10 @@ def ray_head_fixture() -> Iterator[RayHead]:
     try:
         import ray.job_submission  # noqa: F401 - only whether it imports
     except ImportError as error:
-        pytest.skip(f"ray is not importable ({error}): pip install -e '.[ray]' for the Ray tests")
+        why = f"ray is not importable ({error}): pip install -e '.[test,ray]' for the Ray tests"
+        if os.environ.get("PAGENT_REQUIRE_RAY") == "1":
+            pytest.fail(f"PAGENT_REQUIRE_RAY=1 but {why}")
+        pytest.skip(why)
     ray_cli = Path(sys.executable).parent / "ray"
     # Short: Ray puts unix sockets under it, and their paths must stay below 108 bytes.
     temp_dir = Path(tempfile.mkdtemp(prefix="pgray-", dir="/tmp"))

@@ -25,7 +25,7 @@ import pytest
 
 from tests.conftest import git, status_json
 from tests.hostile import Reaper, ended_within, reaping, run, tasks_by_id, wait_for, write_plan
-from tests.ray_head import RayHead, ray_head_fixture  # noqa: F401 - the session fixture
+from tests.ray_head import RayHead
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(300)]
 

@@ -20,10 +20,10 @@ import pytest
 from supervisor.launch import ray_jobs
 from supervisor.launch.node_spec import NodeSpec, RecordSplitter
 from tests.conftest import git
-from tests.ray_head import RayHead, free_ports, ray_head_fixture  # noqa: F401 - the session fixture
+from tests.ray_head import RayHead, free_ports
 from tests.test_ray_node import AGENTS, marked, wait_for
 
-pytestmark = [pytest.mark.ray, pytest.mark.anyio]
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.anyio]
 SLOT = {"agent_slot": 1}
 
 

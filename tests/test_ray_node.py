@@ -25,7 +25,7 @@ import pytest
 from supervisor.launch.node_spec import NodeSpec, RecordSplitter, encode_spec
 from tests.conftest import git
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 AGENTS = Path(__file__).parent / "agents"
 NONCE = "5eed5eed5eed5eed"
