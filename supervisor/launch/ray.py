@@ -113,13 +113,13 @@ class RayExecutor:
         """The cluster's Jobs API, connected once (``RayError``, ``RayUnavailable``, ``PlanError``)."""
         async with self._connecting:
             if self._jobs is None:
-                jobs = await RayJobs.connect(self._config.address)
                 try:
                     url = await self._workspaces.url()
                 except GitError as exc:
                     raise PlanError(f"{self._label}: executor.remote: {exc}") from None
                 if problem := password_problem(url):
                     raise PlanError(f"{self._label}: executor.remote: {problem}")
+                jobs = await RayJobs.connect(self._config.address)
                 usage = await anyio.to_thread.run_sync(cluster_usage, jobs.address, abandon_on_cancel=True)
                 self._jobs, self._url = jobs, url
                 self._admission.connected(jobs.address, usage)

@@ -180,6 +180,10 @@ def _run(
 
 def _describe_plan(plan: Plan) -> str:
     lines = [f"plan {plan.name}: {len(plan.tasks)} tasks in {len(plan.waves)} waves, jobs = {plan.jobs}"]
+    if (executor := plan.executor).kind == "ray":
+        wanted = ", ".join(f"{name}={amount:g}" for name, amount in executor.resources.items())
+        where = executor.address or "$RAY_ADDRESS"
+        lines.append(f"executor: ray at {where}, each attempt needs {wanted}, branches via {executor.remote}")
     for wave in plan.waves:
         lines.append(f"wave {wave.index + 1} {wave.name!r}:")
         for task in wave.tasks:
