@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from tests.conftest import git, status_json
-from tests.hostile import Reaper, ended_within, reaping, run, tasks_by_id, wait_for, write_plan
+from tests.hostile import Reaper, ended_within, pagent, reaping, run, tasks_by_id, wait_for, write_plan
 from tests.ray_head import RayHead
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(300)]
@@ -161,6 +161,28 @@ def test_two_waves_commit_on_their_branches_through_ray(
         assert b"rogue done" in log, log
         assert b"PAGENT-" not in log  # the node program's records never reach the log
     assert not marked(mark)
+    # Nothing of a Ray task lives on this machine: clean has nothing to remove, every branch stays.
+    cleaned = pagent("clean", plan)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert git(repo, "rev-parse", found["a"]["branch"]).strip() == pin_of(repo, view["run_id"], "a")
+
+
+def pin_of(repo: Path, run_id: str, task: str, attempt: int = 1) -> str:
+    return git(repo, "rev-parse", f"refs/pagent/{run_id}/{task}/{attempt}").strip()
+
+
+def test_preflight_runs_on_the_cluster(tmp_path: Path, repo: Path, ray_head: RayHead, mark: str) -> None:
+    """An agent with ``preflight = true``: its ``--version`` and the one-line prompt run as jobs
+    of their own (no workspace, no resource), and the version recorded is the node's."""
+    plan = ray_plan(
+        tmp_path, repo, ray_head, {"p": {"agent": "task", "prompt": ["commit p.txt p"]}}, mark=mark
+    )
+    plan.write_text(plan.read_text().replace("[agents.task]\n", "[agents.task]\npreflight = true\n"))
+    done = run(plan, timeout=240)
+    assert done.returncode == 0, done.stderr
+    view = status_json(plan)
+    assert view["agent_version"] == f"task: Python {sys.version.split()[0]}", view["agent_version"]
+    assert tasks_by_id(plan)["p"]["state"] == "succeeded"
 
 
 class JobWatch:
