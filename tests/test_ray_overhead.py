@@ -8,7 +8,8 @@ calls them. Measured per attempt:
 - *end to exit*: from the agent's last line (the time it printed) to ``wait`` returning;
 - *end to result*: ... to ``finish`` returning (on Ray: the node program's auto-commit and push
   are done, its RESULT record read);
-- *attempt*: ``begin`` to ``collect`` returned (the commit home in the plan's repository).
+- *attempt*: ``begin`` to ``collect`` returned (the commit home in the plan's repository);
+- *stop to exit*: a sleeping agent (another task) stopped once it printed: ``stop`` to ``wait``.
 
 The medians are written to ``ray-overhead.json`` in the test's directory and printed (``-s``);
 the asserted bounds are loose (a loaded 2-core machine): they catch a broken stream, not a slow one.
@@ -21,6 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +104,37 @@ async def measure(executor: Executor, repo: Path, where: Path, uid: str) -> list
                 "end_to_exit": exited - ended,
                 "end_to_result": finished - ended,
                 "attempt": time.monotonic() - begin,
+                "stop_to_exit": await stopped(executor, spec, attempt + 100),
             }
         )
     return times
+
+
+async def stopped(executor: Executor, spec: AttemptSpec, attempt: int) -> float:
+    """An agent that sleeps, stopped once it runs: seconds from ``stop`` to ``wait`` returning."""
+    assert spec.workspace is not None
+    await executor.begin(spec.workspace, None)  # the remote's branch where the last attempt left it
+    key = AttemptKey(spec.key.plan, spec.key.run_id, "stop", attempt)
+    sleeper = replace(
+        spec, key=key, argv=(sys.executable, "-c", "print('up', flush=True); import time; time.sleep(60)")
+    )
+    up = anyio.Event()
+    seen = bytearray()
+
+    def on_output(data: bytes, stream: Stream) -> None:
+        seen.extend(data)
+        if b"up" in seen:
+            up.set()
+
+    async with executor.start(sleeper, on_output) as handle:
+        with anyio.fail_after(60):
+            await up.wait()
+        asked = time.monotonic()
+        await handle.stop(1.0)
+        await handle.wait()
+        took = time.monotonic() - asked
+        await handle.finish(1.0)
+    return took
 
 
 def medians(times: list[dict[str, float]]) -> dict[str, float]:
