@@ -465,3 +465,25 @@ def test_done_when_six_tasks_in_two_waves_through_a_sigkill(
     assert [h["reason"] for h in found["d"]["history"]] == ["interrupted", "ok"]
     assert not marked(mark)
     assert not [s for s in plan_jobs(ray_head, plan).values() if s in ("RUNNING", "PENDING")]
+
+
+def test_a_prompt_too_large_for_a_command_line_travels_through_git(
+    tmp_path: Path, repo: Path, ray_head: RayHead, mark: str
+) -> None:
+    """Ray runs a job's command through ``sh -c`` (one argument: at most 128 KiB): a 400 KB
+    prompt file that does not compress reaches the agent whole, its spec carried as a blob on the
+    remote."""
+    noise = hashlib.sha256(b"seed").hexdigest()
+    filler = "".join(hashlib.sha256(f"{noise}{i}".encode()).hexdigest() for i in range(6000))
+    prompt = tmp_path / "plans" / "big.md"
+    prompt.parent.mkdir(parents=True, exist_ok=True)
+    prompt.write_text(f"commit big.txt done\nnoise {filler}\n")
+    plan = ray_plan(tmp_path, repo, ray_head, {"big": {"agent": "task", "prompt_file": "big.md"}}, mark=mark)
+    done = run(plan, timeout=240)
+    assert done.returncode == 0, done.stderr
+    task = tasks_by_id(plan)["big"]
+    size = len(Path(task["history"][0]["log"]).read_bytes())
+    assert f"prompt of {prompt.stat().st_size} bytes" in Path(task["log"]).read_text(), size
+    assert branch_file(repo, task["branch"], "big.txt") == "done\n"
+    origin = tmp_path / "origin.git"
+    assert git(origin, "for-each-ref", "--format=%(objecttype)", "refs/pagent-specs/").split() == ["blob"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,3 +287,16 @@ def push(
         error = "git push: " + ("; ".join(rejected) if rejected else _last_line(code, out, err))
     forced = done.get(f"refs/heads/{branch}") == "+"
     return PushResult(branch_ok, pin_ok, forced, error)
+
+
+def fetch_blob(remote: str, ref: str, sha: str, timeout: float) -> bytes:
+    """The blob ``sha`` that ``ref`` names on ``remote`` (a spec too large for a command line),
+    fetched into a repository of its own that is removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="pagent-spec-") as scratch:
+        where = Path(scratch)
+        git(["init", "--quiet", "--bare", str(where)], where)
+        git(["fetch", "--quiet", "--no-tags", "--", remote, ref], where, timeout)
+        code, out, err = run(["cat-file", "blob", sha], where)
+        if code != 0:
+            raise NodeGitError(f"git cat-file: {_last_line(code, out, err)}")
+        return out.encode()

@@ -2,7 +2,10 @@
 
 The supervisor describes one attempt as a ``NodeSpec`` and passes it to ``ray_node`` on the
 node's command line (``encode_spec``: zlib-compressed JSON in base64url, split into arguments
-below Linux's 128 KiB limit per argument) or as a path to a JSON file. The node program answers
+below Linux's 128 KiB limit per argument) or as a path to a JSON file. Ray runs a job's
+entrypoint through a shell (``sh -c``: the whole command one argument, so at most 128 KiB), so a
+spec too large for that (a prompt of some hundred KB) travels through git instead: a blob the
+supervisor pushed to the remote, named on the command line as ``--git URL REF SHA``. The node program answers
 with *records* in its output, between the agent's own bytes:
 
     PAGENT-START[<nonce>] {"node": ..., "pid": ..., "t": ...}\\n             (first, before git)
@@ -243,6 +246,11 @@ def decode_spec(args: Sequence[str]) -> NodeSpec:
                 raw = zlib.decompress(raw)
             except zlib.error as error:
                 raise SpecError(f"invalid compressed spec: {error}") from None
+    return spec_from_json(raw)
+
+
+def spec_from_json(raw: bytes) -> NodeSpec:
+    """The spec in ``raw`` (``NodeSpec.to_json``'s bytes); ``SpecError`` with one line if bad."""
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -33,7 +33,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,7 +44,15 @@ from supervisor.launch import proctree
 from supervisor.launch.node_spec import NodeSpec
 from supervisor.launch.ray_admission import Admission
 from supervisor.launch.ray_handle import RayHandle
-from supervisor.launch.ray_jobs import STOP_WAIT_MARGIN, RayJobs, cluster_usage, plan_prefix, submission_id
+from supervisor.launch.ray_jobs import (
+    ENTRYPOINT_LIMIT,
+    STOP_WAIT_MARGIN,
+    RayJobs,
+    cluster_usage,
+    entrypoint,
+    plan_prefix,
+    submission_id,
+)
 from supervisor.plan.executor import password_problem
 from supervisor.plan.model import ExecutorConfig
 from supervisor.seam import (
@@ -78,6 +86,9 @@ class RemoteWorkspaces(Protocol):
     async def collect(
         self, workspace: Workspace, request: CollectRequest, report: Mapping[str, Any] | None
     ) -> Facts: ...
+
+    async def carry(self, data: str, ref: str) -> str:
+        """``data`` as a blob at ``ref`` on the remote; its sha."""
 
 
 @dataclass(frozen=True)
@@ -202,12 +213,25 @@ class RayExecutor:
                     self._nodes[where] = handle.node_id
 
     async def _submit(self, jobs: RayJobs, job: _Job) -> str:
+        """Submit ``job``; a spec too large for a command line (Ray runs it through ``sh -c``)
+        travels as a blob on the remote (``refs/pagent-specs/<run>/<task>/<attempt>-<mode>``),
+        the command naming it."""
+        args = None
+        if len(entrypoint(job.spec, self._config.python).encode()) > ENTRYPOINT_LIMIT:
+            spec = job.spec
+            ref = f"refs/pagent-specs/{spec.run_id}/{spec.task_id}/{spec.attempt}-{spec.mode}"
+            try:
+                sha = await self._workspaces.carry(replace(spec, env={}).to_json(), ref)
+            except GitError as exc:
+                raise OSError(f"cannot push the attempt's spec to the remote: {exc}") from None
+            args = ["--git", self._url, ref, sha]
         return await jobs.submit(
             job.spec,
             resources=job.resources,
             python=self._config.python,
             start_timeout=self._config.start_timeout,
             sid=job.sid,
+            spec_args=args,
         )
 
     async def _job_for(self, spec: AttemptSpec, jobs: RayJobs) -> _Job:

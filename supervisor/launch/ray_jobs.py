@@ -108,9 +108,13 @@ def plan_prefix(plan_uid: str, run_id: str | None = None) -> str:
     return f"pagent-{plan_uid}-" + (f"{run_id}-" if run_id else "")
 
 
-def entrypoint(spec: NodeSpec, python: str = "python3") -> str:
-    """The shell command Ray runs for ``spec``: the node program with the encoded spec."""
-    argv = [python, "-m", "supervisor.launch.ray_node", *encode_spec(spec)]
+ENTRYPOINT_LIMIT = 120_000  # bytes: Ray hands the entrypoint to ``sh -c`` as one argument (128 KiB)
+
+
+def entrypoint(spec: NodeSpec, python: str = "python3", args: list[str] | None = None) -> str:
+    """The shell command Ray runs for ``spec``: the node program with the encoded spec (or
+    ``args`` instead: ``--git URL REF SHA`` for one too large, see ``node_spec``)."""
+    argv = [python, "-m", "supervisor.launch.ray_node", *(args if args is not None else encode_spec(spec))]
     return shlex.join(argv)
 
 
@@ -180,17 +184,21 @@ class RayJobs:
         python: str = "python3",
         start_timeout: float = START_TIMEOUT,
         sid: str | None = None,
+        spec_args: list[str] | None = None,
     ) -> str:
         """Submit ``spec``'s attempt (as ``sid``, default ``submission_id`` of it); its submission
         id. Submitting the same id again returns the id of the job already there.
-        ``spec.env`` travels in ``runtime_env.env_vars`` only."""
+        ``spec.env`` travels in ``runtime_env.env_vars`` only; ``spec_args`` replace the encoded
+        spec on the command line (``entrypoint``). ``RayError`` when the command is too long."""
         sid = sid or submission_id(spec.plan_uid, spec.run_id, spec.task_id, spec.attempt)
         if spec.not_after is None:
             spec = replace(spec, not_after=round(time.time() + start_timeout, 3))
         overlay = dict(spec.env)
         stop_wait = math.ceil(spec.kill_grace + spec.stop_budget) + STOP_WAIT_MARGIN
         env_vars = {**overlay, "RAY_JOB_STOP_WAIT_TIME_S": str(stop_wait)}
-        command = entrypoint(replace(spec, env={}), python)
+        command = entrypoint(replace(spec, env={}), python, spec_args)
+        if len(command.encode()) > ENTRYPOINT_LIMIT:
+            raise RayError(f"the job's command is {len(command) // 1024} KiB: more than Ray can run")
         metadata = {
             "pagent_plan": spec.plan_uid,
             "pagent_run": spec.run_id,

@@ -1,6 +1,7 @@
 """The program each attempt's Ray job runs on its node: ``python -m supervisor.launch.ray_node SPEC``.
 
-``SPEC`` is ``node_spec.encode_spec``'s arguments or a path to a JSON file (``NodeSpec``). The
+``SPEC`` is ``node_spec.encode_spec``'s arguments, a path to a JSON file (``NodeSpec``), or
+``--git URL REF SHA``: the spec as a blob on a git remote (one too large for a command line). The
 program
 
 1. forks a *worker* into a session of its own, which makes itself a child subreaper and asks
@@ -41,11 +42,13 @@ import select
 import signal
 import sys
 
-from supervisor.launch.node_spec import NodeSpec, SpecError, decode_spec
+from supervisor.launch import node_git
+from supervisor.launch.node_spec import NodeSpec, SpecError, decode_spec, spec_from_json
 from supervisor.launch.node_worker import STOP_SIGNALS, Worker
 
 EXIT_SPEC = 2
 EXIT_CRASH = 70  # EX_SOFTWARE: a bug in the node program (its result record says which)
+FETCH_TIMEOUT = 300.0  # for a spec that travels through git
 
 
 def _shim(spec: NodeSpec) -> int:
@@ -90,8 +93,15 @@ def _shim(spec: NodeSpec) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: decode the spec (one line and exit 2 if it is bad), run the attempt."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        spec = decode_spec(sys.argv[1:] if argv is None else argv)
+        if args[:1] == ["--git"] and len(args) == 4:  # a spec too large for a command line
+            spec = spec_from_json(node_git.fetch_blob(args[1], args[2], args[3], FETCH_TIMEOUT))
+        else:
+            spec = decode_spec(args)
+    except node_git.NodeGitError as error:
+        print(f"pagent ray_node: cannot fetch the spec: {error}", file=sys.stderr)
+        return EXIT_SPEC
     except SpecError as error:
         print(f"pagent ray_node: bad spec: {error}", file=sys.stderr)
         return EXIT_SPEC

@@ -20,6 +20,8 @@ that, each call a coroutine whose git dies when its await is cancelled:
   marker, the auto-commit, uncommitted work) come from its report. When nothing came back, the
   branch's commit is pinned all the same and ``GitError`` says why. When it returns, the
   commits are home.
+- ``carry``: a blob pushed to a ref of the remote (a Ray job's spec too large for its command
+  line, under ``refs/pagent-specs/``).
 
 Network calls (``ls-remote``, ``fetch``, ``push``) are bounded by ``NET_TIMEOUT`` and run with
 the runner's guarantees (no prompt, no hook). The remote is always given by URL.
@@ -115,6 +117,20 @@ class RemoteBranches:
     ) -> Facts:
         """The attempt's pins fetched and the branch set to them; the facts."""
         return await in_thread(collect, workspace, request, await self.url(), report)
+
+    async def carry(self, data: str, ref: str) -> str:
+        """``data`` as a blob at ``ref`` on the remote; its sha."""
+        return await in_thread(carry, self._repo, await self.url(), data, ref)
+
+
+def carry(repo: Path, url: str, data: str, ref: str) -> str:
+    """``data`` written as a blob (into ``repo``'s objects) and pushed to ``ref`` on the remote;
+    its sha. For what is too large to hand a Ray job on its command line."""
+    sha = git(["hash-object", "-w", "--stdin"], repo, stdin=data).strip()
+    done = run_git(["push", "--quiet", "--no-verify", "--", url, f"+{sha}:{ref}"], repo, timeout=NET_TIMEOUT)
+    if done.code != 0:
+        raise GitError(f"git push of {ref}: {done.last_line()}")
+    return sha
 
 
 def prepare(request: WorkspaceRequest, url: str) -> Workspace:

@@ -28,10 +28,12 @@ from _daemon import spawn, write_atomic
 
 task, attempt = os.environ["PAGENT_TASK_ID"], int(os.environ["PAGENT_ATTEMPT"])
 where = Path(os.environ["RAY_TEST_DIR"])
-lines = [line.split(" ", 2) for line in sys.stdin.read().splitlines() if line.strip()]
+prompt = sys.stdin.read()
+lines = [line.split(" ", 2) for line in prompt.splitlines() if line.strip()]
 write_atomic(where / f"{task}.{attempt}.pid", str(os.getpid()))
 print(f"agent {task} attempt {attempt} in {Path.cwd()}", flush=True)
 print(f"agent {task} attempt {attempt} on stderr", file=sys.stderr, flush=True)
+print(f"prompt of {len(prompt.encode())} bytes", flush=True)
 for action, *args in lines:
     if action in ("commit", "write"):
         path = Path(args[0])
