@@ -78,8 +78,7 @@ class NodeSpec:
     kill_grace: float = 10.0
     done_marker: str | None = None
     auto_commit: bool = True
-    verify: tuple[str, ...] = ()
-    verify_timeout: float = 3600.0
+    verify_timeout: float = 3600.0  # the bound of mode verify (``argv`` is the verify command)
     git_timeout: float = 300.0  # each network git call (fetch, push); local calls get 60 s
     stop_budget: float = 60.0  # after a stop: time left for auto-commit and push
     sample_interval: float = 10.0  # 0: no PAGENT-SAMPLE records
@@ -132,7 +131,6 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "kill_grace": (int, float),
     "done_marker": (str, type(None)),
     "auto_commit": bool,
-    "verify": list,
     "verify_timeout": (int, float),
     "git_timeout": (int, float),
     "stop_budget": (int, float),
@@ -172,9 +170,6 @@ def spec_from_dict(data: Mapping[str, Any]) -> NodeSpec:
         raise SpecError(f"nonce: expected 8 to 64 lowercase hex digits, got {data['nonce']!r}")
     if not data["argv"] or not all(isinstance(a, str) for a in data["argv"]):
         raise SpecError(f"argv: expected a non-empty list of strings, got {data['argv']!r}")
-    verify = data.get("verify", [])
-    if not all(isinstance(a, str) for a in verify):
-        raise SpecError(f"verify: expected a list of strings, got {verify!r}")
     env = data.get("env", {})
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise SpecError("env: expected a table of strings")
@@ -196,7 +191,6 @@ def spec_from_dict(data: Mapping[str, Any]) -> NodeSpec:
         raise SpecError(f"home: expected a plain name, got {home!r}")
     values = {k: v for k, v in data.items() if k != "version"}
     values["argv"] = tuple(data["argv"])
-    values["verify"] = tuple(verify)
     values["env"] = dict(env)
     values["files"] = dict(files)
     return NodeSpec(**values)

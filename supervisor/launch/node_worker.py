@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from supervisor.launch import node_agent, node_git, node_proc
+from supervisor.launch import node_after, node_agent, node_git, node_proc
 from supervisor.launch.node_agent import say, write
 from supervisor.launch.node_spec import NodeSpec, record
 
@@ -64,7 +64,6 @@ class Worker:
             "marker": None,
             "auto_committed": False,
             "dirty": False,
-            "verify_exit": None,
             "leftovers": 0,
             "error": None,
             "phase": None,
@@ -130,7 +129,7 @@ class Worker:
         return self._attempt(repo, task_dir)
 
     def _attempt(self, repo: Path, task_dir: Path) -> int:
-        """The attempt mode: workspace, agent, after-steps (marker, auto-commit, verify, push)."""
+        """The attempt mode: workspace, agent, after-steps (marker, auto-commit, push)."""
         started = time.monotonic()
         spec = self.spec
         try:
@@ -147,9 +146,8 @@ class Worker:
             return self._finish(EXIT_SETUP, "setup", str(error))
         self.result.update(continued=checkout.continued, tip_before=checkout.tip)
         self.seconds["setup"] = round(time.monotonic() - started, 3)
-        marker = repo / spec.done_marker if spec.done_marker else None
-        if marker is not None:
-            marker.unlink(missing_ok=True)
+        if spec.done_marker:
+            (repo / spec.done_marker).unlink(missing_ok=True)
         if self._stopping():  # stopped before the agent ran: nothing to save, nothing to push
             return self._finish(
                 128 + signal.SIGTERM, "setup", f"stopped before the agent started ({self.stop_cause})"
@@ -159,7 +157,15 @@ class Worker:
             spec.argv, repo, repo, prompt, cache_root(spec), sample_every=spec.sample_interval
         )
         after = time.monotonic()
-        self._after(repo, marker, checkout, code)
+        node_after.after_attempt(
+            spec,
+            repo,
+            checkout,
+            reason=self._reason(code),
+            result=self.result,
+            stopping=self._stopping,
+            fail=self._fail,
+        )
         self.seconds["after"] = round(time.monotonic() - after, 3)
         return self._finish(code if code is not None else 128 + signal.SIGTERM)
 
@@ -290,64 +296,6 @@ class Worker:
         """Record the attempt's first error and the phase it happened in."""
         if self.result["error"] is None:
             self.result.update(error=error, phase=phase)
-
-    def _after(self, repo: Path, marker: Path | None, checkout: node_git.Checkout, code: int | None) -> None:
-        """Marker, auto-commit, verify, push: what needs the files, within the stop budget."""
-        spec = self.spec
-        deadline = time.monotonic() + spec.stop_budget
-        exclude = [spec.done_marker] if spec.done_marker else []
-        try:
-            if marker is not None:
-                self.result["marker"] = marker.exists()
-                marker.unlink(missing_ok=True)
-            if spec.auto_commit and node_git.head(repo) is not None:
-                message = f"pagent: work left uncommitted by {spec.task_id}, attempt {spec.attempt} "
-                message += f"({self._reason(code)})"
-                self.result["auto_committed"] = node_git.auto_commit(repo, message, exclude)
-            self.result["dirty"] = node_git.dirty(repo, exclude)
-            if spec.verify and code == 0 and not self._stopping() and self.result["marker"] is not False:
-                self.result["verify_exit"] = self._verify(repo)
-        except (node_git.NodeGitError, OSError) as error:
-            self._fail("after", str(error))
-        head = node_git.head(repo)
-        branch_head = node_git.branch_commit(repo, spec.branch)
-        on_branch = head is not None and head == branch_head
-        self.result.update(head=head, branch_head=branch_head, on_branch=on_branch)
-        if branch_head is not None:
-            self.result["rewritten"] = not node_git.is_ancestor(repo, checkout.tip, branch_head)
-        timeout = spec.git_timeout
-        if self._stopping():
-            timeout = max(1.0, min(timeout, deadline - time.monotonic()))
-        try:
-            pushed = node_git.push(
-                repo,
-                spec.remote,
-                branch=spec.branch,
-                branch_commit=branch_head,
-                pin_ref=spec.pin_ref,
-                pin_commit=head,
-                expected=checkout.remote_tip,
-                force=spec.force_push,
-                timeout=timeout,
-            )
-        except node_git.NodeGitError as error:
-            self.result.update(pushed_branch=False, pushed_pin=False, forced=False)
-            self._fail("push", str(error))
-            return
-        self.result.update(pushed_branch=pushed.branch, pushed_pin=pushed.pin, forced=pushed.forced)
-        if pushed.error:
-            self._fail("push", pushed.error)
-
-    def _verify(self, repo: Path) -> int | None:
-        """Run ``verify`` in the agent's directory, bounded; its exit code (124: timed out,
-        127: cannot start, ``None``: stopped by a stop of the attempt). Its EXIT record is
-        written as the verify's, after the agent's."""
-        spec = self.spec
-        say(f"verify: {' '.join(spec.verify)}")
-        saved = {k: self.result[k] for k in ("exit_code", "signal", "leftovers")}
-        code = self._program(spec.verify, repo, repo, None, cache_root(spec), deadline=spec.verify_timeout)
-        self.result.update(saved)  # the attempt's outcome is the agent's
-        return code
 
     def crashed(self, error: BaseException) -> None:
         """After an unexpected exception: stop everything below, print the result saying so."""

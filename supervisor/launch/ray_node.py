@@ -10,23 +10,30 @@ program
    SIGTERM itself. Ray's head SIGKILLs the job's process group when it goes down; the worker,
    outside that group, sees its shim die and cleans up like after a stop;
 2. takes the task's workspace lock, fetches into the node-local clone cached between attempts
-   and checks out the task branch (``node_git.prepare``);
+   and checks out the task branch (``node_git.prepare``), which on the remote must be exactly
+   where the spec says pagent put it (``expect_remote``);
 3. writes the prompt to a file and runs the agent with it as stdin, in the workspace (or its
-   ``workdir``), with the node's environment plus the spec's overlay and ``PAGENT_*``. The
-   agent writes straight to this program's stdout (stderr merged): that file is the job log;
+   ``workdir``), with the node's environment plus the spec's overlay and ``PAGENT_*``
+   (``node_agent``). The agent's stdout goes straight to this program's stdout, which is the
+   job log; its stderr in ERR records;
 4. on the agent's exit, on SIGTERM (Ray's ``stop_job``) or when the shim dies, stops every
-   remaining descendant, adopted orphans and setsid daemons included (``node_proc``);
-5. then: the done marker (checked and removed), the auto-commit, ``verify`` (only after an
-   exit 0 that was not stopped; bounded), the push of the branch and the pinned ref
-   ``refs/pagent/<run>/<task>/<attempt>``. The branch only moves forward, unless the spec says
-   it is pagent's own (``force_push``: pagent created it for this run, nobody else works on it),
-   where an agent's rewritten history replaces it with ``--force-with-lease`` against the tip
-   fetched at the start: never over someone else's push, and the commits replaced stay
-   reachable through the previous attempt's pinned ref. The pin always lands, so no commit of
-   an attempt is ever unreachable;
+   remaining descendant, adopted orphans and setsid daemons included (``node_proc``), and says
+   how the agent ended (EXIT);
+5. then: the done marker (checked and removed), the auto-commit, the push of the branch and the
+   attempt's pins (``refs/pagent/<run>/<task>/<attempt>``, ``-head`` for a HEAD elsewhere). The
+   branch only moves forward, unless the spec says it is pagent's own (``force_push``: pagent put
+   it there for this run, nobody else works on it), where an agent's rewritten history replaces
+   it with ``--force-with-lease`` against the tip fetched at the start: never over someone
+   else's push, and the commits replaced stay reachable through the previous attempt's pinned
+   ref. The pins always land (and are kept in the node's clone too), so no commit of an attempt
+   is ever unreachable;
 6. prints ``PAGENT-RESULT[<nonce>] {json}`` as its last line, after a ``PAGENT-START`` record as
    its first and ``PAGENT-SAMPLE`` records every ``sample_interval`` seconds while the agent
    runs (``node_spec``).
+
+Mode ``verify`` runs the task's verify command instead (steps 2 and 5 replaced by putting the
+cached workspace at the commit that came home, keeping its ignored files when it is already
+there); mode ``scratch`` runs a command in a fresh directory of its own, without git.
 
 Exit code: the agent's (128 + N when a signal ended it), 2 for an unreadable spec, 3 when the
 workspace could not be prepared (or the job started after ``not_after``), 70 for a bug. The
