@@ -29,12 +29,13 @@ What an executor must guarantee (the contract; the engine's promises rest on it)
 - **Files are made where the agent runs.** Before the agent starts, the executor gives the
   attempt a fresh private directory of its own (mode 0700) where the agent runs and writes
   ``AttemptSpec.files`` into it (relative paths, parent directories made, mode 0600): the
-  config files an agent kind needs (a Gemini ``settings.json``, an opencode config). In env
-  values, ``ATTEMPT_DIR`` (``{attempt_dir}``) is replaced by that directory's path and
-  ``AGENT_HOME`` (``{agent_home}``) by a directory the executor keeps for ``AttemptSpec.home``
-  (an agent's name) across attempts and runs, made (0700) when first named; nothing else in
-  the environment is rewritten. The attempt's directory is removed when the attempt ends
-  (nothing in it is needed afterwards: the log has the output); the kept one never is.
+  config files an agent kind needs (a Gemini ``settings.json``, an opencode config, a Codex
+  output schema). In env values and argv elements, ``ATTEMPT_DIR`` (``{attempt_dir}``) is
+  replaced by that directory's path; in env values, ``AGENT_HOME`` (``{agent_home}``) by a
+  directory the executor keeps for ``AttemptSpec.home`` (an agent's name) across attempts and
+  runs, made (0700) when first named; nothing else in the argv or the environment is
+  rewritten. The attempt's directory is removed when the attempt ends (nothing in it is needed
+  afterwards: the log has the output); the kept one never is.
   ``PWD`` is the agent's working directory (as a shell would set it) unless the overlay says
   otherwise.
 - **Commits are home when facts are reported.** When ``collect`` returns, every commit of the
@@ -55,6 +56,13 @@ What an executor must guarantee (the contract; the engine's promises rest on it)
   pagent recorded for it (``WorkspaceRequest.expect``).
 - **Exit says OOM.** ``Exit.oom`` is true when the executor knows the main process was killed
   by the out-of-memory killer.
+- **Told in advance, for work out of reach.** ``AttemptSpec.steps`` carries what the engine
+  will later ask of the attempt's workspace (the done marker, auto-commit) and the times of its
+  stop and watch, so that an executor whose workspace is out of the supervisor's reach once
+  the attempt ends (a remote node) can run those steps there first; ``AttemptSpec.verify``
+  marks the ``start`` that runs the task's ``verify`` in the workspace the attempt left. A
+  ``Sample`` with ``starting`` says the agent itself has not started yet (the executor is
+  still getting it a place to run): that silence is not a stall.
 - **Confinement holds where it runs.** An ``AttemptSpec`` (and a ``CollectRequest``) with a
   ``Confinement`` runs, with everything it starts, where it can write only its workspace and
   the paths the confinement names, with the plan's repository read-only (and no network when
@@ -73,7 +81,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-ATTEMPT_DIR = "{attempt_dir}"  # in AttemptSpec.env values: the attempt's own directory
+ATTEMPT_DIR = "{attempt_dir}"  # in AttemptSpec.env values and argv: the attempt's own directory
 AGENT_HOME = "{agent_home}"  # in AttemptSpec.env values: the kept directory of AttemptSpec.home
 
 
@@ -173,6 +181,18 @@ class Begun:
 
 
 @dataclass(frozen=True)
+class AttemptSteps:
+    """What an attempt's executor is told in advance (see the module docstring): the steps the
+    engine will ask of its workspace afterwards, as ``CollectRequest`` will carry them, and the
+    times its stop sequence and its watch use."""
+
+    marker: str | None = None  # the done marker's path in the workspace
+    auto_commit: bool = True
+    kill_grace: float = 10.0  # seconds between SIGTERM and SIGKILL
+    sample_every: float = 5.0  # seconds between the watchdog's looks at the attempt
+
+
+@dataclass(frozen=True)
 class AttemptSpec:
     """Everything needed to start one attempt, independent of where it runs."""
 
@@ -185,6 +205,8 @@ class AttemptSpec:
     files: Mapping[str, bytes] = field(default_factory=dict)  # into the attempt's own directory
     home: str | None = None  # names the agent's kept directory ({agent_home} in env values)
     confinement: Confinement | None = None  # None: the attempt runs with the user's every right
+    steps: AttemptSteps | None = None  # told in advance (None: nothing, as for a preflight)
+    verify: bool = False  # runs the task's verify where the attempt ran, after its checks
 
     @property
     def run_id(self) -> str:
@@ -234,6 +256,7 @@ class Sample:
     cpu_seconds: float
     rss: int
     procs: int
+    starting: bool = False  # the agent has not started yet: the executor is still setting up
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+# The one loopback Ray head of a test session (one head, whichever modules use it).
+from tests.ray_head import ray_head_fixture  # noqa: F401
+
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "pagent tests",
     "GIT_AUTHOR_EMAIL": "tests@pagent.invalid",

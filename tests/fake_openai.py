@@ -14,12 +14,20 @@
 
 Any other request (``GET /v1/models`` and the like) gets an empty success.  Errors are OpenAI's
 ``{"error": {"message", "type", "code"}}`` bodies.
+
+Structured answers (`structured_output`): Codex with ``--output-schema FILE`` asks the Responses
+API for a final answer in the schema (``text.format = {"type": "json_schema", "strict": true,
+"name": "codex_output_schema", "schema": ...}``), and the model's answer is then the JSON text
+of an ordinary ``output_text``.  A `StructuredReply` is that text, served only to a request that
+asked for a ``json_schema`` format; a request that did not gets a 400 (a model without the
+format would answer in prose), so a CLI that dropped the schema fails where it happened.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tests.fake_http import (
@@ -48,6 +56,26 @@ _ERROR_TYPES = {
 }
 _ERROR_CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
 SCRIPT_EXHAUSTED = ErrorReply(400, "fake_openai: the script has no more replies")
+NO_FORMAT = ErrorReply(
+    400, "fake_openai: a structured answer was scripted, but no json_schema format was asked for"
+)
+
+
+@dataclass(frozen=True)
+class StructuredReply(TextReply):
+    """A final answer whose text is JSON in the schema the request's ``text.format`` names."""
+
+
+def structured_output(**fields: object) -> StructuredReply:
+    """The final answer of an ``--output-schema`` run: the JSON object ``fields`` as its text."""
+    return StructuredReply(json.dumps(fields))
+
+
+def asked_format(body: JsonObject) -> JsonObject | None:
+    """The ``json_schema`` format a Responses request asked for (``text.format``), or None."""
+    text = body.get("text")
+    found = text.get("format") if isinstance(text, dict) else None
+    return found if isinstance(found, dict) and found.get("type") == "json_schema" else None
 
 
 def _route(path: str) -> str:
@@ -79,6 +107,8 @@ class OpenAIProtocol:
         """The SSE stream for `reply` in the protocol the path names."""
         model = str(body.get("model", "fake-model"))
         if _route(path).endswith("/responses"):
+            if isinstance(reply, StructuredReply) and asked_format(body) is None:
+                return self.error(NO_FORMAT)
             return stream_answer(list(_responses_events(reply, model, ids)))
         if body.get("stream") is False:
             return json_answer(_chat_message(reply, model, ids))

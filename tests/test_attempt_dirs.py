@@ -5,6 +5,8 @@ An attempt's ``files`` are written into a private directory of its own before th
 kept one, ``PWD`` is its working directory, and the attempt's directory is gone once the attempt
 ends while the kept one stays (what the agent wrote there too). ``version`` fills the same
 placeholders, so a CLI that writes its state even for ``--version`` writes it there.
+``{attempt_dir}`` in the argv names the same directory (a file given on the command line),
+with and without the sandbox.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from supervisor.launch.local import LocalExecutor
-from supervisor.seam import AGENT_HOME, ATTEMPT_DIR, AttemptKey, AttemptSpec, Stream
+from supervisor.launch.sandbox import sandbox_problem
+from supervisor.seam import AGENT_HOME, ATTEMPT_DIR, AttemptKey, AttemptSpec, Confinement, Stream
 from supervisor.workspace.local import Worktrees
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
@@ -129,3 +132,40 @@ async def test_version_fills_the_placeholders(tmp_path: Path) -> None:
     found = await executor.version([str(script)], {"STATE": AGENT_HOME}, "agent-b")
     assert found == f"cli 1.2.3 {homes / 'agent-b'}"
     assert (homes / "agent-b" / "by-version").exists()
+
+
+# The agent: reads the file its argv names and says where it is.
+ARGV_PROBE = """
+import json, pathlib, stat, sys
+path = pathlib.Path(sys.argv[2])
+print(json.dumps({"flag": sys.argv[1], "schema": path.read_text(), "where": str(path.parent),
+                  "mode": stat.S_IMODE(path.stat().st_mode), "plain": sys.argv[3]}))
+"""
+
+
+@pytest.mark.parametrize("confined", [False, True], ids=["plain", "sandboxed"])
+async def test_the_argv_names_the_attempt_directory(tmp_path: Path, confined: bool) -> None:
+    """``{attempt_dir}`` in an argv element (Codex's ``--output-schema FILE``) is the attempt's
+    own directory, made even when no env value names it, and readable inside the sandbox."""
+    if confined and (problem := sandbox_problem()) is not None:
+        if os.environ.get("PAGENT_REQUIRE_SANDBOX") == "1":
+            pytest.fail(f"PAGENT_REQUIRE_SANDBOX=1 but: {problem}")
+        pytest.skip(f"no sandbox on this machine: {problem}")
+    spec = AttemptSpec(
+        key=AttemptKey(f"test-argv-{os.getpid()}-{time.monotonic_ns()}", "r", "t", 1),
+        argv=(sys.executable, "-c", ARGV_PROBE, "--output-schema", f"{ATTEMPT_DIR}/schema.json", "{other}"),
+        env={},
+        cwd=None,  # a scratch directory (under the temp dir, which the sandbox hides otherwise)
+        prompt_file=None,
+        files={"schema.json": b'{"type": "object"}'},
+        confinement=Confinement(read_only=(Path(sys.prefix), Path(sys.base_prefix))) if confined else None,
+    )
+    found = await run(LocalExecutor(Worktrees(), homes=tmp_path / "homes"), spec)
+    assert (found["flag"], found["schema"], found["plain"]) == (
+        "--output-schema",
+        '{"type": "object"}',
+        "{other}",
+    )
+    assert found["mode"] == 0o600
+    assert Path(found["where"]).name.startswith("pagent-attempt-")
+    assert not Path(found["where"]).exists()  # gone with the attempt

@@ -42,6 +42,15 @@ the error Codex was retrying -- for Codex's built-in OpenAI provider, whose retr
 cannot be changed ("Built-in providers cannot be overridden").  A ``turn.failed`` that still
 arrives takes precedence.
 
+Structured results (``--output-schema FILE``, ``supervisor.agents.codex_kind``): Codex asks the
+API for a final answer in the schema's JSON and prints it as the last ``agent_message``'s text;
+that text, parsed as JSON, is the outcome's ``structured_output`` (``None`` when it is no JSON:
+the model answered in prose). The engine reads it only for a task with a ``result_schema``.
+
+Token usage in a resumed thread (``codex exec resume``): ``turn.completed`` reports the
+thread's running total, the earlier attempts' tokens included (measured with 0.169: 1000 in,
+then 1007 after a resumed turn of 7); it is recorded as Codex reports it.
+
 Caveat measured with 0.169: a command the read-only sandbox refuses *quickly* produces no item
 at all (only commands that run for about half a second or more show up as failed), so a
 read-only sandbox can end in a silent success; the kind therefore always passes
@@ -284,6 +293,7 @@ class CodexParser:
             "cached_tokens": self.cached_tokens,
             "api_retries": self.api_retries,
             "result_text": self.last_message[:2000] if self.last_message is not None else None,
+            "structured_output": _json_of(self.last_message),
             "error_text": (
                 self.failure
                 or self.gave_up
@@ -296,6 +306,17 @@ class CodexParser:
             "tool_failures": list(self.tool_failures),
             "warnings": list(self.warnings),
         }
+
+
+def _json_of(text: str | None) -> Any:
+    """The final message as JSON (the structured result of ``--output-schema``), or ``None``
+    when there is none or it is not JSON."""
+    if not text or not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _is_error_body(text: str) -> bool:

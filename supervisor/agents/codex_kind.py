@@ -23,6 +23,23 @@ then stops Codex at its second stream reconnect ("Reconnecting... 2/5"), and ``i
 is refused. ``home = "own"`` sets ``CODEX_HOME`` to a directory pagent keeps for the agent
 (``.pagent/homes/NAME``: sessions, logs, state), without the user's login.
 
+Headless features (``supervisor.agents.base``):
+
+- ``result_schema`` -> ``--output-schema FILE``: the schema is written as a file of the attempt's
+  own directory (``{attempt_dir}/output-schema.json``, filled in by the executor) and Codex sends
+  it to the Responses API as the final answer's format (``text.format``: ``json_schema``,
+  ``strict: true``, named ``codex_output_schema``); the final ``agent_message`` is then that
+  JSON, which the parser reports as ``structured_output``.
+- Resuming: ``codex exec [OPTIONS] resume THREAD -`` continues the thread (the thread id of
+  ``thread.started``, recorded as the attempt's session) with stdin as the new prompt, and the
+  server is sent the whole earlier conversation; the thread keeps its id. The exec options stay
+  before ``resume`` (``resume`` takes no ``-s``: a thread resumed without the exec-level
+  ``-s workspace-write`` runs read-only). Codex cannot be told a thread id before it starts, so
+  ``session_args`` is ``None``: an attempt's session is known once Codex reports it, and a retry
+  (``resume_on_retry``, or a person's answer) continues the latest one it reported. A thread
+  Codex cannot find ends with exit 1 and "no rollout found for thread id" on stderr
+  (``no-result``).
+
 Preflight: the same command plus ``--skip-git-repo-check`` (it runs in a scratch directory),
 with no retries of Codex's own.
 """
@@ -34,12 +51,12 @@ from collections.abc import Sequence
 from types import MappingProxyType
 
 from supervisor.agents import clikind
-from supervisor.agents.base import NO_SETUP, NoHeadless, Notice, Setup
+from supervisor.agents.base import NO_SETUP, Notice, Setup
 from supervisor.agents.codex import CodexParser
 from supervisor.plan.catalog import AgentProblem
 from supervisor.plan.model import AgentSpec, TaskSettings
 from supervisor.reasons import Reason
-from supervisor.seam import AGENT_HOME, AttemptKey, Executor
+from supervisor.seam import AGENT_HOME, ATTEMPT_DIR, AttemptKey, Executor
 
 COMMAND = ("codex", "exec", "--json", "-s", "workspace-write")
 PROVIDER = "pagent"
@@ -47,12 +64,14 @@ API_KEY_ENV = "OPENAI_API_KEY"
 STREAM_MAX_RETRIES = 1
 STREAM_IDLE_TIMEOUT_MS = 300_000
 RECONNECTS = 1  # stream reconnects let through with the built-in provider (Codex: 5)
+SCHEMA_FILE = "output-schema.json"  # the task's result_schema, in the attempt's own directory
 
 
-class CodexKind(NoHeadless):
+class CodexKind:
     """Codex as an agent kind (``kind = "codex"``); see the module docstring."""
 
     name = "codex"
+    resumes = True  # codex exec resume THREAD: an answer continues the thread that asked
     # Its login, config, sessions and logs; with home = "own" CODEX_HOME is the kept directory.
     state_paths = ("${CODEX_HOME:-~/.codex}/",)
     default_preflight = True
@@ -94,28 +113,42 @@ class CodexKind(NoHeadless):
         return None
 
     def argv(self, agent: AgentSpec, settings: TaskSettings, resume: str | None) -> tuple[str, ...]:
-        """The command, the flags from the plan keys, then the agent's and the task's extra args."""
+        """The command, the flags from the plan keys, then the agent's and the task's extra args;
+        with ``resume_on_retry`` and a thread to continue, ``resume THREAD -`` after them all (the
+        exec options must come before the subcommand; ``-``: the prompt is stdin)."""
         flags = _flags(agent, request_retries=clikind.CLI_RETRIES, stream_retries=STREAM_MAX_RETRIES)
-        return (*agent.command, *flags, *agent.extra_args, *settings.extra_args)
+        argv = (*agent.command, *flags, *agent.extra_args, *settings.extra_args)
+        if settings.resume_on_retry and resume:
+            argv = (*argv, "resume", resume, "-")
+        return argv
 
     def setup(self, agent: AgentSpec, settings: TaskSettings) -> Setup:
-        """With ``home = "own"``: ``CODEX_HOME`` is the agent's kept directory."""
-        if clikind.home_of(agent) == "own":
-            return Setup(env={"CODEX_HOME": AGENT_HOME}, home=agent.name)
-        return NO_SETUP
+        """With ``home = "own"``: ``CODEX_HOME`` is the agent's kept directory. With a
+        ``result_schema``: the schema as the attempt's file ``SCHEMA_FILE``."""
+        own = clikind.home_of(agent) == "own"
+        schema = settings.result_schema
+        if not own and schema is None:
+            return NO_SETUP
+        return Setup(
+            env={"CODEX_HOME": AGENT_HOME} if own else {},
+            files={SCHEMA_FILE: schema.encode()} if schema is not None else {},
+            home=agent.name if own else None,
+        )
 
     def parser(self) -> CodexParser:
         return CodexParser(reconnects=RECONNECTS)
 
-    # The headless hooks are stubs for now (``NoHeadless``'s answers): Codex 0.169 can continue a
-    # session (``codex exec resume SESSION``, the thread id of ``thread.started``) and return a
-    # result for a schema (``--output-schema FILE``, the schema written as an attempt file), but
-    # neither is wired yet; until then a task with ``result_schema`` is refused at load for a
-    # Codex agent, and an answer leads its prompt ("A person answered: ...").
+    # -- the headless features (module docstring) -------------------------------------------------
 
-    def structured_output_args(self, schema: str) -> tuple[str, ...] | None:
-        """Not yet (see above): ``--output-schema FILE`` with the schema as an attempt file."""
+    def session_args(self, session_id: str, resume: str | None) -> tuple[str, ...] | None:
+        """``None``: Codex makes its thread id itself (``thread.started``) and takes none; ``argv``
+        resumes the thread an earlier attempt reported."""
         return None
+
+    def structured_output_args(self, schema: str) -> tuple[str, ...]:
+        """``--output-schema FILE``: ``schema`` is the task's ``result_schema``, which ``setup``
+        writes as the attempt's file ``SCHEMA_FILE`` (Codex takes a path, not the JSON text)."""
+        return ("--output-schema", f"{ATTEMPT_DIR}/{SCHEMA_FILE}")
 
     async def preflight(
         self, agent: AgentSpec, executor: Executor, key: AttemptKey, *, max_wait: float, notice: Notice

@@ -118,6 +118,8 @@ async def run_attempt(
                     now = clock.monotonic()
                     sample = handle.sample()
                     if sample is not None:
+                        if sample.starting:  # not the agent's silence: it has not started yet
+                            watchdog.output(now)
                         watchdog.sampled(now, sample.cpu_seconds)
                         cpu_percent = None
                         if previous is not None and now > previous[0]:
@@ -190,7 +192,7 @@ async def run_verify(
     attempt ran, its output appended to the attempt's log; return its exit code. A command that
     cannot start counts as 127, one stopped at its timeout as 124."""
     # The same place, environment and confinement as the attempt: it runs what the agent wrote.
-    verify_spec = replace(spec, argv=tuple(argv), prompt_file=None)
+    verify_spec = replace(spec, argv=tuple(argv), prompt_file=None, verify=True)
     log.note(f"verify: {' '.join(argv)}")
 
     def on_output(data: bytes, stream: Stream) -> None:

@@ -29,9 +29,10 @@ from pathlib import Path
 
 from supervisor.agents.base import AgentKind, state_paths_of
 from supervisor.engine.telemetry import attempt_context
+from supervisor.engine.watchdog import tick_interval
 from supervisor.plan.model import Plan, Task, TaskSettings
 from supervisor.plan.prompts import compose, previous_failure, render
-from supervisor.seam import AttemptKey, AttemptSpec, Confinement, Workspace
+from supervisor.seam import AttemptKey, AttemptSpec, AttemptSteps, Confinement, Workspace
 from supervisor.state.records import AttemptRecord
 
 
@@ -118,6 +119,17 @@ def build_spec(
         files=setup.files,
         home=setup.home,
         confinement=confinement(plan, task.settings, kind) if confined else None,
+        steps=steps(task.settings),
+    )
+
+
+def steps(settings: TaskSettings) -> AttemptSteps:
+    """What the executor is told in advance about an attempt of a task with ``settings``."""
+    return AttemptSteps(
+        marker=settings.done_marker,
+        auto_commit=settings.auto_commit,
+        kill_grace=settings.kill_grace,
+        sample_every=tick_interval(settings.timeout, settings.stall_timeout),
     )
 
 

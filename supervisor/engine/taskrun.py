@@ -310,6 +310,8 @@ class TaskRun:
                 )
             metrics = dict(result.metrics)
             output = metrics.pop("structured_output", None)
+            if settings.result_schema is None:
+                output = None  # a result nobody asked for (Codex's final message read as JSON)
             result, changes_optional = after_agent(settings, result, output, metrics)
             checked = task
             if changes_optional:  # the agent found nothing to do: no change is required

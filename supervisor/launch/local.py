@@ -13,7 +13,8 @@ the same as without the sandbox.
 The agent's environment is this process's environment when the executor was made, ``PWD`` set
 to the agent's working directory, the spec's overlay on top (``{attempt_dir}`` and
 ``{agent_home}`` filled in), then ``PAGENT_COOKIE``, ``PAGENT_PROMPT_FILE`` and
-``PAGENT_WORKTREE``.
+``PAGENT_WORKTREE``; ``{attempt_dir}`` is filled in the argv too (a file named on the command
+line, as Codex's ``--output-schema FILE``).
 
 An attempt's own directory (``AttemptSpec.files``, ``{attempt_dir}``) is a private temporary
 directory (``pagent-attempt-*`` in the system's temp dir), removed when the attempt ends: it
@@ -150,7 +151,7 @@ class LocalExecutor:
     def _attempt_dir(self, spec: AttemptSpec) -> Iterator[Path | None]:
         """The attempt's own directory with ``spec.files`` written into it, while the attempt
         runs; ``None`` when the spec neither has files nor names the directory."""
-        if not spec.files and not any(ATTEMPT_DIR in value for value in spec.env.values()):
+        if not spec.files and not any(ATTEMPT_DIR in value for value in (*spec.env.values(), *spec.argv)):
             yield None
             return
         with tempfile.TemporaryDirectory(prefix="pagent-attempt-") as made:
@@ -181,17 +182,21 @@ class LocalExecutor:
     def _confined(
         self, spec: AttemptSpec, cwd: Path, env: Mapping[str, str], attempt_dir: Path | None
     ) -> Sequence[str]:
-        """``spec.argv``, under bubblewrap when the spec is confined (the attempt's directory,
-        its kept home and a scratch working directory writable too); ``OSError`` if the agent's
-        program cannot be run or the sandbox cannot be built (the attempt: launch-failed)."""
+        """``spec.argv`` with ``{attempt_dir}`` filled in, under bubblewrap when the spec is
+        confined (the attempt's directory, its kept home and a scratch working directory writable
+        too); ``OSError`` if the agent's program cannot be run or the sandbox cannot be built
+        (the attempt: launch-failed)."""
+        argv = spec.argv
+        if attempt_dir is not None:
+            argv = tuple(arg.replace(ATTEMPT_DIR, str(attempt_dir)) for arg in argv)
         if spec.confinement is None:
-            return spec.argv
-        check_executable(spec.argv[0], env, cwd)
+            return argv
+        check_executable(argv[0], env, cwd)
         own = [path for path in (attempt_dir, self._home_of(spec)) if path is not None]
         if spec.cwd is None:
             own.append(cwd)
         try:
-            return wrap(spec.argv, policy_for(spec.confinement, spec.workspace, env, own), cwd)
+            return wrap(argv, policy_for(spec.confinement, spec.workspace, env, own), cwd)
         except (SandboxError, OSError) as exc:
             raise OSError(str(exc)) from None
 

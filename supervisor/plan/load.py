@@ -23,6 +23,7 @@ from supervisor.errors import PlanError
 from supervisor.plan import schema
 from supervisor.plan.across import check_branches, check_dependencies
 from supervisor.plan.catalog import Catalog
+from supervisor.plan.executor import check_remote_tasks, executor_config
 from supervisor.plan.files import PLAN_LIMIT, PROMPT_LIMIT, FileProblem, read_bounded, read_text
 from supervisor.plan.model import RETRYABLE_ON_REQUEST, AgentSpec, Plan, Task, TaskSettings, Wave
 from supervisor.plan.names import TASK_ID, branch_problem, has_control, id_problem, short
@@ -223,6 +224,8 @@ def _build(
         publish = publish_config(table.publish, integrate=table.integrate is not None)
     except ValueError as exc:
         raise PlanError(f"{label}: {exc}") from None
+    executor = executor_config(table.executor, plan_dir, label)
+    check_remote_tasks(waves, executor, label)
     return Plan(
         path=path,
         name=plan_name,
@@ -238,6 +241,7 @@ def _build(
         notify=notify,
         publish=publish,
         order=table.order,
+        executor=executor,
     )
 
 

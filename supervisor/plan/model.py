@@ -1,5 +1,5 @@
 """The plan as frozen dataclasses: agents, task settings, tasks, waves, the hand-off settings
-(``[notify]``, ``[publish]``) and where a plan lives.
+(``[notify]``, ``[publish]``), where attempts run (``[executor]``) and where a plan lives.
 
 Nothing here reads a file or validates anything: ``supervisor.plan.load`` builds these from the
 TOML after checking every key, so code that holds a ``Plan`` can trust every field.
@@ -12,8 +12,9 @@ import functools
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 from supervisor.reasons import Reason
@@ -205,6 +206,24 @@ class PublishConfig:
         return self.enabled and self.pull_request != "none"
 
 
+ExecutorKind = Literal["local", "ray"]
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """``[executor]``: where attempts run. ``local`` (the default): this machine; ``ray``: the
+    Ray cluster at ``address`` (``None``: ``$RAY_ADDRESS``), each attempt a job needing
+    ``resources``, its commits travelling through the git ``remote`` (a remote's name in the
+    repository, or a URL or path every node can reach)."""
+
+    kind: ExecutorKind = "local"
+    address: str | None = None
+    resources: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({"agent_slot": 1.0}))
+    remote: str = "origin"
+    python: str = "python3"  # the Python on every node that has pagent installed
+    start_timeout: float = 120.0  # a job not started this long after its submit runs nothing
+
+
 @dataclass(frozen=True)
 class PlanFile:
     """Where a plan's runs live, known from the plan file's path alone.
@@ -261,6 +280,7 @@ class Plan(PlanFile):
     notify: NotifyConfig = NotifyConfig()
     publish: PublishConfig = PublishConfig()
     order: Order = "longest-first"
+    executor: ExecutorConfig = ExecutorConfig()
 
     @property
     def tasks(self) -> tuple[Task, ...]:

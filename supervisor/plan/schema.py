@@ -134,6 +134,17 @@ class PublishTable(_Strict, frozen=True):
     timeout: Duration = "2m"
 
 
+class ExecutorTable(_Strict, frozen=True):
+    """``[executor]``: where attempts run (this machine, or a Ray cluster)."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+")] | None = None
+    resources: dict[str, Annotated[float, msgspec.Meta(gt=0)]] | None = None
+    remote: NonEmptyStr | None = None
+    python: NonEmptyStr | None = None
+    start_timeout: Duration | None = None
+
+
 class PlanTable(_Strict, frozen=True):
     """The whole plan file."""
 
@@ -149,6 +160,7 @@ class PlanTable(_Strict, frozen=True):
     integrate: IntegrateTable | None = None
     notify: NotifyTable | None = None
     publish: PublishTable | None = None
+    executor: ExecutorTable | None = None
     defaults: SettingsTable = SettingsTable()
     agents: dict[str, AgentTable] = {}
     waves: list[WaveTable] = []

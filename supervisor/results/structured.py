@@ -1,7 +1,8 @@
 """An agent's structured result (``result_schema``) as a verdict on its attempt.
 
 With ``result_schema`` the agent kind asks its CLI for a final JSON object following the schema
-(Claude: ``--json-schema``) and reports it as ``structured_output``. ``judge_result`` applies it
+(Claude: ``--json-schema``; Codex: ``--output-schema FILE``) and reports it as
+``structured_output``. ``judge_result`` applies it
 to an attempt the agent kind judged successful (a failure the kind recognised -- an API error,
 denied tool calls -- stands as it is):
 

@@ -27,6 +27,10 @@ def describe_plan(plan: Plan) -> str:
         f"plan {plan.name}: {len(plan.tasks)} tasks in {len(plan.waves)} waves, jobs = {plan.jobs}, "
         f"order = {plan.order}"
     ]
+    if (executor := plan.executor).kind == "ray":
+        wanted = ", ".join(f"{name}={amount:g}" for name, amount in executor.resources.items())
+        where = executor.address or "$RAY_ADDRESS"
+        lines.append(f"executor: ray at {where}, each attempt needs {wanted}, branches via {executor.remote}")
     for wave in schedule.waves:
         lines.append(
             f"wave {wave.index + 1} {wave.name!r}: expected {eta(order.forecast(plan.jobs, wave.tasks))}"

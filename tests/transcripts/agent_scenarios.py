@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tests.fake_http import ErrorReply, SilentReply, StallReply, TextReply, ToolCallReply
+from tests.fake_openai import structured_output
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -20,6 +21,17 @@ if TYPE_CHECKING:
 
 PROMPT = "Create hello.txt saying hello, then say what you did."
 DONE = TextReply("I created hello.txt.")
+# A result schema as pagent's README writes one (Codex passes it on unchanged, ``strict: true``).
+RESULT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["done", "nothing_to_do", "needs_input", "failed"]},
+        "question": {"type": "string"},
+        "summary": {"type": "string"},
+    },
+    "required": ["status"],
+}
+MISSING_THREAD = "00000000-0000-4000-8000-000000000000"
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,10 @@ class Scenario:
     timeout_s: float = 60.0
     git_repo: bool = True  # the working directory is a git repository
     drop_env: tuple[str, ...] = ()  # variables removed from the launch environment
+    schema: Mapping[str, Any] | None = None  # Codex: given as --output-schema FILE
+    # Codex: a first run against a server of its own with this script; the recorded run resumes
+    # its thread (``resume THREAD``).
+    earlier: Sequence[Reply] = ()
 
 
 def _codex() -> list[Scenario]:
@@ -162,6 +178,51 @@ def _codex() -> list[Scenario]:
             "Working directory outside any git repository, no --skip-git-repo-check.",
             [write, DONE],
             git_repo=False,
+        ),
+        *_codex_headless(write),
+    ]
+
+
+def _codex_headless(write: ToolCallReply) -> list[Scenario]:
+    """Codex's structured results (``--output-schema``) and resumed threads."""
+    asks = structured_output(status="needs_input", question="SQLite or PostgreSQL?")
+    return [
+        Scenario(
+            "codex",
+            "structured-needs-input",
+            "--output-schema: the final agent_message is the JSON the schema asked for.",
+            [asks],
+            schema=RESULT_SCHEMA,
+        ),
+        Scenario(
+            "codex",
+            "structured-after-tool",
+            "--output-schema: a command, then the final answer in the schema.",
+            [write, structured_output(status="done", summary="created hello.txt")],
+            schema=RESULT_SCHEMA,
+        ),
+        Scenario(
+            "codex",
+            "structured-prose",
+            "--output-schema, but the model answers in prose: no structured result.",
+            [TextReply("I would rather talk.")],
+            schema=RESULT_SCHEMA,
+        ),
+        Scenario(
+            "codex",
+            "resume-thread",
+            "A first run asks a question (--output-schema); `exec resume THREAD` continues it: the "
+            "server gets the earlier turns, the thread keeps its id, usage is the thread's total.",
+            [write, structured_output(status="done", summary="created hello.txt")],
+            schema=RESULT_SCHEMA,
+            earlier=[asks],
+        ),
+        Scenario(
+            "codex",
+            "resume-missing-thread",
+            "`exec resume` of a thread Codex never saw: exit 1, no event, the reason on stderr.",
+            [],
+            options={"extra_args": ("resume", MISSING_THREAD)},
         ),
     ]
 

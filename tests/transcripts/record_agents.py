@@ -48,13 +48,65 @@ def _server(scenario: Scenario) -> ScriptedServer:
     return kind(scenario.script, when_exhausted=scenario.when_exhausted)
 
 
-def _launch(scenario: Scenario, executable: Path, server: ScriptedServer, root: Path, cwd: Path) -> Launch:
+def _launch(
+    scenario: Scenario,
+    executable: Path,
+    server: ScriptedServer,
+    root: Path,
+    cwd: Path,
+    *,
+    resume: str | None = None,
+) -> Launch:
     options = dict(scenario.options)
+    extra = list(options.pop("extra_args", ()))
+    if resume is not None:  # the exec options first, then the subcommand and its options
+        extra += ["resume", resume]
+    if scenario.schema is not None:
+        schema = root / "schema.json"
+        schema.write_text(json.dumps(scenario.schema))
+        extra += ["--output-schema", str(schema)]
+    if extra:
+        options["extra_args"] = tuple(extra)
     if scenario.cli == "codex":
         return codex_launch(executable, f"{server.url}/v1", root, cwd, prompt=PROMPT, **options)
     if scenario.cli == "gemini":
         return gemini_launch(executable, server.url, root, cwd, prompt=PROMPT, **options)
     return opencode_launch(executable, f"{server.url}/v1", root, cwd, prompt=PROMPT, **options)
+
+
+def _earlier_thread(scenario: Scenario, executable: Path, root: Path, cwd: Path) -> str:
+    """Run the scenario's ``earlier`` script once (its own server, the same Codex home) and
+    return the thread id it started, for the recorded run to resume."""
+    with FakeOpenAI(scenario.earlier) as server:
+        launch = _launch(scenario, executable, server, root, cwd)
+        run = run_agent(launch.argv, cwd=cwd, env=launch.env, timeout_s=scenario.timeout_s)
+    for line in run.stdout.splitlines():
+        event = json.loads(line)
+        if event.get("type") == "thread.started":
+            return str(event["thread_id"])
+    raise RuntimeError(f"{scenario.name}: the earlier run started no thread: {run.stderr[-500:]}")
+
+
+def _headless_facts(body: dict[str, Any] | None, scenario: Scenario) -> dict[str, Any]:
+    """For the structured and resumed scenarios: the answer format a request asked for, and
+    what it said (the user's and the model's messages, the tool calls and their results)."""
+    if body is None or (scenario.schema is None and not scenario.earlier):
+        return {}
+    facts: dict[str, Any] = {}
+    text = body.get("text")
+    if isinstance(text, dict) and isinstance(text.get("format"), dict):
+        facts["text_format"] = {k: v for k, v in text["format"].items() if k != "schema"}
+        facts["schema_sent_unchanged"] = text["format"].get("schema") == scenario.schema
+    said = []
+    for item in body.get("input") or []:
+        if item.get("type") == "message" and item.get("role") in ("user", "assistant"):
+            words = " ".join(str(part.get("text", "")) for part in item.get("content") or [])
+            if not words.lstrip().startswith("<environment_context>"):
+                said.append(f"{item['role']}: {words[:120]}")
+        elif item.get("type") in ("function_call", "function_call_output"):
+            said.append(str(item["type"]))
+    facts["said"] = said
+    return facts
 
 
 def _event_types(stdout: str) -> list[str]:
@@ -90,7 +142,8 @@ def record(scenario: Scenario, executable: Path) -> dict[str, Any]:
         cwd.mkdir()
         if scenario.git_repo:
             subprocess.run(["git", "init", "-q", str(cwd)], check=True)
-        launch = _launch(scenario, executable, server, root, cwd)
+        resumed = _earlier_thread(scenario, executable, root, cwd) if scenario.earlier else None
+        launch = _launch(scenario, executable, server, root, cwd, resume=resumed)
         env = {k: v for k, v in launch.env.items() if k not in scenario.drop_env}
         started = time.monotonic()
         run = run_agent(launch.argv, cwd=cwd, env=env, timeout_s=scenario.timeout_s)
@@ -124,10 +177,13 @@ def record(scenario: Scenario, executable: Path) -> dict[str, Any]:
                     "method": r.method,
                     "path": r.path,
                     "script_index": r.script_index,
+                    **_headless_facts(r.body, scenario),
                 }
                 for r in server.log
             ],
         }
+        if resumed is not None:
+            meta["resumed_thread"] = resumed
     folder = HERE / scenario.cli
     folder.mkdir(exist_ok=True)
     (folder / f"{scenario.name}.jsonl").write_text(run.stdout)

@@ -50,6 +50,12 @@ EXPECTED = {
     ("codex", "stall-default"): "no-result",  # killed by the recorder; the watchdog says stalled
     ("codex", "silent-idle-timeout"): "no-result",
     ("codex", "not-a-git-repo"): "no-result",
+    # --output-schema and exec resume (structured results are judged by the engine, not here)
+    ("codex", "structured-needs-input"): "ok",
+    ("codex", "structured-after-tool"): "ok",
+    ("codex", "structured-prose"): "ok",
+    ("codex", "resume-thread"): "ok",
+    ("codex", "resume-missing-thread"): "no-result",  # "no rollout found for thread id" on stderr
     ("gemini", "success-write-file"): "ok",
     ("gemini", "success-auto-edit"): "ok",
     ("gemini", "tool-not-registered"): "tool-failed",
