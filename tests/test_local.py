@@ -195,6 +195,9 @@ def test_pids_since_looks_up_few_pids_one_by_one_and_skips_threads(
         assert newer.pid in probed
         assert thread.native_id not in probed
         assert newer.pid in listed
+        skipped = proctree.pids_since(mark, {newer.pid})  # a known main process of another attempt
+        assert skipped is not None
+        assert newer.pid not in skipped
         assert thread.native_id not in listed
     finally:
         stop.set()

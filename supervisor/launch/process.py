@@ -50,6 +50,10 @@ _PR_SET_PDEATHSIG = 1
 _OOM_EVENTS = "/sys/fs/cgroup/memory.events"
 _SANDBOX_ENDS = 1.0  # seconds a sandbox's namespace may take to end after bwrap exited
 _DEFAULT_GRACE = 1.0  # for clean-up the caller left to the launcher without ever naming a grace
+# The main processes this process started and has not reaped yet: until reaped, a pid names the
+# very process, which leads a session of its own and carries its own attempt's cookie, so it is
+# no part of any other attempt's tree (``proctree.tree(others=...)``) and is never looked at.
+_MAINS: set[int] = set()
 
 
 def _pdeathsig_command() -> tuple[str, ...] | None:
@@ -177,6 +181,7 @@ class LocalHandle:
 
     def _reap(self) -> None:
         code = self._popen.wait()
+        _MAINS.discard(self.pid)  # at once: the pid may name another process from now on
         if self._signal_codes and 128 < code <= 128 + 64:
             code = 128 - code
         if code < 0:
@@ -223,7 +228,8 @@ class LocalHandle:
     async def stop(self, grace: float) -> None:
         """SIGTERM the whole tree, then SIGKILL what is left after ``grace`` seconds."""
         self.grace = grace
-        procs = proctree.tree(self._main(), self.pid, self._cookie, self._since)
+        others = _MAINS - {self.pid}
+        procs = proctree.tree(self._main(), self.pid, self._cookie, self._since, others)
         await proctree.stop_processes(procs, self.pid, grace)
 
     async def finish(self, grace: float) -> int:
@@ -233,7 +239,7 @@ class LocalHandle:
         pipes open for ever: after ``grace`` the output is cut off, never waited for again.
         """
         self.grace = grace
-        procs = proctree.tree(None, self.pid, self._cookie, self._since)
+        procs = proctree.tree(None, self.pid, self._cookie, self._since, _MAINS - {self.pid})
         if procs and self._signal_codes:
             # A sandbox ends by itself once its command has: bwrap reports the exit a moment
             # before its pid namespace's init is gone, and the kernel kills whatever is left
@@ -340,6 +346,7 @@ class LocalLauncher:
                 orphans.ORPHANS.close(window, None)
                 raise
         orphans.ORPHANS.own(popen.pid)
+        _MAINS.add(popen.pid)
         try:
             handle = LocalHandle(
                 popen, cookie, since=since, window=window, signal_codes=signal_codes, on_output=on_output
@@ -387,13 +394,22 @@ def _discard(popen: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(OSError):
         os.killpg(popen.pid, signal.SIGKILL)
     popen.wait()
+    _MAINS.discard(popen.pid)
     for pipe in (popen.stdout, popen.stderr):
         if pipe is not None:
             pipe.close()
 
 
+@functools.cache
+def _has_oom_events() -> bool:
+    """Whether this cgroup v2 tells its OOM kills (asked once: a cgroup keeps its files)."""
+    return os.path.exists(_OOM_EVENTS)  # noqa: PTH110
+
+
 def _oom_kills() -> int | None:
     """The cgroup's count of OOM kills so far, where cgroup v2 exposes it."""
+    if not _has_oom_events():
+        return None
     try:
         with open(_OOM_EVENTS, "rb", buffering=0) as events_file:
             text = events_file.read(4096)

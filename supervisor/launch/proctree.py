@@ -28,7 +28,7 @@ import functools
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import anyio
@@ -90,7 +90,7 @@ def _all_pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]  # noqa: PTH208
 
 
-def pids_since(mark: PidMark | None) -> list[int] | None:
+def pids_since(mark: PidMark | None, skip: Collection[int] = ()) -> list[int] | None:
     """Pids of the live processes that may have been created after ``mark``.
 
     ``None`` means "any process may have been": the caller must look at all of them. That is
@@ -99,7 +99,8 @@ def pids_since(mark: PidMark | None) -> list[int] | None:
     lap while twice the tasks created plus those alive at the mark stay below the pid range.
 
     When few pids were handed out since (an attempt that lasted a moment), each of them is
-    looked up in /proc, which is far cheaper than listing every process on the machine.
+    looked up in /proc, which is far cheaper than listing every process on the machine. Pids in
+    ``skip`` are left out without a look (the caller knows what they are).
     """
     if mark is None:
         return None
@@ -107,15 +108,15 @@ def pids_since(mark: PidMark | None) -> list[int] | None:
         low, high = mark.last_pid, now.last_pid
         if high - low <= _PROBE_MAX and _trusted(mark, now):
             # The counter was read before these lookups: each pid found was handed out by then.
-            return [pid for pid in range(low + 1, high + 1) if _is_process(pid)]
+            return [pid for pid in range(low + 1, high + 1) if pid not in skip and _is_process(pid)]
     pids = _all_pids()  # listed before the counter is read: each of them was created by then
     now = pid_mark()
     if now is None or not _trusted(mark, now):
         return None
     low, high = mark.last_pid, now.last_pid
     if low <= high:
-        return [pid for pid in pids if low < pid <= high]
-    return [pid for pid in pids if pid > low or pid <= high]  # the counter wrapped once
+        return [pid for pid in pids if low < pid <= high and pid not in skip]
+    return [pid for pid in pids if (pid > low or pid <= high) and pid not in skip]  # wrapped once
 
 
 def _trusted(mark: PidMark, now: PidMark) -> bool:
@@ -251,20 +252,26 @@ def with_cookie(prefix: str, pids: list[int] | None = None) -> list[psutil.Proce
 
 
 def tree(
-    main: psutil.Process | None, leader: int | None, cookie: str, since: PidMark | None = None
+    main: psutil.Process | None,
+    leader: int | None,
+    cookie: str,
+    since: PidMark | None = None,
+    others: Collection[int] = (),
 ) -> list[psutil.Process]:
     """The attempt's whole tree as defined in this module's docstring, without duplicates.
 
     ``leader`` is the pid of the attempt's main process, which leads its own session and process
     group (their ids equal its pid); ``main`` is that process while it still runs. ``since`` is
     the attempt's ``PidMark``, taken before it started: only processes created after it are
-    looked at for session and cookie.
+    looked at for session and cookie. ``others`` are pids known to be no part of it (the main
+    processes of other attempts, each in a session of its own with a cookie of its own): they
+    are not looked at either.
     """
     procs: dict[int, psutil.Process] = {}
     if main is not None and alive(main):
         procs[main.pid] = main
         procs.update((p.pid, p) for p in descendants(main))
-    pids = pids_since(since)
+    pids = pids_since(since, others)
     if leader is not None:
         procs.update((p.pid, p) for p in session_members(leader, pids) if p.pid not in procs)
     procs.update((p.pid, p) for p in with_cookie(cookie, pids) if p.pid not in procs)
