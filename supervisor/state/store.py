@@ -347,9 +347,11 @@ class Store:
         self._db.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(values.values()))
 
     def _update(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
+        # One UPDATE of one row by its key is a transaction by itself (SQLite's autocommit):
+        # committed when it returns, without a BEGIN and a COMMIT of its own (inside ``batch``
+        # the batch's transaction covers it).
         if changes:
-            with self._transaction():
-                self._update_in_tx(table, key, changes)
+            self._update_in_tx(table, key, changes)
 
     def _update_in_tx(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
         # Column names come from our own code, never from input: safe to format in.
