@@ -54,6 +54,7 @@ _DEFAULT_GRACE = 1.0  # for clean-up the caller left to the launcher without eve
 # very process, which leads a session of its own and carries its own attempt's cookie, so it is
 # no part of any other attempt's tree (``proctree.tree(others=...)``) and is never looked at.
 _MAINS: set[int] = set()
+_MARK_MAX_AGE = 0.02  # seconds an attempt's pid mark may be older than its start (shared marks)
 
 
 def _pdeathsig_command() -> tuple[str, ...] | None:
@@ -335,7 +336,7 @@ class LocalLauncher:
         if self._prefix is not None:
             check_executable(command[0], env, cwd)
             command = [*self._prefix, *command]
-        since = proctree.pid_mark()
+        since = proctree.pid_mark(_MARK_MAX_AGE)
         window = orphans.ORPHANS.open()
         with open(stdin or os.devnull, "rb") as stdin_file:  # noqa: ASYNC230 - a local file, opened once
             try:

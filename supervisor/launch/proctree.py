@@ -69,8 +69,27 @@ def _own_proc(pid: int) -> bool:
     return os.readlink("/proc/self") == str(pid)  # noqa: PTH115
 
 
-def pid_mark() -> PidMark | None:
-    """The pid counter now; ``None`` where /proc does not tell (then nothing is filtered)."""
+_recent: tuple[float, PidMark] | None = None  # the latest mark and when it was taken (monotonic)
+
+
+def pid_mark(max_age: float = 0.0) -> PidMark | None:
+    """The pid counter now; ``None`` where /proc does not tell (then nothing is filtered).
+
+    With ``max_age``, a mark taken at most that many seconds ago may be the answer: an earlier
+    mark is as good a start for an attempt (every process of its tree is newer still), it only
+    lets a few more pids be looked at, and attempts that start together share one look at /proc.
+    """
+    global _recent  # noqa: PLW0603 - one cache for the whole process, that is the point
+    if max_age > 0 and _recent is not None and time.monotonic() - _recent[0] <= max_age:
+        return _recent[1]
+    taken = time.monotonic()
+    mark = _read_mark()
+    if mark is not None:
+        _recent = (taken, mark)
+    return mark
+
+
+def _read_mark() -> PidMark | None:
     try:
         # A /proc of another pid namespace lists pids that are not ours.
         if not _own_proc(os.getpid()):
