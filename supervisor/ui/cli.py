@@ -151,7 +151,6 @@ def _run(
 
     from supervisor.engine.invocation import execute_plan
     from supervisor.state.layout import Layout
-    from supervisor.ui import progress
     from supervisor.ui.compose import KINDS, executor_for
     from supervisor.ui.console import EventPrinter, configure_logging
     from supervisor.ui.report import write_report
@@ -169,6 +168,8 @@ def _run(
         report=write_report,  # written by the run, so that its notification can name the file
     )
     if not quiet and log_format == "text" and sys.stderr.isatty():
+        from supervisor.ui import progress  # rich's live view: only for a person watching
+
         view = progress.ProgressView()
         with progress.live(view):
             result = anyio.run(functools.partial(run, emit=progress.tee(view, printer)))
