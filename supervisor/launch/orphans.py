@@ -148,6 +148,22 @@ class Orphanage:
         if pid is not None:
             self._own.discard(pid)
 
+    def none_alive(self) -> bool:
+        """Whether this process has no child now but its own: no orphan, not even a dead one.
+
+        Then an attempt whose main process has exited left nothing behind: whatever of its tree
+        still ran when the main process ended was re-parented, its orphans to this subreaper
+        (which lists them here) and their descendants below them. ``False`` when it cannot
+        tell (no subreaper)."""
+        if not self.enabled:
+            return False
+        try:
+            with open(self._children, "rb", buffering=0) as file:
+                pids = file.read().split()
+        except OSError:
+            return False
+        return all(int(pid) in self._own for pid in pids)
+
     def _scan(self) -> list[_Child]:
         """The main thread's children that are not our own, outside our session; zombies among
         them are reaped on the way (by pid: the check and the reaping happen without an await,

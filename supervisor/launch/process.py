@@ -240,7 +240,12 @@ class LocalHandle:
         pipes open for ever: after ``grace`` the output is cut off, never waited for again.
         """
         self.grace = grace
-        procs = proctree.tree(None, self.pid, self._cookie, self._since, _MAINS - {self.pid})
+        if not self._signal_codes and orphans.ORPHANS.none_alive():
+            # Every process of its tree alive when the main process ended is an orphan now or
+            # below one (orphans come to this subreaper): there is none, so nothing is left.
+            procs = []
+        else:
+            procs = proctree.tree(None, self.pid, self._cookie, self._since, _MAINS - {self.pid})
         if procs and self._signal_codes:
             # A sandbox ends by itself once its command has: bwrap reports the exit a moment
             # before its pid namespace's init is gone, and the kernel kills whatever is left
@@ -347,7 +352,6 @@ class LocalLauncher:
                 orphans.ORPHANS.close(window, None)
                 raise
         orphans.ORPHANS.own(popen.pid)
-        _MAINS.add(popen.pid)
         try:
             handle = LocalHandle(
                 popen, cookie, since=since, window=window, signal_codes=signal_codes, on_output=on_output
@@ -375,8 +379,9 @@ def _popen(
     env: Mapping[str, str],
     preexec: Callable[[], None] | None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``command`` in a session of its own with pipes for its output."""
-    return subprocess.Popen(
+    """Start ``command`` in a session of its own with pipes for its output; its pid is one of
+    ``_MAINS`` from the moment it is known (on the spawner thread, not a hop later)."""
+    popen = subprocess.Popen(
         command,
         stdin=stdin,
         stdout=subprocess.PIPE,
@@ -388,6 +393,8 @@ def _popen(
         preexec_fn=preexec,  # noqa: PLW1509
         close_fds=True,
     )
+    _MAINS.add(popen.pid)
+    return popen
 
 
 def _discard(popen: subprocess.Popen[bytes]) -> None:

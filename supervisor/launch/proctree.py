@@ -230,6 +230,14 @@ def session_members(sid: int, pids: list[int] | None = None) -> list[psutil.Proc
     return members
 
 
+def _session_of(pid: int) -> int | None:
+    """The session ``pid`` belongs to; ``None`` if it is gone."""
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
+
+
 def _cookie_of(pid: int) -> str | None:
     """The ``PAGENT_COOKIE`` in the environment of ``pid``, read straight from /proc."""
     try:
@@ -283,14 +291,18 @@ def tree(
     group (their ids equal its pid); ``main`` is that process while it still runs. ``since`` is
     the attempt's ``PidMark``, taken before it started: only processes created after it are
     looked at for session and cookie. ``others`` are pids known to be no part of it (the main
-    processes of other attempts, each in a session of its own with a cookie of its own): they
-    are not looked at either.
+    processes of other attempts, each leading a session of its own with a cookie of its own):
+    neither they nor the members of their sessions are looked at for the cookie.
     """
     procs: dict[int, psutil.Process] = {}
     if main is not None and alive(main):
         procs[main.pid] = main
         procs.update((p.pid, p) for p in descendants(main))
     pids = pids_since(since, others)
+    if pids is not None and others:
+        # A process in another attempt's session was forked there: it is that attempt's, found
+        # and stopped at its end. Asking its session is far cheaper than reading its environment.
+        pids = [pid for pid in pids if _session_of(pid) not in others]
     if leader is not None:
         procs.update((p.pid, p) for p in session_members(leader, pids) if p.pid not in procs)
     procs.update((p.pid, p) for p in with_cookie(cookie, pids) if p.pid not in procs)
