@@ -240,12 +240,12 @@ class LocalHandle:
         pipes open for ever: after ``grace`` the output is cut off, never waited for again.
         """
         self.grace = grace
-        if not self._signal_codes and orphans.ORPHANS.none_alive():
-            # Every process of its tree alive when the main process ended is an orphan now or
-            # below one (orphans come to this subreaper): there is none, so nothing is left.
-            procs = []
-        else:
-            procs = proctree.tree(None, self.pid, self._cookie, self._since, _MAINS - {self.pid})
+        # Every process of its tree alive when the main process ended is an orphan now or below
+        # one (orphans come to this subreaper): with none at all, nothing is left (not checked
+        # so in a sandbox, which ends a moment after bwrap reports its exit).
+        quick = not self._signal_codes and orphans.ORPHANS.none_alive()
+        others = _MAINS - {self.pid}
+        procs = [] if quick else proctree.tree(None, self.pid, self._cookie, self._since, others)
         if procs and self._signal_codes:
             # A sandbox ends by itself once its command has: bwrap reports the exit a moment
             # before its pid namespace's init is gone, and the kernel kills whatever is left
@@ -255,7 +255,8 @@ class LocalHandle:
             await proctree.stop_processes(procs, self.pid, grace)
         # Its tree is gone: what it left outside tree, session and cookie may be stopped now.
         orphans.ORPHANS.ending(self._window)
-        stopped = len(procs) + await orphans.ORPHANS.collect(grace)
+        # Without any orphan (nothing awaited since it was asked) there is nothing to collect.
+        stopped = 0 if quick else len(procs) + await orphans.ORPHANS.collect(grace)
         if not self._pipes.done.is_set():
             with anyio.move_on_after(grace):
                 await self._pipes.done.wait()
