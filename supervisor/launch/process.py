@@ -142,7 +142,10 @@ class LocalHandle:
         window: orphans.Window | None = None,
         signal_codes: bool = False,
         on_output: OutputCallback | None = None,
+        started: float | None = None,
     ) -> None:
+        """``started``: when the process started, as ``proctree.started_at`` read it (read here
+        when not given)."""
         self._popen = popen
         # A wrapper that reports its command's death by signal N as exit code 128 + N (the
         # sandbox's bwrap): read such codes back as the signal.
@@ -152,7 +155,7 @@ class LocalHandle:
         self._window = window or orphans.Window()  # when it started, for the orphans it leaves
         self._proc: psutil.Process | None = None
         self.pid = popen.pid
-        self.pid_started = proctree.started_at(popen.pid, since)
+        self.pid_started = started if started is not None else proctree.started_at(popen.pid, since)
         self.ref = f"{self.pid}:{self.pid_started!r}"  # pid and start time name the process
         self._oom_before = _oom_kills()
         self._exit: Exit | None = None
@@ -338,24 +341,32 @@ class LocalLauncher:
         # Popen returns only once the child has exec'd, which on a busy machine takes
         # milliseconds: it runs on the spawner thread, which lives as long as the process (Linux
         # sends the parent-death signal when the *thread* that forked the child ends).
+        # The program's check, the stdin file and the child's start time (reading it waits for
+        # the child's exec) are done there too: none of them holds the loop up.
         command = list(argv)
+        check = command[0] if self._prefix is not None else None
         if self._prefix is not None:
-            check_executable(command[0], env, cwd)
             command = [*self._prefix, *command]
         since = proctree.pid_mark(_MARK_MAX_AGE)
         window = orphans.ORPHANS.open()
-        with open(stdin or os.devnull, "rb") as stdin_file:  # noqa: ASYNC230 - a local file, opened once
-            try:
-                popen = await SPAWNER.run(
-                    functools.partial(_popen, command, stdin_file, cwd, env, self._preexec), _discard
-                )
-            except BaseException:
-                orphans.ORPHANS.close(window, None)
-                raise
+        spawn = functools.partial(
+            _spawn, command, check=check, stdin=stdin, cwd=cwd, env=env, preexec=self._preexec, since=since
+        )
+        try:
+            popen, started = await SPAWNER.run(spawn, _discard_spawned)
+        except BaseException:
+            orphans.ORPHANS.close(window, None)
+            raise
         orphans.ORPHANS.own(popen.pid)
         try:
             handle = LocalHandle(
-                popen, cookie, since=since, window=window, signal_codes=signal_codes, on_output=on_output
+                popen,
+                cookie,
+                since=since,
+                window=window,
+                signal_codes=signal_codes,
+                on_output=on_output,
+                started=started,
             )
         except BaseException:
             _discard(popen)
@@ -371,6 +382,33 @@ class LocalLauncher:
             handle._raise_failure()  # output that could not be taken, if nobody was told yet
         finally:
             handle.close()
+
+
+def _spawn(
+    command: list[str],
+    *,
+    check: str | None,
+    stdin: Path | None,
+    cwd: Path,
+    env: Mapping[str, str],
+    preexec: Callable[[], None] | None,
+    since: proctree.PidMark | None,
+) -> tuple[subprocess.Popen[bytes], float]:
+    """On the spawner thread: check the program ``check`` (when a wrapper comes in front of it),
+    start ``command`` with ``stdin`` (a file, or an empty stdin) and read when it started."""
+    if check is not None:
+        check_executable(check, env, cwd)
+    with open(stdin or os.devnull, "rb") as stdin_file:
+        popen = _popen(command, stdin_file, cwd, env, preexec)
+    try:
+        return popen, proctree.started_at(popen.pid, since)
+    except BaseException:
+        _discard(popen)
+        raise
+
+
+def _discard_spawned(spawned: tuple[subprocess.Popen[bytes], float]) -> None:
+    _discard(spawned[0])
 
 
 def _popen(
