@@ -23,8 +23,8 @@ when the gate closed only makes the closure longer, never doubles it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from typing import Any, TypeVar
 
@@ -51,13 +51,18 @@ class Stop:
     def __init__(self) -> None:
         self._event = anyio.Event()
         self._guarded: dict[anyio.CancelScope, float] = {}  # scope -> grace after a request
+        self._callbacks: dict[object, Callable[[], object]] = {}
 
     @property
     def requested(self) -> bool:
         return self._event.is_set()
 
     def request(self) -> None:
+        first = not self._event.is_set()
         self._event.set()
+        if first:
+            for callback in list(self._callbacks.values()):
+                callback()
         if not self._guarded:
             return
         now = anyio.current_time() if any(self._guarded.values()) else 0.0
@@ -69,6 +74,20 @@ class Stop:
 
     async def wait(self) -> None:
         await self._event.wait()
+
+    @contextmanager
+    def on_request(self, callback: Callable[[], object]) -> Iterator[None]:
+        """Call ``callback`` (in the requesting task, so it must not block) when a stop is
+        requested while the block runs -- at once if one was already. Cheaper than a task that
+        waits for the request (an attempt would start one)."""
+        if self.requested:
+            callback()
+        key = object()
+        self._callbacks[key] = callback
+        try:
+            yield
+        finally:
+            del self._callbacks[key]
 
     async def _guard(
         self, grace: float, call: Callable[..., Awaitable[T]], *args: Any
