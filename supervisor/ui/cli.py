@@ -24,6 +24,8 @@ from supervisor.ui.compose import load_plan
 if TYPE_CHECKING:
     from supervisor.state.store import Store
 
+_SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the GIL while another waits for it (run)
+
 # Every other module is imported inside the command that needs it: a command starts in about a
 # third of the time it took with everything imported up front (``pagent validate`` needs neither
 # anyio, structlog nor rich), which counts for scripts and for the 10,000-task targets.
@@ -157,6 +159,10 @@ def _run(
     from supervisor.ui.tables import format_summary
 
     configure_logging(log_format)
+    # The loop's thread waits for the GIL after each system call it makes while the spawner's,
+    # the files' and SQLite's work runs on other threads: a waiting thread forces a switch only
+    # after this interval (5 ms by default, longer than a whole attempt of a quick agent).
+    sys.setswitchinterval(_SWITCH_INTERVAL)
     printer = EventPrinter(quiet)
     run = functools.partial(
         execute_plan,
