@@ -21,6 +21,8 @@ autoscaler monitor were still alive after 30 s; a test head holds nothing worth 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import os
 import shutil
@@ -62,6 +64,10 @@ class RayHead:
     mark: str  # the value of PAGENT_RAY_HEAD in the environment of the head's processes
     slots: int  # agent_slot resources on the head
     started_in: float  # seconds from ray start to the first job's end
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
 
 
 def free_ports(count: int) -> list[int]:
@@ -158,6 +164,30 @@ def _first_job(address: str, deadline: float) -> None:
     client.delete_job(sid)
 
 
+@contextlib.contextmanager
+def _not_a_subreaper() -> Iterator[None]:
+    """This process is no child subreaper meanwhile (and is again after, if it was).
+
+    An in-process test of the local executor makes the pytest process a child subreaper
+    (``supervisor.launch.orphans``: once per process, for good). ``ray start`` leaves its
+    daemons behind when it exits; under a subreaper they become the pytest process's children
+    instead of init's, and so does everything of theirs that is orphaned later: a job's
+    entrypoint shell then stays a zombie that nobody reaps, its JobSupervisor waits for it until
+    the job's stop wait runs out and keeps the job's ``agent_slot`` meanwhile (measured: the e2e
+    tests then fail with lingering ``ray::JobSupervisor`` processes and jobs that never start).
+    A head started by a person from a shell never has a subreaper above it."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    flag = ctypes.c_int(0)
+    if libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) != 0 or not flag.value:
+        yield
+        return
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+    try:
+        yield
+    finally:
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
 @pytest.fixture(scope="session", name="ray_head")
 def ray_head_fixture() -> Iterator[RayHead]:
     """A Ray head on 127.0.0.1 for the whole session (see the module docstring)."""
@@ -201,9 +231,10 @@ def ray_head_fixture() -> Iterator[RayHead]:
     address = f"http://127.0.0.1:{ports['--dashboard-port']}"
     started = time.monotonic()
     try:
-        done = subprocess.run(
-            argv, env=env, capture_output=True, text=True, timeout=START_TIMEOUT, stdin=subprocess.DEVNULL
-        )
+        with _not_a_subreaper():
+            done = subprocess.run(
+                argv, env=env, capture_output=True, text=True, timeout=START_TIMEOUT, stdin=subprocess.DEVNULL
+            )
         if done.returncode != 0:
             pytest.fail(f"ray start failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
         deadline = started + START_TIMEOUT

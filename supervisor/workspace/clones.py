@@ -31,7 +31,7 @@ from supervisor.workspace import clone, facts, refs
 from supervisor.workspace.copying import copy_in
 from supervisor.workspace.git import Wrap, commit_of, git, in_thread, is_ancestor, shown, wrapped_by
 from supervisor.workspace.gitdir import where
-from supervisor.workspace.worktree import claim_branch, remove_marker, workdir_in
+from supervisor.workspace.worktree import checked_tip, ensure_branch, remove_marker, workdir_in
 
 # The confinement's wrapper for pagent's own git in a workspace (the executor's sandbox).
 Confiner = Callable[[Confinement, Workspace], Wrap]
@@ -64,35 +64,15 @@ def prepare(request: WorkspaceRequest) -> Workspace:
     repo, path, branch = request.repo, request.path, request.branch
     if branch is None:
         raise GitError("a clone workspace needs a task branch")
-    ref = f"refs/heads/{branch}"
-    tip = commit_of(repo, ref)
     created = not path.exists()
     if created:
-        if tip is None:
-            if request.expect is not None and not request.fresh:
-                raise GitError(f"branch {branch} is gone (its commits are pinned under {request.pins})")
-            start = commit_of(repo, request.start)
-            if start is None:
-                raise GitError(f"{request.start!r} names no commit")
-            git(["update-ref", "-m", "pagent: the task's branch", ref, start, ""], repo)
-        else:
-            claim_branch(
-                repo,
-                branch,
-                request.start,
-                tip,
-                expect=request.expect,
-                fresh=request.fresh,
-                pins=request.pins,
-            )
+        ensure_branch(
+            repo, branch, request.start, expect=request.expect, fresh=request.fresh, pins=request.pins
+        )
         clone.make_clone(repo, path, branch)
     else:
         _recover(repo, path, branch, request.pins)
-        tip = commit_of(repo, ref)
-        if tip is None:
-            raise GitError(f"branch {branch} is gone (its commits are pinned under {request.pins})")
-        if request.expect is not None and not is_ancestor(repo, request.expect, tip):
-            raise GitError(f"branch {branch} was rewritten since pagent recorded it at {request.expect[:12]}")
+        checked_tip(repo, branch, expect=request.expect, pins=request.pins)
     head = clone.sync(repo, path, branch)
     copied = copy_in(repo, path, request.copy)  # as for a worktree (supervisor.workspace.copying)
     cwd = workdir_in(path, request.workdir)

@@ -37,7 +37,7 @@ from supervisor.errors import GitError
 from supervisor.seam import Begun, CollectRequest, Facts, Workspace, WorkspaceRequest
 from supervisor.workspace import clone, facts, refs
 from supervisor.workspace.git import commit_of, git, in_thread, is_ancestor, run_git, shown
-from supervisor.workspace.worktree import claim_branch
+from supervisor.workspace.worktree import checked_tip, ensure_branch
 
 NET_TIMEOUT = 300.0
 _FETCH = ("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules")
@@ -138,26 +138,10 @@ def prepare(request: WorkspaceRequest, url: str) -> Workspace:
     repo, branch = request.repo, request.branch
     if branch is None:
         raise GitError("a remote workspace needs a task branch (isolation = 'none' cannot run remotely)")
-    ref = f"refs/heads/{branch}"
-    tip = commit_of(repo, ref)
-    if tip is None:
-        if request.expect is not None and not request.fresh:
-            raise GitError(f"branch {branch} is gone (its commits are pinned under {request.pins})")
-        start = commit_of(repo, request.start)
-        if start is None:
-            raise GitError(f"{request.start!r} names no commit")
-        git(["update-ref", "-m", "pagent: the task's branch", ref, start, ""], repo)
-    else:
-        claim_branch(
-            repo, branch, request.start, tip, expect=request.expect, fresh=request.fresh, pins=request.pins
-        )
+    ensure_branch(repo, branch, request.start, expect=request.expect, fresh=request.fresh, pins=request.pins)
     if not request.fresh and request.pins is not None:
         _recover(repo, url, branch, request.pins)
-    tip = commit_of(repo, ref)
-    if tip is None:
-        raise GitError(f"branch {branch} is gone (its commits are pinned under {request.pins})")
-    if request.expect is not None and not is_ancestor(repo, request.expect, tip):
-        raise GitError(f"branch {branch} was rewritten since pagent recorded it at {request.expect[:12]}")
+    tip = checked_tip(repo, branch, expect=request.expect, pins=request.pins)
     cwd = request.path / request.workdir if request.workdir else request.path
     return Workspace(request.path, branch, tip, request.fresh, cwd, repo, kind="clone")
 

@@ -100,6 +100,42 @@ def ensure_worktree(
     return True
 
 
+def ensure_branch(
+    repo: Path,
+    branch: str,
+    start: str,
+    *,
+    expect: str | None,
+    fresh: bool,
+    pins: str | None,
+) -> None:
+    """For a workspace that is not a worktree of ``repo`` (a clone, a remote one): the task's
+    ``branch`` created at ``start`` when it does not exist (unless pagent recorded it before and
+    the task is not fresh: it is gone, ``GitError``), else checked as ``claim_branch`` does."""
+    ref = f"refs/heads/{branch}"
+    tip = commit_of(repo, ref)
+    if tip is not None:
+        claim_branch(repo, branch, start, tip, expect=expect, fresh=fresh, pins=pins)
+        return
+    if expect is not None and not fresh:
+        raise GitError(f"branch {branch} is gone (its commits are pinned under {pins})")
+    target = commit_of(repo, start)
+    if target is None:
+        raise GitError(f"{start!r} names no commit")
+    git(["update-ref", "-m", "pagent: the task's branch", ref, target, ""], repo)
+
+
+def checked_tip(repo: Path, branch: str, *, expect: str | None, pins: str | None) -> str:
+    """Where ``branch`` is now, which must descend from where pagent recorded it (``expect``);
+    ``GitError`` when it is gone or was rewritten."""
+    tip = commit_of(repo, f"refs/heads/{branch}")
+    if tip is None:
+        raise GitError(f"branch {branch} is gone (its commits are pinned under {pins})")
+    if expect is not None and not is_ancestor(repo, expect, tip):
+        raise GitError(f"branch {branch} was rewritten since pagent recorded it at {expect[:12]}")
+    return tip
+
+
 def claim_branch(
     repo: Path,
     branch: str,
