@@ -9,6 +9,7 @@ import errno
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -167,6 +168,42 @@ def test_pids_since_lists_exactly_the_processes_started_after_the_mark() -> None
     finally:
         older.kill()
         older.wait()
+
+
+def test_pids_since_looks_up_few_pids_one_by_one_and_skips_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With few pids handed out since the mark they are looked up one by one: the answer is the
+    one a listing of /proc gives (``_PROBE_MAX = 0`` forces the listing) for the process started
+    since, and a thread started
+    since (its id comes from the same counter, and /proc answers for it though it lists only
+    processes) is not taken for a process."""
+    mark = proctree.pid_mark()
+    assert mark is not None
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, args=(30,))
+    thread.start()
+    newer = subprocess.Popen(["sleep", "30"])
+    try:
+        assert thread.native_id is not None
+        assert thread.native_id > mark.last_pid
+        probed = proctree.pids_since(mark)
+        monkeypatch.setattr(proctree, "_PROBE_MAX", 0)
+        listed = proctree.pids_since(mark)
+        assert probed is not None
+        assert listed is not None
+        assert newer.pid in probed
+        assert thread.native_id not in probed
+        assert newer.pid in listed
+        skipped = proctree.pids_since(mark, {newer.pid})  # a known main process of another attempt
+        assert skipped is not None
+        assert newer.pid not in skipped
+        assert thread.native_id not in listed
+    finally:
+        stop.set()
+        thread.join()
+        newer.kill()
+        newer.wait()
 
 
 def test_pids_since_gives_up_whenever_the_counter_cannot_be_trusted() -> None:

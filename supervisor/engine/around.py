@@ -89,11 +89,15 @@ def after_agent(
     return replace(result, succeeded=verdict.succeeded, reason=verdict.reason), verdict.changes_optional
 
 
+_PROBE_SESSION = "00000000-0000-4000-8000-000000000000"  # a well-formed UUID, to ask a kind
+
+
 def new_session(kind: AgentKind) -> str | None:
     """A new session id (a UUID) for an attempt of ``kind``, or ``None`` if the kind cannot be
     told one (it reports its own, if any)."""
-    session_id = str(uuid.uuid4())
-    return session_id if kind.session_args(session_id, None) is not None else None
+    if kind.session_args(_PROBE_SESSION, None) is None:
+        return None  # no UUID made for nothing (the kernel's random bytes cost a system call)
+    return str(uuid.uuid4())
 
 
 def settle_session(

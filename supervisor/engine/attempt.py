@@ -90,14 +90,17 @@ async def run_attempt(
             # At once, not at the next heartbeat: a retry wait can be shorter than a tick.
             live_status = parser.status
             recorder.heartbeat(note=live_status)
-        if parser.finished:
+        if parser.finished and not result_seen.is_set():
             result_seen.set()
+            for start in helpers:
+                start()
         if now - last_event >= _OUTPUT_EVENT_EVERY and log.last_line:
             last_event = now
             emit(events.Output(spec.task_id, log.last_line))
 
     verdict: str | None = None
     waited: Waiting | None = None  # what the agent was waiting for when it was stopped
+    helpers: list[Callable[[], object]] = []  # starts exited_late, while the attempt's tasks run
     try:
         async with executor.start(spec, on_output) as handle:
             recorder.running(handle.ref, handle.pid)
@@ -144,22 +147,25 @@ async def run_attempt(
                         await stop(reason)
                         return
 
-            async def interrupt() -> None:
-                await stop_requested.wait()
-                await stop(Reason.INTERRUPTED.value)
-
             async def exited_late() -> None:
                 # The agent announced its result: it has kill_grace to exit by itself.
-                await result_seen.wait()
                 await clock.sleep(settings.kill_grace)
                 await stop(_EXITED_LATE)
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(watch)
-                tg.start_soon(interrupt)
-                tg.start_soon(exited_late)
-                exit = await handle.wait()
-                tg.cancel_scope.cancel()
+            # Only the watch is a task from the start: the stop for a stop request and the one
+            # for an agent that announced its result but does not exit are started when they
+            # are due (each task an attempt starts costs the loop as much as its record).
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(watch)
+                    helpers.append(lambda: tg.start_soon(exited_late))
+                    if result_seen.is_set():
+                        tg.start_soon(exited_late)
+                    with stop_requested.on_request(lambda: tg.start_soon(stop, Reason.INTERRUPTED.value)):
+                        exit = await handle.wait()
+                    tg.cancel_scope.cancel()
+            finally:
+                helpers.clear()  # output after the exit starts nothing (the task group has ended)
             leftovers = await handle.finish(settings.kill_grace)
             if leftovers:
                 log.note(f"stopped {leftovers} leftover process(es) of the agent")

@@ -23,8 +23,8 @@ when the gate closed only makes the closure longer, never doubles it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from typing import Any, TypeVar
 
@@ -41,34 +41,75 @@ T = TypeVar("T")
 
 
 class Stop:
-    """The invocation's stop request (SIGINT/SIGTERM): start nothing new, stop what runs."""
+    """The invocation's stop request (SIGINT/SIGTERM): start nothing new, stop what runs.
+
+    The awaits it guards (``unless``, ``before``) run in the caller's own task inside a cancel
+    scope the request cancels (at once, or with a deadline ``grace`` later): no helper task
+    watches for the request, which an attempt would otherwise pay for at each of them.
+    """
 
     def __init__(self) -> None:
         self._event = anyio.Event()
+        self._guarded: dict[anyio.CancelScope, float] = {}  # scope -> grace after a request
+        self._callbacks: dict[object, Callable[[], object]] = {}
 
     @property
     def requested(self) -> bool:
         return self._event.is_set()
 
     def request(self) -> None:
+        first = not self._event.is_set()
         self._event.set()
+        if first:
+            for callback in list(self._callbacks.values()):
+                callback()
+        if not self._guarded:
+            return
+        now = anyio.current_time() if any(self._guarded.values()) else 0.0
+        for scope, grace in list(self._guarded.items()):
+            if grace <= 0:
+                scope.cancel()
+            else:
+                scope.deadline = min(scope.deadline, now + grace)
 
     async def wait(self) -> None:
         await self._event.wait()
+
+    @contextmanager
+    def on_request(self, callback: Callable[[], object]) -> Iterator[None]:
+        """Call ``callback`` (in the requesting task, so it must not block) when a stop is
+        requested while the block runs -- at once if one was already. Cheaper than a task that
+        waits for the request (an attempt would start one)."""
+        if self.requested:
+            callback()
+        key = object()
+        self._callbacks[key] = callback
+        try:
+            yield
+        finally:
+            del self._callbacks[key]
+
+    async def _guard(
+        self, grace: float, call: Callable[..., Awaitable[T]], *args: Any
+    ) -> tuple[bool, T | None]:
+        """``(True, await call(*args))``, or ``(False, None)`` when a stop (after ``grace``)
+        cancelled it."""
+        scope = anyio.CancelScope()
+        if self.requested:
+            scope.deadline = anyio.current_time() + grace
+        self._guarded[scope] = grace
+        try:
+            with scope:
+                return True, await call(*args)
+        finally:
+            del self._guarded[scope]
+        return False, None
 
     async def unless(self, wait: Callable[..., Awaitable[Any]], *args: Any) -> bool:
         """Await ``wait(*args)`` unless a stop is requested first; False if it was."""
         if self.requested:
             return False
-        async with anyio.create_task_group() as tg:
-
-            async def watch() -> None:
-                await self._event.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(watch)
-            await wait(*args)
-            tg.cancel_scope.cancel()
+        await self._guard(0.0, wait, *args)
         return not self.requested
 
     async def before(self, call: Callable[..., Awaitable[T]], *args: Any, grace: float = 0.0) -> T | None:
@@ -78,25 +119,7 @@ class Stop:
         with the await."""
         if self.requested and grace <= 0:
             return None
-        done: list[T] = []
-        failed: list[Exception] = []
-        async with anyio.create_task_group() as tg:
-
-            async def run() -> None:
-                try:
-                    done.append(await call(*args))
-                except Exception as exc:  # raised below, outside the task group (not wrapped)
-                    failed.append(exc)
-                finally:
-                    tg.cancel_scope.cancel()
-
-            tg.start_soon(run)
-            await self._event.wait()
-            await anyio.sleep(grace)
-            tg.cancel_scope.cancel()
-        if failed:
-            raise failed[0]
-        return done[0] if done else None
+        return (await self._guard(grace, call, *args))[1]
 
 
 class Ticket:

@@ -50,8 +50,11 @@ from supervisor.state.lock import PlanLock
 from supervisor.state.records import RunRecord, RunStatus, TaskState
 from supervisor.state.store import Store
 from supervisor.state.views import find_run, run_view
+from supervisor.worker import Worker
 from supervisor.workspace.git import RepoInfo, owned_by, remote_problem, resolve_repo
 from supervisor.workspace.worktree import default_worktree_root
+
+FILES = Worker("pagent-files")  # makes every attempt's prompt file and log (``RunContext.files``)
 
 
 @dataclass(frozen=True)
@@ -301,7 +304,13 @@ async def _execute(
             emit(events.Notice(f"keep_runs = {plan.keep_runs}: forgot {len(pruned)} older run(s)"))
     run = state.run
     context = RunContext(
-        plan, layout, repo.root, run.base_commit or repo.base_commit, request.reserve, request.unconfined
+        plan,
+        layout,
+        repo.root,
+        run.base_commit or repo.base_commit,
+        request.reserve,
+        request.unconfined,
+        files=FILES,
     )
     notifier = Notifier(plan.notify, state, emit)
 

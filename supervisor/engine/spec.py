@@ -23,7 +23,7 @@ session to continue; the task's ``result_schema`` goes to ``structured_output_ar
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,8 +60,10 @@ def build_spec(
     session_id: str | None = None,
     answer: str | None = None,
     environ: Mapping[str, str] = os.environ,
+    writer: Callable[[Path, bytes], None] = write_prompt,
 ) -> AttemptSpec:
-    """The spec of attempt ``key.attempt`` of ``task``; writes its prompt to ``prompt_path``.
+    """The spec of attempt ``key.attempt`` of ``task``; writes its prompt to ``prompt_path``
+    (through ``writer``: a caller may write it elsewhen, before the attempt starts).
 
     ``previous`` is the task's latest attempt, ``answer`` the latest answer a person gave to
     any earlier one, ``session_id`` the session pagent chose for this attempt (for a kind with
@@ -89,7 +91,7 @@ def build_spec(
         if answer is not None:
             own = f"A person answered: {answer.strip()}\n\n{own}"
         prompt = compose(task.context, own)
-    write_prompt(prompt_path, prompt.encode())
+    writer(prompt_path, prompt.encode())
     setup = kind.setup(agent, task.settings)
     env = {
         **setup.env,  # the kind's defaults: the plan's env always wins

@@ -27,6 +27,10 @@ _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-
 _ZERO_SPAN = "0" * 16
 
 
+def _is_otel(name: str) -> bool:
+    return name == "TRACEPARENT" or name.startswith("OTEL_")
+
+
 def attempt_context(
     environ: Mapping[str, str],
     agent_env: Mapping[str, str],
@@ -38,9 +42,9 @@ def attempt_context(
 ) -> dict[str, str]:
     """The variables to add to an attempt's overlay (see the module docstring); empty when
     neither environment has any OpenTelemetry setting."""
+    if not any(_is_otel(name) for name in agent_env) and not any(_is_otel(name) for name in environ):
+        return {}  # asked at every attempt: neither environment is copied for it
     merged = {**environ, **agent_env}
-    if not any(name == "TRACEPARENT" or name.startswith("OTEL_") for name in merged):
-        return {}
     added: dict[str, str] = {}
     parent = _TRACEPARENT.match(merged.get("TRACEPARENT", "").strip().lower())
     if parent is not None and parent[1] != "ff" and parent[2] != "0" * 32:

@@ -6,17 +6,16 @@ cannot hide is where it goes when its parent exits: the supervisor makes itself 
 subreaper* (Linux ``prctl(PR_SET_CHILD_SUBREAPER)``, once per process), so every orphan of every
 process it started is re-parented to it instead of to init. The kernel re-parents to the
 process's first live thread, the main one: its children list (``/proc/PID/task/PID/children``)
-then holds exactly
+then holds orphans, whoever started them, and nothing else of pagent's.
 
-- the attempts' main processes, which the launcher starts on that thread and registers here
-  (``own``) as soon as ``Popen`` returns, with no await in between;
-- orphans, whoever started them.
-
-Children that worker threads start (git, ``gh``, hooks: ``supervisor.workspace``) are listed
-under those threads and never looked at; neither is a process in the supervisor's own session,
-which no attempt's process can ever join (every attempt starts a session of its own). So the
-rule holds as long as nothing else forks on the main thread while an event loop runs there
-(asyncio's own subprocesses would; pagent does not use them).
+The attempts' main processes are started on the spawner thread (``supervisor.launch.spawner``)
+and are listed under it, as children that worker threads start (git, ``gh``, hooks:
+``supervisor.workspace``) are listed under those threads: none of them is ever looked at. The
+launcher still registers each attempt's main process here (``own``), so that one started on the
+main thread would not be taken for an orphan either. A process in the supervisor's own session
+is never one, since no attempt's process can ever join it (every attempt starts a session of its
+own). So the rule holds as long as nothing else forks on the main thread while an event loop
+runs there (asyncio's own subprocesses would; pagent does not use them).
 
 Which attempt an orphan belongs to is not written on it, but *when* it was created is: the
 kernel's start time, in clock ticks since boot, the same clock every ``Window`` reads before its
@@ -149,6 +148,22 @@ class Orphanage:
         if pid is not None:
             self._own.discard(pid)
 
+    def none_alive(self) -> bool:
+        """Whether this process has no child now but its own: no orphan, not even a dead one.
+
+        Then an attempt whose main process has exited left nothing behind: whatever of its tree
+        still ran when the main process ended was re-parented, its orphans to this subreaper
+        (which lists them here) and their descendants below them. ``False`` when it cannot
+        tell (no subreaper)."""
+        if not self.enabled:
+            return False
+        try:
+            with open(self._children, "rb", buffering=0) as file:
+                pids = file.read().split()
+        except OSError:
+            return False
+        return all(int(pid) in self._own for pid in pids)
+
     def _scan(self) -> list[_Child]:
         """The main thread's children that are not our own, outside our session; zombies among
         them are reaped on the way (by pid: the check and the reaping happen without an await,
@@ -194,7 +209,8 @@ class Orphanage:
                 break
             stopped += len(procs)
             await proctree.stop_processes(list(procs.values()), None, grace)
-        self._scan()  # reap what the last round stopped
+        if stopped:
+            self._scan()  # reap what the last round stopped
         return stopped
 
 

@@ -3,7 +3,9 @@
 The main process starts with ``setsid`` (its own session and process group) and, on Linux,
 ``PR_SET_PDEATHSIG`` so it receives SIGTERM if the supervisor dies. Exit is observed through a
 pidfd, output through non-blocking pipes read on the event loop: no thread per child. The
-prompt reaches the agent's stdin as a file, which ends in EOF exactly like a closed pipe.
+process is started on the spawner thread (``supervisor.launch.spawner``), so that the wait for
+the child's exec never holds the event loop up. The prompt reaches the agent's stdin as a file,
+which ends in EOF exactly like a closed pipe.
 
 The parent-death signal is asked for by util-linux ``setpriv`` in front of the agent's argv
 (same process, one more exec) wherever it works, so that ``subprocess`` can use vfork; without
@@ -20,10 +22,12 @@ the supervisor and stopped by ``finish`` once no running attempt can own it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import ctypes.util
 import errno
+import functools
 import os
 import shutil
 import signal
@@ -38,13 +42,19 @@ import anyio
 import psutil
 
 from supervisor.launch import orphans, proctree
+from supervisor.launch.pipes import Pipes
+from supervisor.launch.spawner import SPAWNER
 from supervisor.seam import Exit, OutputCallback, Sample, Stream
 
 _PR_SET_PDEATHSIG = 1
 _OOM_EVENTS = "/sys/fs/cgroup/memory.events"
-_READ_SIZE = 256 * 1024
 _SANDBOX_ENDS = 1.0  # seconds a sandbox's namespace may take to end after bwrap exited
 _DEFAULT_GRACE = 1.0  # for clean-up the caller left to the launcher without ever naming a grace
+# The main processes this process started and has not reaped yet: until reaped, a pid names the
+# very process, which leads a session of its own and carries its own attempt's cookie, so it is
+# no part of any other attempt's tree (``proctree.tree(others=...)``) and is never looked at.
+_MAINS: set[int] = set()
+_MARK_MAX_AGE = 0.02  # seconds an attempt's pid mark may be older than its start (shared marks)
 
 
 def _pdeathsig_command() -> tuple[str, ...] | None:
@@ -115,16 +125,27 @@ def _pdeathsig_setter() -> Callable[[], None] | None:
 
 
 class LocalHandle:
-    """A running local attempt; see ``supervisor.seam.AttemptHandle``."""
+    """A running local attempt; see ``supervisor.seam.AttemptHandle``.
+
+    Its exit comes through a pidfd and its output through ``Pipes``, both reader callbacks on
+    the event loop: ``wait`` only waits for what they report. psutil looks at the main process
+    only when the attempt is stopped or sampled: until it is reaped (by ``wait``'s callback) its
+    pid cannot name another process.
+    """
 
     def __init__(
         self,
         popen: subprocess.Popen[bytes],
         cookie: str,
+        *,
         since: proctree.PidMark | None = None,
         window: orphans.Window | None = None,
         signal_codes: bool = False,
+        on_output: OutputCallback | None = None,
+        started: float | None = None,
     ) -> None:
+        """``started``: when the process started, as ``proctree.started_at`` read it (read here
+        when not given)."""
         self._popen = popen
         # A wrapper that reports its command's death by signal N as exit code 128 + N (the
         # sandbox's bwrap): read such codes back as the signal.
@@ -132,39 +153,87 @@ class LocalHandle:
         self._cookie = cookie
         self._since = since  # the pid counter before the attempt started: its processes are newer
         self._window = window or orphans.Window()  # when it started, for the orphans it leaves
-        self._proc = psutil.Process(popen.pid)
+        self._proc: psutil.Process | None = None
         self.pid = popen.pid
-        self.pid_started = self._proc.create_time()
+        self.pid_started = started if started is not None else proctree.started_at(popen.pid, since)
         self.ref = f"{self.pid}:{self.pid_started!r}"  # pid and start time name the process
         self._oom_before = _oom_kills()
-        self._pidfd = os.pidfd_open(popen.pid) if hasattr(os, "pidfd_open") else None
         self._exit: Exit | None = None
-        self._readers_done = anyio.Event()
+        self._wake = anyio.Event()  # the main process ended, or on_output raised
+        self._raised = False
         self._finished = False
         self.grace = _DEFAULT_GRACE  # the latest grace the caller asked for
+        self._loop = asyncio.get_running_loop()
+        self._pidfd = os.pidfd_open(popen.pid) if hasattr(os, "pidfd_open") else None
+        if self._pidfd is not None:
+            self._loop.add_reader(self._pidfd, self._exited)
+        streams = [
+            (pipe, stream) for pipe, stream in ((popen.stdout, Stream.STDOUT), (popen.stderr, Stream.STDERR))
+        ]
+        self._pipes = Pipes(
+            [(pipe, stream) for pipe, stream in streams if pipe is not None],
+            on_output or (lambda data, stream: None),
+            self._wake.set,
+        )
+
+    def _exited(self) -> None:
+        """The pidfd says the main process ended: reap it (at once: it is a zombie now)."""
+        if self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+        self._reap()
+        self._wake.set()
+
+    def _reap(self) -> None:
+        code = self._popen.wait()
+        _MAINS.discard(self.pid)  # at once: the pid may name another process from now on
+        if self._signal_codes and 128 < code <= 128 + 64:
+            code = 128 - code
+        if code < 0:
+            oom = -code == signal.SIGKILL and (_oom_kills() or 0) > (self._oom_before or 0)
+            self._exit = Exit(signal=-code, oom=oom and self._oom_before is not None)
+        else:
+            self._exit = Exit(code=code)
+
+    def _raise_failure(self) -> None:
+        """Raise what ``on_output`` raised (once), in the task that owns the attempt."""
+        if self._pipes.failure is not None and not self._raised:
+            self._raised = True
+            raise self._pipes.failure
+
+    def _main(self) -> psutil.Process | None:
+        """The main process while it is not reaped (``None`` after, or if psutil cannot see it)."""
+        if self._exit is None and self._proc is None:
+            with contextlib.suppress(psutil.Error):
+                self._proc = psutil.Process(self.pid)
+        return self._proc if self._exit is None else None
+
+    async def _exit_of_main(self) -> Exit:
+        while self._exit is None:
+            if self._pidfd is None:  # pragma: no cover - Linux < 5.3
+                if self._popen.poll() is None:
+                    await anyio.sleep(0.05)
+                    continue
+                self._reap()
+                break
+            if self._wake.is_set():  # woken by a failure already raised: wait for the exit
+                self._wake = anyio.Event()
+            await self._wake.wait()
+            if not self._raised and self._pipes.failure is not None:
+                break
+        return self._exit or Exit()
 
     async def wait(self) -> Exit:
-        """Return once the main process has ended (reaping it)."""
-        if self._exit is None:
-            if self._pidfd is not None:
-                await anyio.wait_readable(self._pidfd)
-            else:  # pragma: no cover - Linux < 5.3
-                while self._popen.poll() is None:  # noqa: ASYNC110 - nothing to wait on but time
-                    await anyio.sleep(0.05)
-            code = self._popen.wait()
-            if self._signal_codes and 128 < code <= 128 + 64:
-                code = 128 - code
-            if code < 0:
-                oom = -code == signal.SIGKILL and (_oom_kills() or 0) > (self._oom_before or 0)
-                self._exit = Exit(signal=-code, oom=oom and self._oom_before is not None)
-            else:
-                self._exit = Exit(code=code)
-        return self._exit
+        """Return once the main process has ended (reaping it); raise what ``on_output`` raised."""
+        self._raise_failure()
+        exit = await self._exit_of_main()
+        self._raise_failure()
+        return exit
 
     async def stop(self, grace: float) -> None:
         """SIGTERM the whole tree, then SIGKILL what is left after ``grace`` seconds."""
         self.grace = grace
-        procs = proctree.tree(self._proc, self.pid, self._cookie, self._since)
+        others = _MAINS - {self.pid}
+        procs = proctree.tree(self._main(), self.pid, self._cookie, self._since, others)
         await proctree.stop_processes(procs, self.pid, grace)
 
     async def finish(self, grace: float) -> int:
@@ -174,7 +243,12 @@ class LocalHandle:
         pipes open for ever: after ``grace`` the output is cut off, never waited for again.
         """
         self.grace = grace
-        procs = proctree.tree(None, self.pid, self._cookie, self._since)
+        # Every process of its tree alive when the main process ended is an orphan now or below
+        # one (orphans come to this subreaper): with none at all, nothing is left (not checked
+        # so in a sandbox, which ends a moment after bwrap reports its exit).
+        quick = not self._signal_codes and orphans.ORPHANS.none_alive()
+        others = _MAINS - {self.pid}
+        procs = [] if quick else proctree.tree(None, self.pid, self._cookie, self._since, others)
         if procs and self._signal_codes:
             # A sandbox ends by itself once its command has: bwrap reports the exit a moment
             # before its pid namespace's init is gone, and the kernel kills whatever is left
@@ -184,10 +258,13 @@ class LocalHandle:
             await proctree.stop_processes(procs, self.pid, grace)
         # Its tree is gone: what it left outside tree, session and cookie may be stopped now.
         orphans.ORPHANS.ending(self._window)
-        stopped = len(procs) + await orphans.ORPHANS.collect(grace)
-        with anyio.move_on_after(grace):
-            await self._readers_done.wait()
+        # Without any orphan (nothing awaited since it was asked) there is nothing to collect.
+        stopped = 0 if quick else len(procs) + await orphans.ORPHANS.collect(grace)
+        if not self._pipes.done.is_set():
+            with anyio.move_on_after(grace):
+                await self._pipes.done.wait()
         self._finished = True  # not when cancelled half-way: the launcher's clean-up redoes it
+        self._raise_failure()
         return stopped
 
     def sample(self) -> Sample | None:
@@ -197,11 +274,13 @@ class LocalHandle:
         parent's ``children_*`` times): an agent computing through many short-lived processes
         shows a growing total, not one that jumps up and down with whichever child is alive.
         """
-        procs = [self._proc, *proctree.recent_descendants(self._proc)]
+        main = self._main()
+        if main is None:
+            return None
         cpu = 0.0
         rss = 0
         count = 0
-        for proc in procs:
+        for proc in [main, *proctree.recent_descendants(main)]:
             try:
                 with proc.oneshot():
                     times = proc.cpu_times()
@@ -212,9 +291,24 @@ class LocalHandle:
                 continue
         return Sample(cpu_seconds=cpu, rss=rss, procs=count) if count else None
 
+    async def end(self) -> None:
+        """Whatever the owner did: stop what still runs and reap it, stop the leftovers, never
+        waiting a second time for what the owner already waited for; raises nothing."""
+        with anyio.CancelScope(shield=True):
+            if self._exit is None:
+                await self.stop(self.grace)
+                await self._exit_of_main()
+            if not self._finished:
+                with contextlib.suppress(Exception):
+                    await self.finish(self.grace)
+
     def close(self) -> None:
-        """Release the pidfd; the attempt is over (its main process reaped, if it was started)."""
+        """Release the pipes and the pidfd; the attempt is over (its main process reaped, if it
+        was started)."""
+        self._pipes.close()
         if self._pidfd is not None:
+            if self._exit is None:
+                self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = None
         orphans.ORPHANS.close(self._window, self.pid if self._exit is not None else None)
@@ -244,62 +338,77 @@ class LocalLauncher:
         complete environment (it must carry ``cookie`` as ``PAGENT_COOKIE``); ``stdin`` is read
         by the process to EOF (``None``: an empty stdin). ``signal_codes``: ``argv`` is a wrapper
         that exits 128 + N when its command died of signal N (read back as that signal)."""
-        # Popen returns as soon as the child has exec'd: it does not block the loop for long. It
-        # must run on the event loop's thread, never in a worker thread: Linux sends the
-        # parent-death signal when the *thread* that forked the child ends, and anyio's idle
-        # worker threads end after ten seconds.
+        # Popen returns only once the child has exec'd, which on a busy machine takes
+        # milliseconds: it runs on the spawner thread, which lives as long as the process (Linux
+        # sends the parent-death signal when the *thread* that forked the child ends).
+        # The program's check, the stdin file and the child's start time (reading it waits for
+        # the child's exec) are done there too: none of them holds the loop up.
         command = list(argv)
+        check = command[0] if self._prefix is not None else None
         if self._prefix is not None:
-            check_executable(command[0], env, cwd)
             command = [*self._prefix, *command]
-        since = proctree.pid_mark()
+        since = proctree.pid_mark(_MARK_MAX_AGE)
         window = orphans.ORPHANS.open()
-        with open(stdin or os.devnull, "rb") as stdin_file:  # noqa: ASYNC230 - a local file, opened once
-            try:
-                popen = _popen(command, stdin_file, cwd, env, self._preexec)
-            except BaseException:
-                orphans.ORPHANS.close(window, None)
-                raise
-        # No await since Popen returned: an orphan scan cannot have seen this child unregistered.
-        orphans.ORPHANS.own(popen.pid)
-        handle = LocalHandle(popen, cookie, since, window, signal_codes)
-        assert popen.stdout is not None
-        assert popen.stderr is not None
-        pipes = [(popen.stdout, Stream.STDOUT), (popen.stderr, Stream.STDERR)]
+        spawn = functools.partial(
+            _spawn, command, check=check, stdin=stdin, cwd=cwd, env=env, preexec=self._preexec, since=since
+        )
         try:
-            async with anyio.create_task_group() as tg:
-                pending = len(pipes)
-
-                async def pump(fd: int, stream: Stream) -> None:
-                    nonlocal pending
-                    try:
-                        await _read_until_eof(fd, stream, on_output)
-                    finally:
-                        pending -= 1
-                        if pending == 0:
-                            handle._readers_done.set()
-
-                for pipe, stream in pipes:
-                    os.set_blocking(pipe.fileno(), False)
-                    tg.start_soon(pump, pipe.fileno(), stream)
-                try:
-                    yield handle
-                finally:
-                    # Whatever the caller did, nothing of this attempt may outlive the block; what
-                    # the caller already did (stop, finish) is not waited for a second time.
-                    with anyio.CancelScope(shield=True):
-                        if handle._exit is None:
-                            await handle.stop(handle.grace)
-                            await handle.wait()
-                        if not handle._finished:
-                            await handle.finish(handle.grace)
-                    tg.cancel_scope.cancel()
+            popen, started = await SPAWNER.run(spawn, _discard_spawned)
+        except BaseException:
+            orphans.ORPHANS.close(window, None)
+            raise
+        orphans.ORPHANS.own(popen.pid)
+        try:
+            handle = LocalHandle(
+                popen,
+                cookie,
+                since=since,
+                window=window,
+                signal_codes=signal_codes,
+                on_output=on_output,
+                started=started,
+            )
+        except BaseException:
+            _discard(popen)
+            orphans.ORPHANS.close(window, popen.pid)
+            raise
+        try:
+            try:
+                yield handle
+            except BaseException:
+                await handle.end()
+                raise
+            await handle.end()
+            handle._raise_failure()  # output that could not be taken, if nobody was told yet
         finally:
-            for pipe, _ in pipes:
-                with contextlib.suppress(OSError):
-                    anyio.notify_closing(pipe.fileno())
-                pipe.close()
             handle.close()
+
+
+def _spawn(
+    command: list[str],
+    *,
+    check: str | None,
+    stdin: Path | None,
+    cwd: Path,
+    env: Mapping[str, str],
+    preexec: Callable[[], None] | None,
+    since: proctree.PidMark | None,
+) -> tuple[subprocess.Popen[bytes], float]:
+    """On the spawner thread: check the program ``check`` (when a wrapper comes in front of it),
+    start ``command`` with ``stdin`` (a file, or an empty stdin) and read when it started."""
+    if check is not None:
+        check_executable(check, env, cwd)
+    with open(stdin or os.devnull, "rb") as stdin_file:
+        popen = _popen(command, stdin_file, cwd, env, preexec)
+    try:
+        return popen, proctree.started_at(popen.pid, since)
+    except BaseException:
+        _discard(popen)
+        raise
+
+
+def _discard_spawned(spawned: tuple[subprocess.Popen[bytes], float]) -> None:
+    _discard(spawned[0])
 
 
 def _popen(
@@ -309,8 +418,9 @@ def _popen(
     env: Mapping[str, str],
     preexec: Callable[[], None] | None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``command`` in a session of its own with pipes for its output."""
-    return subprocess.Popen(
+    """Start ``command`` in a session of its own with pipes for its output; its pid is one of
+    ``_MAINS`` from the moment it is known (on the spawner thread, not a hop later)."""
+    popen = subprocess.Popen(
         command,
         stdin=stdin,
         stdout=subprocess.PIPE,
@@ -322,23 +432,31 @@ def _popen(
         preexec_fn=preexec,  # noqa: PLW1509
         close_fds=True,
     )
+    _MAINS.add(popen.pid)
+    return popen
 
 
-async def _read_until_eof(fd: int, stream: Stream, on_output: OutputCallback) -> None:
-    """Deliver everything written to ``fd`` until EOF, chunk by chunk, as it arrives."""
-    while True:
-        try:
-            data = os.read(fd, _READ_SIZE)
-        except BlockingIOError:
-            await anyio.wait_readable(fd)
-            continue
-        if not data:
-            return
-        on_output(data, stream)
+def _discard(popen: subprocess.Popen[bytes]) -> None:
+    """Get rid of a process that was started for a caller that is gone (the loop closed)."""
+    with contextlib.suppress(OSError):
+        os.killpg(popen.pid, signal.SIGKILL)
+    popen.wait()
+    _MAINS.discard(popen.pid)
+    for pipe in (popen.stdout, popen.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+@functools.cache
+def _has_oom_events() -> bool:
+    """Whether this cgroup v2 tells its OOM kills (asked once: a cgroup keeps its files)."""
+    return os.path.exists(_OOM_EVENTS)  # noqa: PTH110
 
 
 def _oom_kills() -> int | None:
     """The cgroup's count of OOM kills so far, where cgroup v2 exposes it."""
+    if not _has_oom_events():
+        return None
     try:
         with open(_OOM_EVENTS, "rb", buffering=0) as events_file:
             text = events_file.read(4096)

@@ -15,8 +15,10 @@ then SIGKILL.
 Looking at every process on the machine at every attempt's end costs milliseconds, more than a
 short attempt itself. An attempt therefore takes a ``PidMark`` just before it starts: every
 process of its tree was created after that, and Linux hands out pids in cyclic order, so only
-pids handed out since the mark can belong to it. ``pids_since`` returns those, or every pid
-whenever it cannot be sure the counter has not gone round a whole lap in between.
+pids handed out since the mark can belong to it. ``pids_since`` returns those (looking each one
+up when there are few, as after an attempt that lasted a moment, else from a listing of
+/proc), or every pid whenever it cannot be sure the counter has not gone round a whole lap in
+between.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import functools
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import anyio
@@ -35,8 +37,10 @@ import psutil
 COOKIE_VAR = "PAGENT_COOKIE"
 _POLL = 0.05  # seconds between checks while waiting for processes to go
 _RESERVED_PIDS = 300  # after a wrap, Linux hands out pids from here on
+_PROBE_MAX = 48  # up to this many pids handed out since a mark are looked up one by one
 _COOKIE_BYTES = f"\0{COOKIE_VAR}=".encode()
 _TABLE_MAX_AGE = 0.1  # seconds a process table may be reused by ``sample``-style questions
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")  # what psutil divides /proc start times by
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class PidMark:
     forks: int  # processes and threads created since boot, machine-wide (/proc/stat)
     tasks: int  # processes and threads alive, machine-wide (/proc/loadavg)
     pid_max: int
+    boot_time: float = 0.0  # when the machine booted, as psutil reads it (/proc/stat: btime)
 
 
 def _read(path: str) -> bytes:
@@ -64,16 +69,37 @@ def _own_proc(pid: int) -> bool:
     return os.readlink("/proc/self") == str(pid)  # noqa: PTH115
 
 
-def pid_mark() -> PidMark | None:
-    """The pid counter now; ``None`` where /proc does not tell (then nothing is filtered)."""
+_recent: tuple[float, PidMark] | None = None  # the latest mark and when it was taken (monotonic)
+
+
+def pid_mark(max_age: float = 0.0) -> PidMark | None:
+    """The pid counter now; ``None`` where /proc does not tell (then nothing is filtered).
+
+    With ``max_age``, a mark taken at most that many seconds ago may be the answer: an earlier
+    mark is as good a start for an attempt (every process of its tree is newer still), it only
+    lets a few more pids be looked at, and attempts that start together share one look at /proc.
+    """
+    global _recent  # noqa: PLW0603 - one cache for the whole process, that is the point
+    if max_age > 0 and _recent is not None and time.monotonic() - _recent[0] <= max_age:
+        return _recent[1]
+    taken = time.monotonic()
+    mark = _read_mark()
+    if mark is not None:
+        _recent = (taken, mark)
+    return mark
+
+
+def _read_mark() -> PidMark | None:
     try:
         # A /proc of another pid namespace lists pids that are not ours.
         if not _own_proc(os.getpid()):
             return None
         loadavg = _read("/proc/loadavg").split()
-        forks = int(_read("/proc/stat").split(b"\nprocesses ", 1)[1].split(None, 1)[0])
+        stat = _read("/proc/stat")
+        forks = int(stat.split(b"\nprocesses ", 1)[1].split(None, 1)[0])
+        boot_time = float(stat.split(b"\nbtime ", 1)[1].split(None, 1)[0])
         pid_max = int(_read("/proc/sys/kernel/pid_max"))
-        return PidMark(int(loadavg[4]), forks, int(loadavg[3].split(b"/")[1]), pid_max)
+        return PidMark(int(loadavg[4]), forks, int(loadavg[3].split(b"/")[1]), pid_max, boot_time)
     except (OSError, IndexError, ValueError):
         return None
 
@@ -83,26 +109,68 @@ def _all_pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]  # noqa: PTH208
 
 
-def pids_since(mark: PidMark | None) -> list[int] | None:
+def pids_since(mark: PidMark | None, skip: Collection[int] = ()) -> list[int] | None:
     """Pids of the live processes that may have been created after ``mark``.
 
     ``None`` means "any process may have been": the caller must look at all of them. That is
     the answer without a mark, and whenever the counter may have gone round since: the cursor
     moves one step per pid handed out plus one per pid in use it skips, so it stays within one
     lap while twice the tasks created plus those alive at the mark stay below the pid range.
+
+    When few pids were handed out since (an attempt that lasted a moment), each of them is
+    looked up in /proc, which is far cheaper than listing every process on the machine. Pids in
+    ``skip`` are left out without a look (the caller knows what they are).
     """
     if mark is None:
         return None
+    if (now := pid_mark()) is not None and now.last_pid >= mark.last_pid:
+        low, high = mark.last_pid, now.last_pid
+        if high - low <= _PROBE_MAX and _trusted(mark, now):
+            # The counter was read before these lookups: each pid found was handed out by then.
+            return [pid for pid in range(low + 1, high + 1) if pid not in skip and _is_process(pid)]
     pids = _all_pids()  # listed before the counter is read: each of them was created by then
     now = pid_mark()
-    if now is None or now.pid_max != mark.pid_max:
-        return None
-    if 2 * (now.forks - mark.forks) + mark.tasks >= mark.pid_max - _RESERVED_PIDS:
+    if now is None or not _trusted(mark, now):
         return None
     low, high = mark.last_pid, now.last_pid
     if low <= high:
-        return [pid for pid in pids if low < pid <= high]
-    return [pid for pid in pids if pid > low or pid <= high]  # the counter wrapped once
+        return [pid for pid in pids if low < pid <= high and pid not in skip]
+    return [pid for pid in pids if (pid > low or pid <= high) and pid not in skip]  # wrapped once
+
+
+def _trusted(mark: PidMark, now: PidMark) -> bool:
+    """Whether the counter cannot have gone round a whole lap between ``mark`` and ``now``."""
+    if now.pid_max != mark.pid_max:
+        return False
+    return 2 * (now.forks - mark.forks) + mark.tasks < mark.pid_max - _RESERVED_PIDS
+
+
+def _is_process(pid: int) -> bool:
+    """Whether ``pid`` is a live process's (a thread's id has a /proc entry too, unlisted)."""
+    try:
+        status = _read(f"/proc/{pid}/status")
+    except OSError:
+        return False
+    start = status.find(b"\nTgid:")
+    if start < 0:
+        return False
+    end = status.find(b"\n", start + 6)
+    try:
+        return int(status[start + 6 : end]) == pid
+    except ValueError:
+        return False
+
+
+def started_at(pid: int, mark: PidMark | None) -> float:
+    """When process ``pid`` started, in seconds since the epoch, exactly as psutil's
+    ``create_time`` says it (its start in clock ticks since boot, plus the boot time): from
+    /proc with the boot time ``mark`` read, without building a ``psutil.Process``."""
+    if mark is not None and mark.boot_time:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            data = _read(f"/proc/{pid}/stat")
+            ticks = data[data.rindex(b")") + 2 :].split()[19]  # field 22 of the line: starttime
+            return float(ticks) / _TICKS_PER_SECOND + mark.boot_time
+    return float(psutil.Process(pid).create_time())
 
 
 def identity(pid: int) -> float | None:
@@ -162,6 +230,14 @@ def session_members(sid: int, pids: list[int] | None = None) -> list[psutil.Proc
     return members
 
 
+def _session_of(pid: int) -> int | None:
+    """The session ``pid`` belongs to; ``None`` if it is gone."""
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
+
+
 def _cookie_of(pid: int) -> str | None:
     """The ``PAGENT_COOKIE`` in the environment of ``pid``, read straight from /proc."""
     try:
@@ -203,20 +279,30 @@ def with_cookie(prefix: str, pids: list[int] | None = None) -> list[psutil.Proce
 
 
 def tree(
-    main: psutil.Process | None, leader: int | None, cookie: str, since: PidMark | None = None
+    main: psutil.Process | None,
+    leader: int | None,
+    cookie: str,
+    since: PidMark | None = None,
+    others: Collection[int] = (),
 ) -> list[psutil.Process]:
     """The attempt's whole tree as defined in this module's docstring, without duplicates.
 
     ``leader`` is the pid of the attempt's main process, which leads its own session and process
     group (their ids equal its pid); ``main`` is that process while it still runs. ``since`` is
     the attempt's ``PidMark``, taken before it started: only processes created after it are
-    looked at for session and cookie.
+    looked at for session and cookie. ``others`` are pids known to be no part of it (the main
+    processes of other attempts, each leading a session of its own with a cookie of its own):
+    neither they nor the members of their sessions are looked at for the cookie.
     """
     procs: dict[int, psutil.Process] = {}
     if main is not None and alive(main):
         procs[main.pid] = main
         procs.update((p.pid, p) for p in descendants(main))
-    pids = pids_since(since)
+    pids = pids_since(since, others)
+    if pids is not None and others:
+        # A process in another attempt's session was forked there: it is that attempt's, found
+        # and stopped at its end. Asking its session is far cheaper than reading its environment.
+        pids = [pid for pid in pids if _session_of(pid) not in others]
     if leader is not None:
         procs.update((p.pid, p) for p in session_members(leader, pids) if p.pid not in procs)
     procs.update((p.pid, p) for p in with_cookie(cookie, pids) if p.pid not in procs)

@@ -287,9 +287,12 @@ class Plan(PlanFile):
         """Every task, in wave order."""
         return tuple(task for wave in self.waves for task in wave.tasks)
 
+    @functools.cached_property
+    def _by_id(self) -> dict[str, Task]:
+        # Made once per plan (a frozen dataclass's fields never change): the runner asks for
+        # every task of a 1000-task wave, which a search through all of them made quadratic.
+        return {task.id: task for wave in self.waves for task in wave.tasks}
+
     def task(self, task_id: str) -> Task:
         """The task called ``task_id``; ``KeyError`` if there is none."""
-        for task in self.tasks:
-            if task.id == task_id:
-                return task
-        raise KeyError(task_id)
+        return self._by_id[task_id]

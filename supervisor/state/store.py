@@ -4,7 +4,8 @@ Each method is one transaction, committed before it returns, so the runner can p
 transition *before* acting on it. WAL with ``synchronous=NORMAL`` survives a crash of the
 process at any instant (the database is never left half-written); a power loss may lose the
 last transitions, which recovery then treats like a crash. Readers (``pagent status``) never
-block the writer.
+block the writer. The log is copied into the database by a thread of its own
+(``supervisor.state.checkpoint``), not inside a commit of the writer's.
 
 Every SQLite error becomes a ``StateError`` naming the file and what to do (a corrupt file: move
 it aside; a full disk: free space; a read-only directory), never a traceback. Readers that
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 
 from supervisor.errors import StateError
 from supervisor.reasons import Reason
+from supervisor.state import checkpoint
 from supervisor.state.connection import Connection, connect, state_error
 from supervisor.state.records import AttemptRecord, RunRecord, RunStatus, TaskRecord, TaskState
 
@@ -122,6 +124,8 @@ class Store:
         self.read_only = read_only
         self._in_batch = False
         self._selects = _SELECTS
+        self._commits = 0
+        self._checkpointer: checkpoint.Checkpointer | None = None
         try:
             if not read_only:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +144,9 @@ class Store:
             return
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoints on a thread of their own (``supervisor.state.checkpoint``).
+        self._db.execute(f"PRAGMA wal_autocheckpoint={checkpoint.FALLBACK}")
+        self._checkpointer = checkpoint.Checkpointer(self.path)
         self._db.execute("PRAGMA foreign_keys=ON")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
@@ -171,8 +178,16 @@ class Store:
         return selects
 
     def close(self) -> None:
-        """Close the connection; the file stays."""
+        """Close the connection; the file stays (with everything in it: the last connection to
+        close checkpoints the log)."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self._db.close()
+
+    def _committed(self) -> None:
+        self._commits += 1
+        if self._commits % checkpoint.EVERY == 0 and self._checkpointer is not None:
+            self._checkpointer.nudge()
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -201,6 +216,7 @@ class Store:
                 self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        self._committed()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -347,9 +363,13 @@ class Store:
         self._db.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(values.values()))
 
     def _update(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
+        # One UPDATE of one row by its key is a transaction by itself (SQLite's autocommit):
+        # committed when it returns, without a BEGIN and a COMMIT of its own (inside ``batch``
+        # the batch's transaction covers it).
         if changes:
-            with self._transaction():
-                self._update_in_tx(table, key, changes)
+            self._update_in_tx(table, key, changes)
+            if not self._in_batch:
+                self._committed()
 
     def _update_in_tx(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
         # Column names come from our own code, never from input: safe to format in.

@@ -24,6 +24,8 @@ from supervisor.ui.compose import load_plan
 if TYPE_CHECKING:
     from supervisor.state.store import Store
 
+_SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the GIL while another waits for it (run)
+
 # Every other module is imported inside the command that needs it: a command starts in about a
 # third of the time it took with everything imported up front (``pagent validate`` needs neither
 # anyio, structlog nor rich), which counts for scripts and for the 10,000-task targets.
@@ -151,13 +153,16 @@ def _run(
 
     from supervisor.engine.invocation import execute_plan
     from supervisor.state.layout import Layout
-    from supervisor.ui import progress
     from supervisor.ui.compose import KINDS, executor_for
     from supervisor.ui.console import EventPrinter, configure_logging
     from supervisor.ui.report import write_report
     from supervisor.ui.tables import format_summary
 
     configure_logging(log_format)
+    # The loop's thread waits for the GIL after each system call it makes while the spawner's,
+    # the files' and SQLite's work runs on other threads: a waiting thread forces a switch only
+    # after this interval (5 ms by default, longer than a whole attempt of a quick agent).
+    sys.setswitchinterval(_SWITCH_INTERVAL)
     printer = EventPrinter(quiet)
     run = functools.partial(
         execute_plan,
@@ -169,6 +174,8 @@ def _run(
         report=write_report,  # written by the run, so that its notification can name the file
     )
     if not quiet and log_format == "text" and sys.stderr.isatty():
+        from supervisor.ui import progress  # rich's live view: only for a person watching
+
         view = progress.ProgressView()
         with progress.live(view):
             result = anyio.run(functools.partial(run, emit=progress.tee(view, printer)))

@@ -81,6 +81,8 @@ class Worktrees:
     async def prepare(self, request: WorkspaceRequest) -> Workspace:
         """Create (or reuse) the task's worktree on its branch and its ``workdir``; ``GitError``
         or ``OSError`` if it cannot."""
+        if request.branch is None and request.workdir is None:
+            return prepare(request)  # the repository itself, as it is: nothing to run in a thread
         return await in_thread(prepare, request)
 
     async def begin(self, workspace: Workspace, marker: str | None) -> Begun:

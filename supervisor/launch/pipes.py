@@ -1,0 +1,89 @@
+"""An attempt's output pipes, read on the event loop's thread by reader callbacks.
+
+No task per pipe: each pipe is registered with the loop (``add_reader``) and read whenever it
+has something, until EOF; each chunk goes to the attempt's ``on_output`` as it arrives, in order
+per stream. What ``on_output`` raises stops the reading of every pipe and is kept in
+``failure`` for the handle to raise in the attempt's task (a callback has no task to raise in).
+
+This needs the asyncio backend, on which pagent runs (``anyio.run`` without a backend).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Sequence
+from typing import IO
+
+import anyio
+
+from supervisor.seam import OutputCallback, Stream
+
+_READ_SIZE = 256 * 1024
+_READS_PER_WAKE = 16  # then the loop runs other callbacks before this pipe is read on
+
+
+class Pipes:
+    """The pipes of one process, read until EOF (see the module docstring)."""
+
+    def __init__(
+        self,
+        pipes: Sequence[tuple[IO[bytes], Stream]],
+        on_output: OutputCallback,
+        on_failure: Callable[[], None],
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._on_output = on_output
+        self._on_failure = on_failure  # told once, when on_output has raised
+        self._files = {pipe.fileno(): pipe for pipe, _ in pipes}
+        self._reading: set[int] = set()
+        self.done = anyio.Event()  # every pipe at EOF, or no longer read
+        self.failure: BaseException | None = None
+        for pipe, stream in pipes:
+            fd = pipe.fileno()
+            os.set_blocking(fd, False)
+            self._loop.add_reader(fd, self._readable, fd, stream)
+            self._reading.add(fd)
+        if not self._reading:
+            self.done.set()
+
+    def _readable(self, fd: int, stream: Stream) -> None:
+        for _ in range(_READS_PER_WAKE):
+            try:
+                data = os.read(fd, _READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._fail(exc)
+                return
+            if not data:
+                self._drop(fd)
+                return
+            try:
+                self._on_output(data, stream)
+            except BaseException as exc:  # raised in the attempt's task instead
+                self._fail(exc)
+                return
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+        for fd in list(self._reading):
+            self._drop(fd)
+        self._on_failure()
+
+    def _drop(self, fd: int) -> None:
+        if fd in self._reading:
+            self._reading.discard(fd)
+            self._loop.remove_reader(fd)
+            if not self._reading:
+                self.done.set()
+
+    def close(self) -> None:
+        """Stop reading and close every pipe (what is still in them is not read any more)."""
+        for fd in list(self._reading):
+            self._reading.discard(fd)
+            self._loop.remove_reader(fd)
+        for pipe in self._files.values():
+            pipe.close()
+        self._files = {}
