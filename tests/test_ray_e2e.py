@@ -26,6 +26,7 @@ import pytest
 from tests.conftest import git, status_json
 from tests.hostile import Reaper, ended_within, pagent, reaping, run, tasks_by_id, wait_for, write_plan
 from tests.ray_head import RayHead
+from tests.test_ray_node import marked
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -49,32 +50,6 @@ def origin(repo: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def mark() -> str:
     return uuid.uuid4().hex
-
-
-def marked(mark: str) -> list[psutil.Process]:
-    """Every living process whose environment carries ``PAGENT_TEST_MARK=mark``, except Ray's own
-    watcher of a job: its JobSupervisor starts ``sh -c 'while kill -s 0 PID; do sleep 1; done;
-    kill -9 -PGID'`` with the job's runtime environment (so with the mark), which ends at most a
-    second after the job's supervisor actor and is not the agent's (measured: a ``sleep 1``
-    adopted by init, seen right after a run once in four)."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE or proc.environ().get("PAGENT_TEST_MARK") != mark:
-                continue
-            if _ray_watcher(proc.cmdline()):
-                continue
-            found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
-def _ray_watcher(argv: list[str]) -> bool:
-    """Whether ``argv`` is Ray's job watcher or the ``sleep 1`` of its loop."""
-    if argv == ["sleep", "1"]:
-        return True
-    return len(argv) == 3 and argv[1] == "-c" and argv[2].startswith("while kill -s 0 ")
 
 
 def ray_plan(
