@@ -29,7 +29,6 @@ import ctypes.util
 import errno
 import functools
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +43,7 @@ import psutil
 from supervisor.launch import orphans, proctree
 from supervisor.launch.pipes import Pipes
 from supervisor.launch.spawner import SPAWNER
+from supervisor.pdeathsig import setpriv_prefix
 from supervisor.seam import Exit, OutputCallback, Sample, Stream
 
 _PR_SET_PDEATHSIG = 1
@@ -58,30 +58,14 @@ _MARK_MAX_AGE = 0.02  # seconds an attempt's pid mark may be older than its star
 
 
 def _pdeathsig_command() -> tuple[str, ...] | None:
-    """An argv prefix that asks Linux to SIGTERM the process when its parent dies, then execs
-    the rest of the argv in the same process: util-linux ``setpriv``, where it is installed and
-    shown to do exactly that.
+    """The ``setpriv`` prefix for the agent's argv (``supervisor.pdeathsig``), or ``None``.
 
-    The prefix costs the child one more exec. The alternative, ``_pdeathsig_setter``, costs the
+    It costs the child one more exec. The alternative, ``_pdeathsig_setter``, costs the
     supervisor far more: any ``preexec_fn`` makes ``subprocess`` fork instead of vfork, which
     copies the supervisor's page tables and blocks the event loop until the child has exec'd
     (about 4 ms per attempt on a small VM, against under 1 ms).
     """
-    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-    if setpriv is None:
-        return None
-    prefix = (setpriv, "--pdeathsig", "TERM", "--")
-    try:
-        done = subprocess.run(
-            [*prefix, setpriv, "--dump"],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return prefix if done.returncode == 0 and b"Parent death signal: TERM" in done.stdout else None
+    return setpriv_prefix()
 
 
 def check_executable(program: str, env: Mapping[str, str], cwd: Path) -> None:

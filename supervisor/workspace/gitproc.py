@@ -10,17 +10,16 @@ job has running, so that cancelling the job kills them.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import select
-import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 from typing import IO
+
+from supervisor.pdeathsig import setpriv_prefix
 
 
 class Calls:
@@ -112,23 +111,8 @@ def read_all(stream: IO[bytes]) -> bytes:
     return stream.read()
 
 
-@functools.cache
 def pdeathsig_prefix() -> tuple[str, ...]:
-    """``setpriv --pdeathsig TERM --`` where it is installed and does exactly that (checked once,
-    by its own ``--dump``); otherwise nothing: a ``preexec_fn`` is unsafe in worker threads, and
-    the cookie still lets recovery find the process."""
-    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-    if setpriv is None:
-        return ()
-    prefix = (setpriv, "--pdeathsig", "TERM", "--")
-    try:
-        done = subprocess.run(
-            [*prefix, setpriv, "--dump"],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ()
-    return prefix if done.returncode == 0 and b"Parent death signal: TERM" in done.stdout else ()
+    """``setpriv --pdeathsig TERM --`` where it works (``supervisor.pdeathsig``); otherwise
+    nothing: a ``preexec_fn`` is unsafe in worker threads, and the cookie still lets recovery
+    find the process."""
+    return setpriv_prefix() or ()
