@@ -138,9 +138,13 @@ class RunState:
             persisted = False
         return self._apply(task_id, changes), persisted
 
-    def begin_attempt(self, attempt: AttemptRecord, started_at: float) -> TaskRecord:
+    async def begin_attempt(self, attempt: AttemptRecord, started_at: float) -> TaskRecord:
         """Record a new attempt (its key before its process exists: a crash right after the
-        launch still leaves enough to find it) and move its task to running, in one transaction."""
+        launch still leaves enough to find it) and move its task to running, in one transaction.
+
+        This and the other writes of a running attempt (``attempt_running``, ``end_attempt``)
+        are awaited: the loop goes on with the other attempts while the store's committer
+        writes (``supervisor.state.committer``); the change is applied here once committed."""
         record = self._records[attempt.task_id]
         check_transition(record.state, TaskState.RUNNING)
         changes: dict[str, Any] = {
@@ -149,27 +153,25 @@ class RunState:
             "reason": None,
             "started_at": record.started_at or started_at,
         }
-        self._store.add_attempt(attempt, **changes)
+        await self._store.add_attempt_async(attempt, **changes)
         return self._apply(attempt.task_id, changes)
 
-    def attempt_running(self, task_id: str, number: int, ref: str, pid: int | None) -> None:
+    async def attempt_running(self, task_id: str, number: int, ref: str, pid: int | None) -> None:
         """The attempt exists where it runs: its executor reference (and a pid for display)."""
-        self._store.update_attempt(self.run_id, task_id, number, ref=ref, pid=pid)
+        await self._store.update_attempt_async(self.run_id, task_id, number, ref=ref, pid=pid)
 
     def heartbeat(self, task_id: str, number: int, **sample: Any) -> None:
         """A liveness sample (CPU, RSS, processes, last output) or a live note of an attempt."""
         self._store.update_attempt(self.run_id, task_id, number, **sample)
 
-    def end_attempt(
+    async def end_attempt(
         self, task_id: str, number: int, attempt_changes: Mapping[str, Any], task_changes: Mapping[str, Any]
     ) -> TaskRecord:
         """End attempt ``number`` and move its task on (to its next state), atomically."""
         record = self._records[task_id]
         if "state" in task_changes:
             check_transition(record.state, task_changes["state"])
-        with self._store.batch():
-            self._store.update_attempt(self.run_id, task_id, number, **attempt_changes)
-            self._store.update_task(self.run_id, task_id, **task_changes)
+        await self._store.finish_attempt_async(self.run_id, task_id, number, attempt_changes, task_changes)
         cost = attempt_changes.get("cost_usd")
         if cost is not None:
             self.spent += cost

@@ -106,8 +106,8 @@ class _Recorder:
     def __init__(self, state: RunState, task_id: str, number: int) -> None:
         self._state, self._task_id, self._number = state, task_id, number
 
-    def running(self, ref: str, pid: int | None) -> None:
-        self._state.attempt_running(self._task_id, self._number, ref, pid)
+    async def running(self, ref: str, pid: int | None) -> None:
+        await self._state.attempt_running(self._task_id, self._number, ref, pid)
 
     def heartbeat(self, **sample: Any) -> None:
         self._state.heartbeat(self._task_id, self._number, **sample)
@@ -179,7 +179,7 @@ class TaskRun:
             result = ended.result
             if result.succeeded or result.reason == Reason.INTERRUPTED:
                 state = TaskState.SUCCEEDED if result.succeeded else TaskState.INTERRUPTED
-                self._end(ended, state, started)
+                await self._end(ended, state, started)
                 return
             rate_limited += Reason.of(result.reason) is Reason.RATE_LIMITED
             decision = policy.decide(
@@ -194,7 +194,7 @@ class TaskRun:
             if decision.stop_kind:
                 self._stop_kind(result)
             if decision.retry and not self._stop.requested:
-                self._persist(ended, {"state": TaskState.PENDING, "reason": result.reason})
+                await self._persist(ended, {"state": TaskState.PENDING, "reason": result.reason})
                 # A gated retry waits at its agent's rate-limit gate, not on a timer of its own.
                 delay = 0.0 if decision.gated else decision.delay
                 shown = self._gate.rate_gate(settings.agent).closed_for() if decision.gated else delay
@@ -203,7 +203,7 @@ class TaskRun:
                     continue
                 break
             self._emit(events.AttemptFailed(task.id, ended.number, result.reason, None))
-            self._end(ended, TaskState.FAILED, started)
+            await self._end(ended, TaskState.FAILED, started)
             return
         if broken is not None:
             self._give_up(TaskState.FAILED, broken)
@@ -302,7 +302,7 @@ class TaskRun:
             session_id=session_id,  # known before the agent's first byte, whatever happens then
         )
         try:
-            self._state.begin_attempt(attempt, now)
+            await self._state.begin_attempt(attempt, now)
         except BaseException:
             log.close()
             raise
@@ -407,17 +407,17 @@ class TaskRun:
         )
         ticket.ended(result.succeeded, close_for)
 
-    def _persist(self, ended: _Ended, task_changes: dict[str, Any]) -> None:
+    async def _persist(self, ended: _Ended, task_changes: dict[str, Any]) -> None:
         """End the attempt and move the task on, in one transaction."""
         changes = {**ended.task_changes, **task_changes}
-        self._state.end_attempt(self.task.id, ended.number, ended.attempt_changes, changes)
+        await self._state.end_attempt(self.task.id, ended.number, ended.attempt_changes, changes)
         if ended.attempt_changes.get("cost_usd") is not None:
             self._emit(events.CostUpdate(self._state.spent))
 
-    def _end(self, ended: _Ended, state: TaskState, started: float) -> None:
+    async def _end(self, ended: _Ended, state: TaskState, started: float) -> None:
         """The task's final state for this invocation, with its last attempt's end."""
         reason = ended.result.reason
-        self._persist(ended, {"state": state, "reason": reason, "ended_at": self._clock.time()})
+        await self._persist(ended, {"state": state, "reason": reason, "ended_at": self._clock.time()})
         attempts = self._state[self.task.id].attempts
         duration = self._clock.monotonic() - started
         self._emit(events.TaskFinished(self.task.id, state, attempts, reason, duration))

@@ -74,14 +74,16 @@ class Connection:
         self._db.close()
 
 
-def connect(path: Path, read_only: bool) -> sqlite3.Connection:
-    """Open ``path``. Read-only: where the directory can be written, an ordinary connection
-    that refuses to write (``query_only``: it leaves no -wal/-shm files behind); elsewhere
-    ``mode=ro``, or, where SQLite cannot make the WAL's shared memory file either (a read-only
-    directory), ``immutable=1`` (nothing can change the file there)."""
+def connect(path: Path, read_only: bool, *, threads: bool = False) -> sqlite3.Connection:
+    """Open ``path`` (``threads``: for use on another thread than this one, the committer's).
+
+    Read-only: where the directory can be written, an ordinary connection that refuses to write
+    (``query_only``: it leaves no -wal/-shm files behind); elsewhere ``mode=ro``, or, where SQLite
+    cannot make the WAL's shared memory file either (a read-only directory), ``immutable=1``
+    (nothing can change the file there)."""
     # isolation_level=None: we open transactions ourselves, one per method.
     if not read_only:
-        return sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        return sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=not threads)
     if os.access(path.parent, os.W_OK) and os.access(path, os.W_OK):
         db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
         db.execute("PRAGMA query_only=ON")

@@ -1,7 +1,11 @@
 """The durable record of runs, task runs and attempts: one SQLite file in WAL mode.
 
 Each method is one transaction, committed before it returns, so the runner can persist a
-transition *before* acting on it. WAL with ``synchronous=NORMAL`` survives a crash of the
+transition *before* acting on it. Writes are committed on one thread of their own
+(``supervisor.state.committer``), through a connection of its own: writes that come together
+share a transaction, each as if it were alone, and the attempts' writes have ``*_async``
+variants the event loop awaits instead of waiting for SQLite; reads go through this thread's
+connection and see every write that has returned. WAL with ``synchronous=NORMAL`` survives a crash of the
 process at any instant (the database is never left half-written); a power loss may lose the
 last transitions, which recovery then treats like a crash. Readers (``pagent status``) never
 block the writer. The log is copied into the database by a thread of its own
@@ -20,12 +24,14 @@ import dataclasses
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from supervisor.errors import StateError
 from supervisor.reasons import Reason
 from supervisor.state import checkpoint
+from supervisor.state.committer import Committer, Job
 from supervisor.state.connection import Connection, connect, state_error
 from supervisor.state.records import AttemptRecord, RunRecord, RunStatus, TaskRecord, TaskState
 
@@ -122,16 +128,18 @@ class Store:
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
         self.read_only = read_only
-        self._in_batch = False
+        self._pending: list[Job] | None = None  # the jobs of the ``batch`` being written
         self._selects = _SELECTS
         self._commits = 0
         self._checkpointer: checkpoint.Checkpointer | None = None
+        self._committer: Committer | None = None
         try:
             if not read_only:
                 path.parent.mkdir(parents=True, exist_ok=True)
             self._db = Connection(connect(path, read_only), path)
         except (OSError, sqlite3.Error) as exc:
             raise state_error(path, exc) from None
+        self._writer = self._db  # the connection writes go through (the committer's, once open)
         try:
             self._open()
         except BaseException:
@@ -146,13 +154,28 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         # Checkpoints on a thread of their own (``supervisor.state.checkpoint``).
         self._db.execute(f"PRAGMA wal_autocheckpoint={checkpoint.FALLBACK}")
-        self._checkpointer = checkpoint.Checkpointer(self.path)
         self._db.execute("PRAGMA foreign_keys=ON")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
             # executescript commits on its own; every statement is idempotent.
             self._db.executescript(_SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
         self._add_missing_columns()
+        # Writes from now on: on the committer's thread, through a connection of its own (this
+        # one stays the readers'); ``supervisor.state.committer``.
+        try:
+            writer = Connection(connect(self.path, False, threads=True), self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise state_error(self.path, exc) from None
+        try:
+            writer.execute("PRAGMA synchronous=NORMAL")
+            writer.execute(f"PRAGMA wal_autocheckpoint={checkpoint.FALLBACK}")
+            writer.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            writer.close()
+            raise
+        self._writer = writer
+        self._checkpointer = checkpoint.Checkpointer(self.path)
+        self._committer = Committer(writer, self._committed)
 
     def _columns(self, table: str) -> set[str]:
         return {row[1] for row in self._db.fetchall(f"PRAGMA table_info({table})")}
@@ -178,60 +201,92 @@ class Store:
         return selects
 
     def close(self) -> None:
-        """Close the connection; the file stays (with everything in it: the last connection to
-        close checkpoints the log)."""
+        """Commit what was asked for and close the connections; the file stays (with everything
+        in it: the last connection to close checkpoints the log)."""
+        if self._committer is not None:
+            self._committer.close()
         if self._checkpointer is not None:
             self._checkpointer.close()
+        if self._writer is not self._db:
+            self._writer.close()
         self._db.close()
 
-    def _committed(self) -> None:
-        self._commits += 1
-        if self._commits % checkpoint.EVERY == 0 and self._checkpointer is not None:
+    def _committed(self, jobs: int) -> None:
+        # On the committer's thread: a checkpoint every ``checkpoint.EVERY`` writes.
+        before, self._commits = self._commits, self._commits + jobs
+        if before // checkpoint.EVERY != self._commits // checkpoint.EVERY and self._checkpointer is not None:
             self._checkpointer.nudge()
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Make every change inside the block one transaction (all of them, or none)."""
-        if self._in_batch:
-            yield
-            return
-        with self._transaction():
-            self._in_batch = True
-            try:
-                yield
-            finally:
-                self._in_batch = False
+        """Make every change inside the block one transaction (all of them, or none).
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        if self._in_batch:  # already inside ``batch``: its transaction covers this change
+        The changes are written when the block ends (reads inside it see the database as it was
+        before it); a block that raises writes nothing."""
+        if self._pending is not None:
             yield
             return
-        self._db.execute("BEGIN IMMEDIATE")
+        jobs: list[Job] = []
+        self._pending = jobs
         try:
             yield
-        except BaseException:
-            # SQLite may have rolled back already (a full disk does): then there is nothing to undo.
-            with contextlib.suppress(StateError):
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-        self._committed()
+        finally:
+            self._pending = None
+
+        def all_of_them() -> None:
+            for job in jobs:
+                job()
+
+        self._write(all_of_them)
+
+    def _write(self, job: Job) -> None:
+        """Commit ``job`` (inside ``batch``: with the batch), waiting for it."""
+        if self._pending is not None:
+            self._pending.append(job)
+        elif self._committer is not None:
+            self._committer.call(job)
+        else:  # a read-only store: SQLite refuses, with the error a person reads
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                job()
+            except BaseException:
+                with contextlib.suppress(StateError):
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @property
+    def writes_in_flight(self) -> int:
+        """How many awaited writes are being committed now (0 for a read-only store)."""
+        return 0 if self._committer is None else self._committer.in_flight
+
+    async def _write_async(self, job: Job) -> None:
+        """``_write``, awaited: the event loop goes on while the committer writes."""
+        if self._committer is None or self._pending is not None:
+            self._write(job)
+        else:
+            await self._committer.call_async(job)
 
     # -- writing ---------------------------------------------------------------------------
 
     def create_run(self, run: RunRecord, tasks: list[TaskRecord]) -> None:
         """Insert a run and all of its task runs in one transaction."""
-        with self._transaction():
+
+        def job() -> None:
             self._insert("runs", run)
             for task in tasks:
                 self._insert("tasks", task)
 
+        self._write(job)
+
     def add_tasks(self, tasks: list[TaskRecord]) -> None:
         """Insert task runs into an existing run (tasks added to the plan before a retry)."""
-        with self._transaction():
+
+        def job() -> None:
             for task in tasks:
                 self._insert("tasks", task)
+
+        self._write(job)
 
     def update_run(self, run_id: str, **changes: Any) -> None:
         """Change columns of one run."""
@@ -243,31 +298,74 @@ class Store:
 
     def add_attempt(self, attempt: AttemptRecord, **task_changes: Any) -> None:
         """Insert an attempt and, in the same transaction, change its task run."""
-        with self._transaction():
+        self._write(self._adding(attempt, task_changes))
+
+    async def add_attempt_async(self, attempt: AttemptRecord, **task_changes: Any) -> None:
+        """``add_attempt``, awaited on the event loop."""
+        await self._write_async(self._adding(attempt, task_changes))
+
+    def _adding(self, attempt: AttemptRecord, task_changes: Mapping[str, Any]) -> Job:
+        def job() -> None:
             self._insert("attempts", attempt)
             if task_changes:
                 self._update_in_tx(
                     "tasks", {"run_id": attempt.run_id, "task_id": attempt.task_id}, task_changes
                 )
 
+        return job
+
     def update_attempt(self, run_id: str, task_id: str, number: int, **changes: Any) -> None:
         """Change columns of one attempt."""
         self._update("attempts", {"run_id": run_id, "task_id": task_id, "number": number}, changes)
+
+    async def update_attempt_async(self, run_id: str, task_id: str, number: int, **changes: Any) -> None:
+        """``update_attempt``, awaited on the event loop."""
+        key = {"run_id": run_id, "task_id": task_id, "number": number}
+        await self._write_async(partial(self._update_in_tx, "attempts", key, changes))
 
     def finish_attempt(
         self, attempt: AttemptRecord, attempt_changes: Mapping[str, Any], task_changes: Mapping[str, Any]
     ) -> None:
         """End an attempt and move its task run on, atomically."""
-        with self._transaction():
-            key = {"run_id": attempt.run_id, "task_id": attempt.task_id, "number": attempt.number}
-            self._update_in_tx("attempts", key, attempt_changes)
-            self._update_in_tx("tasks", {"run_id": attempt.run_id, "task_id": attempt.task_id}, task_changes)
+        self._write(
+            self._finishing(attempt.run_id, attempt.task_id, attempt.number, attempt_changes, task_changes)
+        )
+
+    async def finish_attempt_async(
+        self,
+        run_id: str,
+        task_id: str,
+        number: int,
+        attempt_changes: Mapping[str, Any],
+        task_changes: Mapping[str, Any],
+    ) -> None:
+        """``finish_attempt`` of attempt ``number`` of a task run, awaited on the event loop."""
+        await self._write_async(self._finishing(run_id, task_id, number, attempt_changes, task_changes))
+
+    def _finishing(
+        self,
+        run_id: str,
+        task_id: str,
+        number: int,
+        attempt_changes: Mapping[str, Any],
+        task_changes: Mapping[str, Any],
+    ) -> Job:
+        def job() -> None:
+            self._update_in_tx(
+                "attempts", {"run_id": run_id, "task_id": task_id, "number": number}, attempt_changes
+            )
+            self._update_in_tx("tasks", {"run_id": run_id, "task_id": task_id}, task_changes)
+
+        return job
 
     def delete_run(self, run_id: str) -> None:
         """Forget a run, its task runs and its attempts (retention)."""
-        with self._transaction():
+
+        def job() -> None:
             for table in ("attempts", "tasks", "runs"):
-                self._db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+                self._writer.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+
+        self._write(job)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -356,32 +454,28 @@ class Store:
         return records
 
     def _insert(self, table: str, record: RunRecord | TaskRecord | AttemptRecord) -> None:
-        # Not dataclasses.asdict: that deep-copies every value, and records hold only scalars.
+        # Inside a job. Not dataclasses.asdict: that deep-copies every value, and records hold
+        # only scalars.
         values = {name: getattr(record, name) for name in _FIELD_NAMES[type(record)]}
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
-        self._db.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(values.values()))
+        self._writer.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(values.values()))
 
     def _update(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
-        # One UPDATE of one row by its key is a transaction by itself (SQLite's autocommit):
-        # committed when it returns, without a BEGIN and a COMMIT of its own (inside ``batch``
-        # the batch's transaction covers it).
         if changes:
-            self._update_in_tx(table, key, changes)
-            if not self._in_batch:
-                self._committed()
+            self._write(partial(self._update_in_tx, table, key, dict(changes)))
 
     def _update_in_tx(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
-        # Column names come from our own code, never from input: safe to format in.
+        # Inside a job. Column names come from our own code, never from input: safe to format in.
         where = " AND ".join(f"{column} = ?" for column in key)
         if not changes:
             # "UPDATE ... SET WHERE" is a syntax error; an empty change still needs its row.
-            row = self._db.execute(f"SELECT 1 FROM {table} WHERE {where}", list(key.values())).fetchone()
+            row = self._writer.execute(f"SELECT 1 FROM {table} WHERE {where}", list(key.values())).fetchone()
             if row is None:
                 raise LookupError(f"no row in {table} for {dict(key)}")
             return
         sets = ", ".join(f"{column} = ?" for column in changes)
-        cursor = self._db.execute(
+        cursor = self._writer.execute(
             f"UPDATE {table} SET {sets} WHERE {where}", [*changes.values(), *key.values()]
         )
         if cursor.rowcount != 1:

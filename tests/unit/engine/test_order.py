@@ -62,12 +62,12 @@ class Nights:
         self.store = Store(tmp_path / "state.db")
         self.repo = RepoInfo(root=tmp_path, base_ref="HEAD", base_commit="0" * 40)
         self.seconds = seconds
-        self.clock = VirtualClock()
+        self.clock = VirtualClock(busy=self.writing)
         self.executor = TimedExecutor(self.clock, seconds)
         self.events: list[events.Event] = []
 
     async def run(self, plays: dict[str, list[Play]] | None = None) -> RunStatus:
-        self.clock = VirtualClock(self.clock.now + 86400)  # the next night
+        self.clock = VirtualClock(self.clock.now + 86400, busy=self.writing)  # the next night
         self.executor = TimedExecutor(self.clock, self.seconds, plays=plays)
         self.events = []
         state = new_run(self.plan, self.store, self.repo, self.clock.time())
@@ -85,6 +85,9 @@ class Nights:
         )
         async with self.clock.running():
             return await runner.execute()
+
+    def writing(self) -> bool:
+        return self.store.writes_in_flight > 0
 
     @property
     def makespan(self) -> float:

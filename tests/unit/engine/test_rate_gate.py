@@ -93,10 +93,10 @@ class Night:
 
     def __init__(self, tmp_path: Path, plan: Plan, play: Callable[[AttemptSpec, float], Play]) -> None:
         self.plan = plan
-        self.clock = VirtualClock()
+        self.store = Store(tmp_path / "state.db")
+        self.clock = VirtualClock(busy=lambda: self.store.writes_in_flight > 0)
         self.t0 = self.clock.now
         self.executor = TimedExecutor(self.clock, {}, play=lambda spec, now: play(spec, now - self.t0))
-        self.store = Store(tmp_path / "state.db")
         repo = RepoInfo(root=tmp_path, base_ref="HEAD", base_commit="0" * 40)
         state = new_run(plan, self.store, repo, self.clock.time())
         context = RunContext(plan, Layout.of(plan), repo.root, repo.base_commit)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 
 from supervisor.engine.runstate import RunState
@@ -40,7 +41,7 @@ def test_an_illegal_transition_raises_and_writes_nothing(tmp_path: Path) -> None
 def test_a_change_is_in_the_store_when_set_task_returns(tmp_path: Path) -> None:
     """What memory says, the database says too (a second connection reads it)."""
     _, state = make_state(tmp_path, "a")
-    state.begin_attempt(attempt("a", 1), 2.0)
+    anyio.run(state.begin_attempt, attempt("a", 1), 2.0)
     record = state.set_task("a", state=TaskState.FAILED, reason="exit 1")
     other = Store(tmp_path / "state.db")
     assert stored(other, "a") == record == state["a"]
@@ -51,14 +52,18 @@ def test_ending_an_attempt_and_moving_the_task_on_is_one_transaction(tmp_path: P
     """A failure while moving the task on (a column that does not exist) leaves the attempt open:
     both changes happen, or neither."""
     store, state = make_state(tmp_path, "a")
-    state.begin_attempt(attempt("a", 1), 2.0)
+    anyio.run(state.begin_attempt, attempt("a", 1), 2.0)
     with pytest.raises(Exception, match="no_such_column"):
-        state.end_attempt("a", 1, {"ended_at": 3.0, "reason": "ok"}, {"no_such_column": 1})
+        anyio.run(state.end_attempt, "a", 1, {"ended_at": 3.0, "reason": "ok"}, {"no_such_column": 1})
     (open_attempt,) = store.attempts(RUN, "a")
     assert open_attempt.ended_at is None
     assert state["a"].state is TaskState.RUNNING
-    state.end_attempt(
-        "a", 1, {"ended_at": 3.0, "reason": "ok", "cost_usd": 0.5}, {"state": TaskState.SUCCEEDED}
+    anyio.run(
+        state.end_attempt,
+        "a",
+        1,
+        {"ended_at": 3.0, "reason": "ok", "cost_usd": 0.5},
+        {"state": TaskState.SUCCEEDED},
     )
     assert store.attempts(RUN, "a")[0].ended_at == 3.0
     assert stored(store, "a").state is TaskState.SUCCEEDED
@@ -69,7 +74,7 @@ def test_an_illegal_end_writes_neither_the_attempt_nor_the_task(tmp_path: Path) 
     """The transition is checked before anything is written."""
     store, state = make_state(tmp_path, "a")
     with pytest.raises(ValueError, match="illegal"):
-        state.end_attempt("a", 1, {"ended_at": 3.0}, {"state": TaskState.SUCCEEDED})
+        anyio.run(state.end_attempt, "a", 1, {"ended_at": 3.0}, {"state": TaskState.SUCCEEDED})
     assert store.attempts(RUN, "a") == []
 
 
@@ -77,11 +82,13 @@ def test_abandon_repairs_a_dead_run_in_one_go(tmp_path: Path) -> None:
     """Open attempts end interrupted; running tasks and pending ones with attempts become
     interrupted, untouched pending ones not_run, finished ones stay; the run is interrupted."""
     store, state = make_state(tmp_path, "running", "retrying", "waiting", "done")
-    state.begin_attempt(attempt("running", 1), 2.0)
-    state.begin_attempt(attempt("retrying", 1), 2.0)
-    state.end_attempt("retrying", 1, {"ended_at": 3.0, "reason": "exit 1"}, {"state": TaskState.PENDING})
-    state.begin_attempt(attempt("done", 1), 2.0)
-    state.end_attempt("done", 1, {"ended_at": 3.0, "reason": "ok"}, {"state": TaskState.SUCCEEDED})
+    anyio.run(state.begin_attempt, attempt("running", 1), 2.0)
+    anyio.run(state.begin_attempt, attempt("retrying", 1), 2.0)
+    anyio.run(
+        state.end_attempt, "retrying", 1, {"ended_at": 3.0, "reason": "exit 1"}, {"state": TaskState.PENDING}
+    )
+    anyio.run(state.begin_attempt, attempt("done", 1), 2.0)
+    anyio.run(state.end_attempt, "done", 1, {"ended_at": 3.0, "reason": "ok"}, {"state": TaskState.SUCCEEDED})
     dead = RunState(store, store.run(RUN))  # type: ignore[arg-type]
     dead.abandon(now=9.0)
     states = {r.task_id: (r.state, r.reason) for r in store.tasks(RUN)}
@@ -106,8 +113,8 @@ def test_reopen_takes_what_did_not_succeed_back_and_adds_new_tasks(tmp_path: Pat
         ("good", TaskState.SUCCEEDED),
         ("clash", TaskState.SUCCEEDED),
     ):
-        state.begin_attempt(attempt(task_id, 1), 2.0)
-        state.end_attempt(task_id, 1, {"ended_at": 3.0}, {"state": final})
+        anyio.run(state.begin_attempt, attempt(task_id, 1), 2.0)
+        anyio.run(state.end_attempt, task_id, 1, {"ended_at": 3.0}, {"state": final})
     state.set_task("clash", state=TaskState.CONFLICT)
     state.give_up("later", TaskState.NOT_RUN, "an earlier wave failed (bad)")
     state.update_run(status=RunStatus.FAILED)
@@ -129,8 +136,6 @@ def test_reopen_takes_what_did_not_succeed_back_and_adds_new_tasks(tmp_path: Pat
 @pytest.mark.anyio
 async def test_dependants_wait_until_a_task_is_final(tmp_path: Path) -> None:
     """wait_finished returns once the task reaches a final state, not on a retry to pending."""
-    import anyio
-
     _, state = make_state(tmp_path, "a")
     woke: list[TaskState] = []
 
@@ -141,12 +146,12 @@ async def test_dependants_wait_until_a_task_is_final(tmp_path: Path) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(dependant)
         await anyio.lowlevel.checkpoint()
-        state.begin_attempt(attempt("a", 1), 2.0)
-        state.end_attempt("a", 1, {"ended_at": 3.0}, {"state": TaskState.PENDING})
+        await state.begin_attempt(attempt("a", 1), 2.0)
+        await state.end_attempt("a", 1, {"ended_at": 3.0}, {"state": TaskState.PENDING})
         await anyio.lowlevel.checkpoint()
         assert woke == []
-        state.begin_attempt(attempt("a", 2), 4.0)
-        state.end_attempt("a", 2, {"ended_at": 5.0}, {"state": TaskState.FAILED})
+        await state.begin_attempt(attempt("a", 2), 4.0)
+        await state.end_attempt("a", 2, {"ended_at": 5.0}, {"state": TaskState.FAILED})
     assert woke == [TaskState.FAILED]
 
 

@@ -45,8 +45,8 @@ store = Store(layout.database)
 # A dead earlier run: recorded running, one attempt open, its supervisor gone.
 dead = RunRecord("20261130-020000.000-dead", plan.key, plan.name, str(plan.path), started_at=1.0)
 state = RunState.create(store, dead, [TaskRecord(dead.run_id, "a", 0, "one")])
-state.begin_attempt(AttemptRecord(dead.run_id, "a", 1, 2.0, "log", "cookie"), 2.0)
-state.attempt_running("a", 1, "fake-dead-1", None)
+anyio.run(state.begin_attempt, AttemptRecord(dead.run_id, "a", 1, 2.0, "log", "cookie"), 2.0)
+anyio.run(state.attempt_running, "a", 1, "fake-dead-1", None)
 store.close()
 
 executor = FakeExecutor(

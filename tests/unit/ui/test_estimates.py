@@ -107,7 +107,7 @@ async def test_dry_run_lists_the_start_order_with_the_estimates(tmp_path: Path) 
 
     Layout.of(plan).ensure()
     store = Store(Layout.of(plan).database)
-    clock = VirtualClock()
+    clock = VirtualClock(busy=lambda: store.writes_in_flight > 0)
     executor = TimedExecutor(clock, {"a": 10.0, "b": 10.0, "c": 10.0, "e": 40.0})
     repo = RepoInfo(root=tmp_path, base_ref="HEAD", base_commit="0" * 40)
     state = new_run(plan, store, repo, clock.time())
