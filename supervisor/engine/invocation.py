@@ -11,7 +11,6 @@ notifications did (the hand-off: ``supervisor.engine.publishing``, ``.notifying`
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import time
 from collections.abc import Callable
@@ -49,7 +48,7 @@ from supervisor.state.layout import Layout
 from supervisor.state.lock import PlanLock
 from supervisor.state.records import RunRecord, RunStatus, TaskState
 from supervisor.state.store import Store
-from supervisor.state.views import find_run, run_view
+from supervisor.state.views import find_run, pretty_json, run_view
 from supervisor.worker import Worker
 from supervisor.workspace.git import RepoInfo, owned_by, remote_problem, resolve_repo
 from supervisor.workspace.worktree import default_worktree_root
@@ -361,7 +360,7 @@ def _write_summary(path: Path, view: dict[str, Any], emit: Callable[[events.Even
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(json.dumps(view, indent=2) + "\n", encoding="utf-8")
+        temporary.write_text(pretty_json(view) + "\n", encoding="utf-8")
         temporary.replace(path)
     except OSError as exc:
         with contextlib.suppress(OSError):

@@ -20,9 +20,10 @@ checks of ``supervisor.engine.inspection``.
 from __future__ import annotations
 
 import json
+import os
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from supervisor.engine.inspection import inspect
 from supervisor.engine.logfile import DiskReserve, LogFile
 from supervisor.engine.runstate import RunState
 from supervisor.engine.spec import build_spec, write_prompt
+from supervisor.engine.telemetry import otel_variables
 from supervisor.errors import GitError
 from supervisor.plan.model import Plan, Task
 from supervisor.reasons import Reason
@@ -71,6 +73,8 @@ class RunContext:
     # 0.05-0.25 ms on a busy ext4): the loop goes on with the other attempts meanwhile. None:
     # made in the task's own thread (tests on a virtual clock, which a real thread would skew).
     files: Worker | None = None
+    # The supervisor's OpenTelemetry variables (``supervisor.engine.telemetry``), read once.
+    otel: Mapping[str, str] = field(default_factory=lambda: otel_variables(os.environ))
 
 
 @dataclass(frozen=True)
@@ -279,6 +283,7 @@ class TaskRun:
             workspace=workspace,
             branch=record.branch,
             prompt_path=ctx.layout.prompt(run_id, task.id, number),
+            environ=ctx.otel,
             previous=resumable(earlier),
             confined=settings.sandbox is not False and ctx.unconfined is None,
             session_id=session_id,

@@ -31,6 +31,12 @@ def _is_otel(name: str) -> bool:
     return name == "TRACEPARENT" or name.startswith("OTEL_")
 
 
+def otel_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``environ`` that ``attempt_context`` looks at (``TRACEPARENT`` and
+    ``OTEL_*``): what a run takes from the supervisor's environment, once, when it begins."""
+    return {name: value for name, value in environ.items() if _is_otel(name)}
+
+
 def attempt_context(
     environ: Mapping[str, str],
     agent_env: Mapping[str, str],

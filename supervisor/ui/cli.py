@@ -7,7 +7,6 @@ Every error the core raises on purpose becomes one line on stderr and its docume
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import tempfile
 from collections.abc import Callable
@@ -256,10 +255,11 @@ def _publish_warning(plan: Plan) -> str | None:
 @handle_errors
 def status(plan_path: Path, run_id: str | None, as_json: bool) -> None:
     """Show the latest (or given) run of PLAN: every task's state, attempts and live figures."""
+    from supervisor.state.views import pretty_json
     from supervisor.ui.tables import format_status
 
     view = _view(_locate(plan_path), run_id)
-    click.echo(json.dumps(view, indent=2) if as_json else format_status(view))
+    click.echo(pretty_json(view) if as_json else format_status(view))
 
 
 @pagent.command()
@@ -301,6 +301,7 @@ def logs(plan_path: Path, task_id: str, attempt: int | None, run_id: str | None)
 def runs(plan_path: Path, as_json: bool) -> None:
     """List the runs of PLAN: id, start, duration, status, tasks by state, cost."""
     from supervisor.state import history
+    from supervisor.state.views import pretty_json
     from supervisor.ui.tables import format_runs
 
     plan = _locate(plan_path)
@@ -309,7 +310,7 @@ def runs(plan_path: Path, as_json: bool) -> None:
         rows = history.list_runs(plan, store)
     finally:
         store.close()
-    click.echo(json.dumps(rows, indent=2) if as_json else format_runs(rows))
+    click.echo(pretty_json(rows) if as_json else format_runs(rows))
 
 
 @pagent.command()
