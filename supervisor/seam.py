@@ -329,6 +329,11 @@ class AttemptHandle(Protocol):
     async def wait(self) -> Exit:
         """Return once the main process has ended."""
 
+    def exited(self) -> Exit | None:
+        """The main process's exit if it is already known (``wait`` would return at once),
+        else ``None``. An executor may always answer ``None``; the engine then watches the
+        attempt until ``wait`` returns, as it does for every attempt still running."""
+
     async def stop(self, grace: float) -> None:
         """Stop the whole tree: SIGTERM, up to ``grace`` seconds, then SIGKILL what is left."""
 

@@ -73,6 +73,9 @@ class FakeHandle:
     pid: int | None = None
     stopped: anyio.Event = field(default_factory=anyio.Event)
 
+    def exited(self) -> Exit | None:
+        return None  # a play ends only when it is waited for
+
     async def wait(self) -> Exit:
         for chunk in self.play.output:
             self.on_output(chunk, Stream.STDOUT)

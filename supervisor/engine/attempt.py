@@ -154,18 +154,23 @@ async def run_attempt(
 
             # Only the watch is a task from the start: the stop for a stop request and the one
             # for an agent that announced its result but does not exit are started when they
-            # are due (each task an attempt starts costs the loop as much as its record).
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(watch)
-                    helpers.append(lambda: tg.start_soon(exited_late))
-                    if result_seen.is_set():
-                        tg.start_soon(exited_late)
-                    with stop_requested.on_request(lambda: tg.start_soon(stop, Reason.INTERRUPTED.value)):
-                        exit = await handle.wait()
-                    tg.cancel_scope.cancel()
-            finally:
-                helpers.clear()  # output after the exit starts nothing (the task group has ended)
+            # are due (each task an attempt starts costs the loop as much as its record). An
+            # agent that has already exited by now (a quick one: its record was being written)
+            # needs neither: there is nothing left to watch or to stop.
+            if handle.exited() is not None and not stop_requested.requested:
+                exit = await handle.wait()
+            else:
+                try:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(watch)
+                        helpers.append(lambda: tg.start_soon(exited_late))
+                        if result_seen.is_set():
+                            tg.start_soon(exited_late)
+                        with stop_requested.on_request(lambda: tg.start_soon(stop, Reason.INTERRUPTED.value)):
+                            exit = await handle.wait()
+                        tg.cancel_scope.cancel()
+                finally:
+                    helpers.clear()  # output after the exit starts nothing (its task group ended)
             leftovers = await handle.finish(settings.kill_grace)
             if leftovers:
                 log.note(f"stopped {leftovers} leftover process(es) of the agent")

@@ -213,6 +213,10 @@ class LocalHandle:
         self._raise_failure()
         return exit
 
+    def exited(self) -> Exit | None:
+        """The main process's exit once its pidfd said so (it is reaped then)."""
+        return self._exit
+
     async def stop(self, grace: float) -> None:
         """SIGTERM the whole tree, then SIGKILL what is left after ``grace`` seconds."""
         self.grace = grace

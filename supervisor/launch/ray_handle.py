@@ -186,6 +186,10 @@ class RayHandle:
         assert self._exit is not None
         return self._exit
 
+    def exited(self) -> Exit | None:
+        """The agent's exit once its EXIT record (or the job's end) came."""
+        return self._exit if self._exited.is_set() else None
+
     async def stop(self, grace: float) -> None:
         """Ask Ray to stop the job; ``guard`` follows it up (see the module docstring). The node
         program stops the tree with the grace it was given (the same ``kill_grace``)."""

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,14 +64,14 @@ class Layout:
         return self.root / "runs" / run_id
 
     def log(self, run_id: str, task_id: str, attempt: int) -> Path:
-        return self.run_dir(run_id) / "logs" / f"{task_id}.{attempt}.log"
+        return _folder(self.root, run_id, "logs") / f"{task_id}.{attempt}.log"
 
     def teardown_log(self, run_id: str, task_id: str) -> Path:
         """Where ``pagent clean`` writes the output of a task's ``teardown`` hooks."""
         return self.run_dir(run_id) / "logs" / f"{task_id}.teardown.log"
 
     def prompt(self, run_id: str, task_id: str, attempt: int) -> Path:
-        return self.run_dir(run_id) / "prompts" / f"{task_id}.{attempt}.txt"
+        return _folder(self.root, run_id, "prompts") / f"{task_id}.{attempt}.txt"
 
     def pull_request_body(self, run_id: str, name: str) -> Path:
         """The body file of the pull request for ``name`` (a task id, or "integration")."""
@@ -94,3 +95,9 @@ class Layout:
             raise StateError(
                 f"cannot write pagent's state beside the plan, in {self.root}: {exc.strerror or exc}"
             ) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _folder(root: Path, run_id: str, name: str) -> Path:
+    """``root/runs/RUN/name``, made once per run (each attempt asks for its log and prompt)."""
+    return root / "runs" / run_id / name
