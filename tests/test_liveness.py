@@ -22,6 +22,7 @@ import pytest
 
 from supervisor.engine import events
 from supervisor.engine.invocation import RunResult, execute_plan
+from supervisor.guardian import GUARDIAN
 from supervisor.launch import proctree
 from supervisor.launch.local import LocalExecutor
 from supervisor.seam import AttemptKey, AttemptSpec
@@ -210,8 +211,9 @@ async def test_agents_that_compute_silently_or_print_while_idle_are_alive(plans:
 async def test_attempt_runs_in_its_own_session_with_its_cookie_and_recorded_identity(
     plans: Path, repo: Path, tmp_path: Path
 ) -> None:
-    """The agent leads its own session and group, dies with the supervisor (PDEATHSIG), and it
-    and its child carry PAGENT_COOKIE; its pid and start time are in the store while it runs."""
+    """The agent leads its own session and group (which the guardian stops should the supervisor
+    die: no ``setpriv`` in front of it, so no parent-death signal of its own), and it and its
+    child carry PAGENT_COOKIE; its pid and start time are in the store while it runs."""
     report, flag = tmp_path / "report.json", tmp_path / "flag"
     path = write_plan(plans, repo, {"look": agent("introspect.py", report, flag)})
     plan = load_plan(path)
@@ -228,7 +230,8 @@ async def test_attempt_runs_in_its_own_session_with_its_cookie_and_recorded_iden
                 facts = json.loads(await await_file(report))
                 assert facts["sid"] == facts["pgid"] == facts["pid"]
                 assert facts["sid"] != os.getsid(0)
-                assert facts["pdeathsig"] == signal.SIGTERM
+                assert GUARDIAN.running
+                assert facts["pdeathsig"] == 0
                 (started,) = recorder.of(events.RunStarted)
                 assert facts["cookie"] == f"{plan.uid}:{started.run_id}:look:1"
                 found = {p.pid for p in proctree.with_cookie(f"{plan.uid}:")}

@@ -1,6 +1,7 @@
-"""The local launcher's own mechanics, with real processes: launch failures, the parent-death
-signal (through ``setpriv`` and through the ``preexec_fn`` fallback) and the pid mark that limits
-the search for an attempt's processes to those created after it started."""
+"""The local launcher's own mechanics, with real processes: launch failures, the agent's end
+with its supervisor (through the guardian, and without it through the parent-death signal, by
+``setpriv`` and by the ``preexec_fn`` fallback) and the pid mark that limits the search for an
+attempt's processes to those created after it started."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from tests.conftest import bin_path, cli, status_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
-MODES = ["setpriv", "preexec"]
+MODES = ["guardian", "setpriv", "preexec"]
 
 
 @pytest.fixture
@@ -34,12 +35,15 @@ def anyio_backend() -> str:
 
 
 def launcher(mode: str, monkeypatch: pytest.MonkeyPatch) -> LocalExecutor:
-    """A local executor asking for the parent-death signal the way ``mode`` says."""
+    """A local executor whose agents end with it the way ``mode`` says."""
+    if mode != "guardian":
+        monkeypatch.setattr(process, "_guardian", lambda: None)
     if mode == "preexec":
         monkeypatch.setattr(process, "_pdeathsig_command", lambda: None)
     elif process._pdeathsig_command() is None:
         pytest.fail("util-linux setpriv with --pdeathsig is missing: the launcher would fork")
     made = LocalLauncher()
+    assert (made._guardian is not None) == (mode == "guardian")
     assert (made._prefix is None) == (mode == "preexec")
     return LocalExecutor(Worktrees(), launcher=made)
 
@@ -104,6 +108,8 @@ from supervisor.workspace.local import Worktrees
 from tests.test_local import spec
 
 async def main() -> None:
+    if sys.argv[1] != "guardian":
+        process._guardian = lambda: None
     if sys.argv[1] == "preexec":
         process._pdeathsig_command = lambda: None
     starter = LocalExecutor(Worktrees())
@@ -118,7 +124,8 @@ anyio.run(main)
 @pytest.mark.parametrize("mode", MODES)
 def test_the_agent_gets_sigterm_when_the_supervisor_dies(mode: str, tmp_path: Path) -> None:
     """SIGKILL of the process that launched the agent (``sleep``, which has no handler for
-    SIGTERM): Linux sends it the parent-death signal at once, whichever way it was asked for."""
+    SIGTERM): the guardian SIGTERMs its group at once, or Linux sends it the parent-death signal
+    (whichever way that was asked for)."""
     root = Path(__file__).resolve().parent.parent
     driver = subprocess.Popen(
         [sys.executable, "-c", DRIVER, mode, str(tmp_path)],

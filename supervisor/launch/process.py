@@ -1,19 +1,20 @@
 """Local processes: each attempt's agent as a subprocess in a session of its own.
 
-The main process starts with ``setsid`` (its own session and process group) and, on Linux,
-``PR_SET_PDEATHSIG`` so it receives SIGTERM if the supervisor dies. Exit is observed through a
-pidfd, output through non-blocking pipes read on the event loop: no thread per child. The
-process is started on the spawner thread (``supervisor.launch.spawner``), so that the wait for
-the child's exec never holds the event loop up. The prompt reaches the agent's stdin as a file,
-which ends in EOF exactly like a closed pipe.
+The main process starts with ``setsid`` (its own session and process group), watched by the
+guardian (``supervisor.guardian``), which stops its group should the supervisor die. Exit is
+observed through a pidfd, output through non-blocking pipes read on the event loop: no thread
+per child. The process is started on the spawner thread (``supervisor.launch.spawner``), so
+that the wait for the child's exec never holds the event loop up. The prompt reaches the
+agent's stdin as a file, which ends in EOF exactly like a closed pipe.
 
-The parent-death signal is asked for by util-linux ``setpriv`` in front of the agent's argv
-(same process, one more exec) wherever it works, so that ``subprocess`` can use vfork; without
-it, by a ``preexec_fn``, which forces fork. With ``setpriv`` the launcher checks beforehand that
-the agent's program can be executed, so a missing one still fails the launch (``OSError``)
-instead of becoming an exit code; a supervisor killed in the instant between the vfork and
-``setpriv``'s prctl leaves an agent without the signal, which the next run's recovery finds by
-its cookie.
+Where the guardian cannot run (or was killed), the process asks for the parent-death signal
+itself: through util-linux ``setpriv`` in front of the agent's argv (same process, one more
+exec) wherever it works, so that ``subprocess`` can use vfork; without it, by a ``preexec_fn``,
+which forces fork. With ``setpriv`` the launcher checks beforehand that the agent's program can
+be executed, so a missing one still fails the launch (``OSError``) instead of becoming an exit
+code. A supervisor killed in the instant between the start and the guardian's ``watch`` (or
+``setpriv``'s prctl) leaves an agent unwatched, which the next run's recovery finds by its
+cookie.
 
 The launcher also makes the supervisor a child subreaper (``supervisor.launch.orphans``): what
 an attempt leaves behind after scrubbing its cookie and leaving its session is re-parented to
@@ -40,6 +41,7 @@ from typing import IO
 import anyio
 import psutil
 
+from supervisor.guardian import GUARDIAN, Guardian
 from supervisor.launch import orphans, proctree
 from supervisor.launch.pipes import Pipes
 from supervisor.launch.spawner import SPAWNER
@@ -66,6 +68,12 @@ def _pdeathsig_command() -> tuple[str, ...] | None:
     (about 4 ms per attempt on a small VM, against under 1 ms).
     """
     return setpriv_prefix()
+
+
+def _guardian() -> Guardian | None:
+    """The guardian, started once per process (``supervisor.guardian``), or ``None`` where it
+    cannot run."""
+    return GUARDIAN if GUARDIAN.start() else None
 
 
 def check_executable(program: str, env: Mapping[str, str], cwd: Path) -> None:
@@ -306,9 +314,12 @@ class LocalLauncher:
     """Starts local processes with their own session, a parent-death signal, pidfd and pipes."""
 
     def __init__(self) -> None:
-        self._prefix = _pdeathsig_command()
+        self._guardian = _guardian()
+        self._prefix = _pdeathsig_command()  # when the guardian is not (or no longer) running
         self._preexec = None if self._prefix is not None else _pdeathsig_setter()
         self.adopts_orphans = orphans.ORPHANS.adopt()  # once per process; False where unsupported
+        if self._guardian is not None and self._guardian.pid is not None:
+            orphans.ORPHANS.own(self._guardian.pid)  # our child for good, never an orphan
 
     @asynccontextmanager
     async def start(
@@ -332,13 +343,24 @@ class LocalLauncher:
         # The program's check, the stdin file and the child's start time (reading it waits for
         # the child's exec) are done there too: none of them holds the loop up.
         command = list(argv)
-        check = command[0] if self._prefix is not None else None
-        if self._prefix is not None:
-            command = [*self._prefix, *command]
+        guard = self._guardian if self._guardian is not None and self._guardian.running else None
+        prefix = self._prefix if guard is None else None
+        preexec = self._preexec if guard is None and prefix is None else None
+        check = command[0] if prefix is not None else None
+        if prefix is not None:
+            command = [*prefix, *command]
         since = proctree.pid_mark(_MARK_MAX_AGE)
         window = orphans.ORPHANS.open()
         spawn = functools.partial(
-            _spawn, command, check=check, stdin=stdin, cwd=cwd, env=env, preexec=self._preexec, since=since
+            _spawn,
+            command,
+            check=check,
+            stdin=stdin,
+            cwd=cwd,
+            env=env,
+            preexec=preexec,
+            since=since,
+            guard=guard,
         )
         try:
             popen, started = await SPAWNER.run(spawn, _discard_spawned)
@@ -359,6 +381,8 @@ class LocalLauncher:
         except BaseException:
             _discard(popen)
             orphans.ORPHANS.close(window, popen.pid)
+            if guard is not None:
+                guard.forget(popen.pid)
             raise
         try:
             try:
@@ -370,6 +394,8 @@ class LocalLauncher:
             handle._raise_failure()  # output that could not be taken, if nobody was told yet
         finally:
             handle.close()
+            if guard is not None:
+                guard.forget(popen.pid)  # reaped and its tree stopped: nothing left to watch
 
 
 def _spawn(
@@ -381,13 +407,17 @@ def _spawn(
     env: Mapping[str, str],
     preexec: Callable[[], None] | None,
     since: proctree.PidMark | None,
+    guard: Guardian | None = None,
 ) -> tuple[subprocess.Popen[bytes], float]:
     """On the spawner thread: check the program ``check`` (when a wrapper comes in front of it),
-    start ``command`` with ``stdin`` (a file, or an empty stdin) and read when it started."""
+    start ``command`` with ``stdin`` (a file, or an empty stdin), have ``guard`` watch its
+    group and read when it started."""
     if check is not None:
         check_executable(check, env, cwd)
     with open(stdin or os.devnull, "rb") as stdin_file:
         popen = _popen(command, stdin_file, cwd, env, preexec)
+    if guard is not None:
+        guard.watch(popen.pid)
     try:
         return popen, proctree.started_at(popen.pid, since)
     except BaseException:
@@ -416,7 +446,7 @@ def _popen(
         cwd=cwd,
         env=dict(env),
         start_new_session=True,
-        # None with setpriv (so vfork); else one prctl call, libc resolved before fork.
+        # None with the guardian or setpriv (so vfork); else one prctl call, libc resolved before fork.
         preexec_fn=preexec,  # noqa: PLW1509
         close_fds=True,
     )

@@ -16,8 +16,9 @@
 - **interruptible**: a call made inside ``in_thread`` is killed, group and all, the moment the
   awaiting task is cancelled (SIGTERM of pagent-run), and the thread's further git calls fail at
   once;
-- **found after a crash**: git runs in a process group of its own, with the parent-death signal
-  (util-linux ``setpriv --pdeathsig TERM``, where it works) and, inside ``owned_by``, with
+- **found after a crash**: git runs in a process group of its own, watched by the guardian
+  (``supervisor.guardian``: the group is stopped when the supervisor dies; where the guardian
+  cannot run, util-linux ``setpriv --pdeathsig TERM`` asks for the signal) and, inside ``owned_by``, with
   ``PAGENT_COOKIE`` set, so the next run's recovery (the executor's sweep of the plan's cookie
   prefix) stops a git and its children that a SIGKILLed supervisor left behind;
 - **bytes-safe**: output is UTF-8 with ``surrogateescape``, so a path that is not UTF-8 survives
@@ -42,6 +43,7 @@ from typing import Any, TypeVar
 import anyio
 
 from supervisor.errors import GitError, PagentError, PlanError
+from supervisor.guardian import GUARDIAN
 from supervisor.plan.model import Plan
 from supervisor.workspace.gitproc import Calls, finish, pdeathsig_prefix, read_all, stdin_file
 
@@ -147,9 +149,10 @@ def run_git(
         except (PagentError, OSError) as exc:
             raise GitError(f"{what}: cannot confine git: {exc}") from None
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, stdin_file(stdin) as given:
+        guarded = GUARDIAN.start() and GUARDIAN.running  # else git asks for its own signal
         try:
             proc = subprocess.Popen(
-                [*pdeathsig_prefix(), *command],
+                command if guarded else [*pdeathsig_prefix(), *command],
                 cwd=cwd,
                 env=_environment(),
                 stdin=given,
@@ -159,7 +162,13 @@ def run_git(
             )
         except OSError as exc:
             raise GitError(f"{what}: cannot run git: {exc.strerror or exc}") from None
-        code, timed_out = finish(proc, calls, timeout)
+        if guarded:
+            GUARDIAN.watch(proc.pid)
+        try:
+            code, timed_out = finish(proc, calls, timeout)
+        finally:
+            if guarded:
+                GUARDIAN.forget(proc.pid)
         if calls is not None and calls.cancelled:
             raise GitError(f"{what}: stopped")
         if timed_out:

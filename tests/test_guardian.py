@@ -1,0 +1,181 @@
+"""The guardian (``supervisor.guardian``), with real processes and signals: when its pipe's write
+end closes (the supervisor died), every process group it watches gets SIGTERM, what ignores that
+SIGKILL after the grace, the whole group included; a forgotten group is left alone; it survives
+SIGTERM and SIGINT itself; the supervisor's side notices a killed guardian and stops using it.
+
+The program is started here as the supervisor starts it (``python -I -S guardian.py GRACE``),
+with a short grace, and the pipe's write end is held by the test, which closes it to play the
+supervisor's death. The end-to-end case (SIGKILL of a real launcher) is in ``tests/test_local.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from supervisor import guardian
+from supervisor.guardian import Guardian
+
+pytestmark = pytest.mark.slow
+
+IGNORES_TERM = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(600)"
+)
+# A group leader with a helper in its group (not a session of its own), both ignoring SIGTERM.
+WITH_HELPER = (
+    "import os, signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "h = subprocess.Popen([sys.executable, '-c', " + repr(IGNORES_TERM) + "], stdout=subprocess.PIPE); "
+    "h.stdout.readline(); print(h.pid, flush=True); time.sleep(600)"
+)
+
+
+class Program:
+    """The guardian's program with a pipe whose write end this test holds."""
+
+    def __init__(self, grace: float) -> None:
+        read, self.write = os.pipe()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", guardian.__file__, str(grace)],
+            stdin=read,
+            start_new_session=True,
+        )
+        os.close(read)
+
+    def tell(self, line: str) -> None:
+        os.write(self.write, line.encode() + b"\n")
+
+    def supervisor_dies(self) -> None:
+        os.close(self.write)
+
+
+def group(code: str) -> subprocess.Popen[str]:
+    """A Python child leading a session (and group) of its own; it prints a line once ready."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert child.stdout is not None
+    child.stdout.readline()
+    return child
+
+
+@pytest.fixture
+def children() -> Iterator[list[subprocess.Popen[str]]]:
+    made: list[subprocess.Popen[str]] = []
+    yield made
+    for child in made:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+def test_the_watched_groups_get_sigterm_then_sigkill_when_the_write_end_closes(
+    children: list[subprocess.Popen[str]],
+) -> None:
+    """A plain sleeper dies of SIGTERM at once; a leader that ignores SIGTERM, and the helper in
+    its group, die of SIGKILL after the grace; the guardian exits then."""
+    program = Program(grace=1.0)
+    sleeper = subprocess.Popen(["sleep", "600"], start_new_session=True, text=True)
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c", WITH_HELPER], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    children += [sleeper, stubborn]
+    assert stubborn.stdout is not None
+    helper = psutil.Process(int(stubborn.stdout.readline()))
+    assert os.getpgid(helper.pid) == stubborn.pid
+    program.tell(f"+{sleeper.pid}")
+    program.tell(f"+{stubborn.pid}")
+    time.sleep(0.3)  # the guardian reads the lines (and their start times) as they come
+    started = time.monotonic()
+    program.supervisor_dies()
+    assert sleeper.wait(timeout=5) == -signal.SIGTERM
+    assert stubborn.wait(timeout=10) == -signal.SIGKILL
+    assert time.monotonic() - started >= 0.9  # it had its grace
+    helper.wait(timeout=5)
+    assert program.proc.wait(timeout=5) == 0
+
+
+def test_a_forgotten_group_is_left_alone(children: list[subprocess.Popen[str]]) -> None:
+    program = Program(grace=0.5)
+    done = group(IGNORES_TERM)
+    kept = subprocess.Popen(["sleep", "600"], start_new_session=True, text=True)
+    children += [done, kept]
+    program.tell(f"+{done.pid}")
+    program.tell(f"+{kept.pid}")
+    program.tell(f"-{done.pid}")
+    time.sleep(0.3)
+    program.supervisor_dies()
+    assert kept.wait(timeout=5) == -signal.SIGTERM
+    assert program.proc.wait(timeout=5) == 0
+    assert done.poll() is None  # the supervisor had said it was over: not the guardian's
+
+
+def test_the_guardian_ignores_sigterm_and_sigint(children: list[subprocess.Popen[str]]) -> None:
+    """``pkill pagent`` or a Ctrl-C reaching it does not end it: it must outlive the supervisor."""
+    program = Program(grace=0.5)
+    sleeper = subprocess.Popen(["sleep", "600"], start_new_session=True, text=True)
+    children.append(sleeper)
+    program.tell(f"+{sleeper.pid}")
+    time.sleep(0.3)
+    program.proc.send_signal(signal.SIGTERM)
+    program.proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    assert program.proc.poll() is None
+    program.supervisor_dies()
+    assert sleeper.wait(timeout=5) == -signal.SIGTERM
+    assert program.proc.wait(timeout=5) == 0
+
+
+def test_the_supervisor_side_stops_using_a_killed_guardian(
+    children: list[subprocess.Popen[str]],
+) -> None:
+    """``watch`` says False once the guardian is gone, and ``running`` turns false: the launcher
+    asks for the parent-death signal itself from then on."""
+    own = Guardian()
+    assert own.start()
+    assert own.running
+    assert own.start()  # once per process: the same guardian
+    pid = own.pid
+    assert pid is not None
+    assert psutil.Process(pid).cmdline()[1:4] == ["-I", "-S", guardian.__file__]
+    sleeper = subprocess.Popen(["sleep", "600"], start_new_session=True, text=True)
+    children.append(sleeper)
+    assert own.watch(sleeper.pid)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while own.watch(sleeper.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not own.running
+    assert not own.watch(sleeper.pid)
+    assert own._proc is not None
+    assert own._proc.returncode == -signal.SIGKILL  # and reaped: no zombie left behind
+
+
+def test_the_program_needs_nothing_but_the_standard_library(tmp_path: Path) -> None:
+    """It runs from a copy of its file alone, with site-packages off (``-S``): no import of pagent
+    or of what pagent depends on."""
+    copy = tmp_path / "guardian.py"
+    copy.write_text(Path(guardian.__file__).read_text())
+    read, write = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-I", "-S", str(copy), "0.1"], stdin=read)
+    os.close(read)
+    sleeper = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        os.write(write, f"+{sleeper.pid}\n".encode())
+        time.sleep(0.3)
+        os.close(write)
+        assert sleeper.wait(timeout=5) == -signal.SIGTERM
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+        sleeper.wait()
