@@ -158,7 +158,8 @@ def _run(
     from supervisor.ui.report import write_report
     from supervisor.ui.tables import format_summary
 
-    configure_logging(log_format)
+    if not quiet:  # a quiet run prints no event line: it never needs structlog
+        configure_logging(log_format)
     # The loop's thread waits for the GIL after each system call it makes while the spawner's,
     # the files' and SQLite's work runs on other threads: a waiting thread forces a switch only
     # after this interval (5 ms by default, longer than a whole attempt of a quick agent).
