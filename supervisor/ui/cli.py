@@ -176,6 +176,7 @@ def _run(
         # out of the cyclic collector's way, whose full collections would walk it again and
         # again, and again while the interpreter exits (50 ms of a one-task run's 350).
         gc.freeze()
+        gc.enable()  # main_run kept it off while loading: ~60 collections of nothing to free
     run = functools.partial(
         execute_plan,
         plan,
@@ -505,6 +506,7 @@ def main() -> None:  # pragma: no cover - console-script entry
 def main_run() -> None:  # pragma: no cover - console-script entry
     """Entry point of ``pagent-run``."""
     _process[0] = True
+    gc.disable()  # until the run starts (``_run``): loading the modules makes no garbage
     _entry(pagent_run, "pagent-run")
 
 
