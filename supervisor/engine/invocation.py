@@ -25,7 +25,6 @@ from supervisor.agents.base import Kinds
 from supervisor.engine import events
 from supervisor.engine.logfile import DiskReserve
 from supervisor.engine.notifying import Notifier
-from supervisor.engine.publishing import Publisher
 from supervisor.engine.runner import Runner
 from supervisor.engine.runs import new_run, recover, reopen_run
 from supervisor.engine.runstate import RunState
@@ -318,7 +317,13 @@ async def _execute(
         emit(event)
         notifier.observe(event)
 
-    publisher = Publisher(plan, state, layout, repo.root, emit_all) if plan.publish.auto else None
+    publisher = None
+    if plan.publish.auto and plan.publish.enabled:
+        # Imported here: a run that publishes nothing (no ``[publish] remote``: a publisher would
+        # do nothing at all) never loads the hand-off's push and pull-request code.
+        from supervisor.engine.publishing import Publisher  # noqa: PLC0415
+
+        publisher = Publisher(plan, state, layout, repo.root, emit_all)
     runner = Runner(
         context,
         state,
