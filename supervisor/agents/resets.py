@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 def reset_in(metrics: dict[str, Any], now: float) -> float | None:
@@ -55,6 +54,9 @@ def seconds_until_reset(resets: str, now: float) -> float | None:  # noqa: PLR09
         return 3600.0 * int(relative["h"] or 0) + 60.0 * int(relative["m"] or 0)
     zone: tzinfo | None = None
     if tz_match := _RESET_ZONE.search(resets):
+        # Imported here: only a usage limit naming its zone needs the zone database's code.
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415
+
         try:
             zone = ZoneInfo("UTC" if tz_match[1] == "GMT" else tz_match[1])
         except (ValueError, ZoneInfoNotFoundError):

@@ -24,7 +24,6 @@ from supervisor.agents.base import Kinds
 from supervisor.engine import events
 from supervisor.engine.logfile import DiskReserve
 from supervisor.engine.notifying import Notifier
-from supervisor.engine.publishing import Publisher
 from supervisor.engine.runner import Runner
 from supervisor.engine.runs import new_run, recover, reopen_run
 from supervisor.engine.runstate import RunState
@@ -48,7 +47,7 @@ from supervisor.state.layout import Layout
 from supervisor.state.lock import PlanLock
 from supervisor.state.records import RunRecord, RunStatus, TaskState
 from supervisor.state.store import Store
-from supervisor.state.views import find_run, pretty_json, run_view
+from supervisor.state.views import find_run, indented_json, run_view
 from supervisor.worker import Worker
 from supervisor.workspace.git import RepoInfo, owned_by, remote_problem, resolve_repo
 from supervisor.workspace.worktree import default_worktree_root
@@ -317,7 +316,13 @@ async def _execute(
         emit(event)
         notifier.observe(event)
 
-    publisher = Publisher(plan, state, layout, repo.root, emit_all) if plan.publish.auto else None
+    publisher = None
+    if plan.publish.auto and plan.publish.enabled:
+        # Imported here: a run that publishes nothing (no ``[publish] remote``: a publisher would
+        # do nothing at all) never loads the hand-off's push and pull-request code.
+        from supervisor.engine.publishing import Publisher  # noqa: PLC0415
+
+        publisher = Publisher(plan, state, layout, repo.root, emit_all)
     runner = Runner(
         context,
         state,
@@ -360,7 +365,7 @@ def _write_summary(path: Path, view: dict[str, Any], emit: Callable[[events.Even
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(pretty_json(view) + "\n", encoding="utf-8")
+        temporary.write_text(indented_json(view) + "\n", encoding="utf-8")
         temporary.replace(path)
     except OSError as exc:
         with contextlib.suppress(OSError):

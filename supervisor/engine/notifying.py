@@ -16,20 +16,32 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
 
 from supervisor.engine import events
 from supervisor.engine.runstate import RunState
-from supervisor.handoff import payload
-from supervisor.handoff.notify import TargetResult, notify
-from supervisor.handoff.payload import Event, Notification
 from supervisor.plan.model import NotifyConfig
+from supervisor.plan.model import NotifyEvent as Event
 from supervisor.reasons import Reason
 
-Send = Callable[[NotifyConfig, Notification], Awaitable[list[TargetResult]]]
+if TYPE_CHECKING:
+    from supervisor.handoff.notify import TargetResult
+    from supervisor.handoff.payload import Notification
+
+Send = Callable[[NotifyConfig, "Notification"], Awaitable[list["TargetResult"]]]
+
+# The hand-off's payload and sender are imported only by a run that notifies (``[notify]``
+# enabled): the others never load them (nor apprise's loader, nor the HTTP code).
+
+
+async def _notify(config: NotifyConfig, note: Notification) -> list[TargetResult]:
+    """The hand-off's sender (``supervisor.handoff.notify.notify``), imported when first used."""
+    from supervisor.handoff.notify import notify  # noqa: PLC0415
+
+    return await notify(config, note)
 
 
 class Notifier:
@@ -41,7 +53,7 @@ class Notifier:
         state: RunState,
         emit: Callable[[events.Event], None],
         *,
-        send: Send = notify,
+        send: Send = _notify,
     ) -> None:
         self._config = config
         self._state = state
@@ -74,6 +86,8 @@ class Notifier:
 
     def _note_for(self, event: events.Event) -> Notification | None:
         """The notification ``event`` calls for, or ``None``."""
+        from supervisor.handoff import payload  # noqa: PLC0415 - only when notifying (``observe``)
+
         note: Notification | None = None
         match event:
             case events.TaskFinished(state="failed") if Reason.of(event.reason) is Reason.NEEDS_INPUT:
@@ -94,6 +108,8 @@ class Notifier:
         of its report.html (``None`` if there is none)."""
         if not self._config.enabled:
             return []
+        from supervisor.handoff import payload  # noqa: PLC0415 - only when notifying
+
         return await self.deliver(payload.run_finished(view, report))
 
     async def deliver(self, note: Notification) -> list[TargetResult]:

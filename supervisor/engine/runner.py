@@ -25,6 +25,7 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -32,7 +33,6 @@ from supervisor.agents.base import Kinds
 from supervisor.engine import events, order
 from supervisor.engine.clock import Clock, SystemClock
 from supervisor.engine.gate import LaunchGate, Stop
-from supervisor.engine.publishing import Publisher
 from supervisor.engine.runstate import RunState
 from supervisor.engine.taskrun import RunContext, TaskRun
 from supervisor.errors import StateError
@@ -43,6 +43,9 @@ from supervisor.seam import Executor
 from supervisor.state.records import RunStatus, TaskState
 from supervisor.workspace.git import in_thread, owned_by
 from supervisor.workspace.refs import integration_pins
+
+if TYPE_CHECKING:
+    from supervisor.engine.publishing import Publisher
 
 
 class Runner:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import sys
 import time
@@ -107,15 +106,16 @@ class Orphanage:
             return False
         me = os.getpid()
         children = f"/proc/{me}/task/{me}/children"
-        libc_name = ctypes.util.find_library("c")
         try:
             ours = os.readlink("/proc/self") == str(me)  # noqa: PTH115 - not another pid namespace's
         except OSError:
             ours = False
-        if libc_name is None or not ours or not os.access(children, os.R_OK):
+        if not ours or not os.access(children, os.R_OK):
             return False  # without the children list, adopted zombies could never be found
-        prctl = ctypes.CDLL(libc_name, use_errno=True).prctl
-        if prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        # The libc this Python runs on, from its own symbols (ctypes.util.find_library would
+        # run ``ldconfig -p`` in a child process, a few ms of every run's start).
+        prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+        if prctl is None or prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             return False
         self._children = children
         self._session = os.getsid(0)

@@ -204,9 +204,14 @@ def find_run(plan: PlanFile, store: Store, run_id: str | None) -> RunRecord:
     return run
 
 
-def pretty_json(value: Any) -> str:
-    """``value`` (a view: dicts, lists and scalars) as JSON indented by two spaces, the layout of
-    ``json.dumps(value, indent=2)``, written by msgspec's encoder: ten times faster than the
-    standard library's, which leaves its C encoder for indented output (32 ms against 3 ms for
-    the summary of a 1000-task run). Text other than ASCII is written as it is, not escaped."""
-    return msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+def indented_json(value: Any) -> str:
+    """Exactly ``json.dumps(value, indent=2)``, in a third of the time: json's C encoder writes it
+    compact (json indents only in Python: 29 ms for the view of a 1000-task run, against 11),
+    msgspec indents that text token for token. What msgspec cannot read back (NaN and the
+    infinities, lone surrogates, all of which json writes) takes json's indenting encoder.
+    ``summary.json``, ``pagent status --json`` and ``pagent runs --json`` are written by it."""
+    compact = json.dumps(value)
+    try:
+        return msgspec.json.format(compact, indent=2)
+    except msgspec.DecodeError:
+        return json.dumps(value, indent=2)

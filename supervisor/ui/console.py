@@ -2,7 +2,8 @@
 
 Event lines go through structlog to stderr: readable key=value lines (coloured only on a
 terminal), or JSON lines with ``--log-format json``. The summary and tables that go to stdout
-are in ``supervisor.tables``.
+are in ``supervisor.tables``. structlog (with the rich and attrs it brings, a fifth of a run's
+start) is imported only by what prints a line: a ``--quiet`` run never imports it.
 
 Every value of an event line is made printable first (``supervisor.plan.names.printable``):
 whatever an agent or a plan wrote (a reason, a notice quoting the agent, a wave name) cannot
@@ -14,13 +15,14 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping, MutableMapping
-from typing import Any, TextIO
-
-import structlog
+from typing import TYPE_CHECKING, Any, TextIO
 
 from supervisor.engine import events
 from supervisor.plan.names import printable
 from supervisor.plan.units import format_duration
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
 
 
 class _CurrentStderr:
@@ -42,6 +44,8 @@ def configure_logging(fmt: str, stream: TextIO | None = None) -> None:
     Colours only when the stream is a terminal: under cron, or with output to a file, the lines
     carry no escape sequence at all.
     """
+    import structlog  # noqa: PLC0415 - a quiet run never pays for it
+
     target: Any = stream or _CurrentStderr()
     renderer: Any
     if fmt == "json":
@@ -70,11 +74,21 @@ def _printable(logger: object, method: str, event: MutableMapping[str, Any]) -> 
 
 
 class EventPrinter:
-    """Turns runner events into one log line each (nothing at all when ``quiet``)."""
+    """Turns runner events into one log line each (nothing at all when ``quiet``, and then
+    without importing structlog)."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
-        self.log = structlog.get_logger("pagent")
+        self._log: FilteringBoundLogger | None = None
+
+    @property
+    def log(self) -> FilteringBoundLogger:
+        """The logger, made on first use: a quiet printer never needs one."""
+        if self._log is None:
+            import structlog  # noqa: PLC0415 - a quiet printer never pays for it
+
+            self._log = structlog.get_logger("pagent")
+        return self._log
 
     def __call__(self, event: events.Event) -> None:
         if self.quiet or isinstance(event, events.Output | events.CostUpdate):
