@@ -44,8 +44,8 @@ class AttemptResult:
 class AttemptRecorder(Protocol):
     """Where a running attempt's facts go (the run state, bound to one attempt)."""
 
-    async def running(self, ref: str, pid: int | None) -> None:
-        """The attempt exists: its executor reference (committed when this returns)."""
+    def running(self, ref: str, pid: int | None) -> None:
+        """The attempt exists: its executor reference."""
 
     def heartbeat(self, **sample: Any) -> None:
         """A liveness sample or a live note."""
@@ -103,7 +103,7 @@ async def run_attempt(
     helpers: list[Callable[[], object]] = []  # starts exited_late, while the attempt's tasks run
     try:
         async with executor.start(spec, on_output) as handle:
-            await recorder.running(handle.ref, handle.pid)
+            recorder.running(handle.ref, handle.pid)
             emit(events.AttemptStarted(spec.task_id, spec.attempt, handle.pid, spec.cwd or Path()))
 
             async def stop(reason: str) -> None:

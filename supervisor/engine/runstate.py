@@ -13,6 +13,7 @@ were sent (``record_notification``), so no other module of the engine holds the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Collection, Iterable, Mapping
@@ -51,6 +52,8 @@ class RunState:
         self.spent = store.run_cost(run.run_id) or 0.0
         # Set when a task reaches a final state; dependent tasks wait on these.
         self._finished = {task_id: anyio.Event() for task_id in self._records}
+        # Reference writes of running attempts not yet waited for (``attempt_running``).
+        self._refs: dict[tuple[str, int], asyncio.Future[None]] = {}
         for record in self._records.values():
             if record.state.finished:
                 self._finished[record.task_id].set()
@@ -142,9 +145,9 @@ class RunState:
         """Record a new attempt (its key before its process exists: a crash right after the
         launch still leaves enough to find it) and move its task to running, in one transaction.
 
-        This and the other writes of a running attempt (``attempt_running``, ``end_attempt``)
-        are awaited: the loop goes on with the other attempts while the store's committer
-        writes (``supervisor.state.committer``); the change is applied here once committed."""
+        This and the attempt's end (``end_attempt``) are awaited: the loop goes on with the
+        other attempts while the store's committer writes (``supervisor.state.committer``);
+        the change is applied here once committed."""
         record = self._records[attempt.task_id]
         check_transition(record.state, TaskState.RUNNING)
         changes: dict[str, Any] = {
@@ -156,9 +159,16 @@ class RunState:
         await self._store.add_attempt_async(attempt, **changes)
         return self._apply(attempt.task_id, changes)
 
-    async def attempt_running(self, task_id: str, number: int, ref: str, pid: int | None) -> None:
-        """The attempt exists where it runs: its executor reference (and a pid for display)."""
-        await self._store.update_attempt_async(self.run_id, task_id, number, ref=ref, pid=pid)
+    def attempt_running(self, task_id: str, number: int, ref: str, pid: int | None) -> None:
+        """The attempt exists where it runs: its executor reference (and a pid for display).
+
+        Asked, not waited for: nothing the engine does depends on it (recovery finds a crashed
+        run's processes by their cookie too), and it is committed within moments, before the
+        attempt's end. Should it fail (a full disk), ``end_attempt`` raises its error."""
+        written = self._store.update_attempt_soon(self.run_id, task_id, number, ref=ref, pid=pid)
+        future = asyncio.ensure_future(written)
+        future.add_done_callback(_looked_at)  # a run that crashes before the end raises no warning
+        self._refs[(task_id, number)] = future
 
     def heartbeat(self, task_id: str, number: int, **sample: Any) -> None:
         """A liveness sample (CPU, RSS, processes, last output) or a live note of an attempt."""
@@ -171,6 +181,10 @@ class RunState:
         record = self._records[task_id]
         if "state" in task_changes:
             check_transition(record.state, task_changes["state"])
+        ref = self._refs.pop((task_id, number), None)
+        if ref is not None:
+            with anyio.CancelScope(shield=True):
+                await ref  # committed long since, as a rule; raises what failed it
         await self._store.finish_attempt_async(self.run_id, task_id, number, attempt_changes, task_changes)
         cost = attempt_changes.get("cost_usd")
         if cost is not None:
@@ -296,3 +310,9 @@ class RunState:
             elif event.is_set():  # reopened: dependants must wait for it again
                 self._finished[task_id] = anyio.Event()
         return record
+
+
+def _looked_at(future: asyncio.Future[None]) -> None:
+    """Mark a write's failure as seen (``end_attempt`` still raises it when it awaits it)."""
+    if not future.cancelled():
+        future.exception()

@@ -110,8 +110,8 @@ class _Recorder:
     def __init__(self, state: RunState, task_id: str, number: int) -> None:
         self._state, self._task_id, self._number = state, task_id, number
 
-    async def running(self, ref: str, pid: int | None) -> None:
-        await self._state.attempt_running(self._task_id, self._number, ref, pid)
+    def running(self, ref: str, pid: int | None) -> None:
+        self._state.attempt_running(self._task_id, self._number, ref, pid)
 
     def heartbeat(self, **sample: Any) -> None:
         self._state.heartbeat(self._task_id, self._number, **sample)

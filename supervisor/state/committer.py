@@ -10,7 +10,8 @@ again on its own, each in its own transaction, so each caller learns its own out
 
 A caller either waits on its thread (``call``: the store's ordinary methods) or awaits on the
 event loop (``call_async``: the attempts' writes, so that the loop goes on with the other
-attempts meanwhile; the interpreter lets go of the GIL while SQLite works). Either way the write
+attempts meanwhile; the interpreter lets go of the GIL while SQLite works), or, for a write
+nothing waits for, only asks (``submit``: an attempt's reference once it runs). Either way the write
 is committed before the call returns, exactly as before the committer existed: "persisted, then
 applied" still holds, and a SIGKILL at any instant leaves the database as one of the orders of
 the writes that were asked for. The await is shielded: once asked for, a write always completes
@@ -70,7 +71,7 @@ class Committer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
-        self.in_flight = 0  # awaited writes not yet handed back (counted on the loop's thread)
+        self.in_flight = 0  # writes asked from the loop not yet handed back (counted on its thread)
 
     # -- asking ----------------------------------------------------------------------------------
 
@@ -87,17 +88,24 @@ class Committer:
 
     async def call_async(self, job: Job) -> None:
         """``call``, awaited on the event loop (shielded: the write always completes)."""
+        future = self.submit(job)
+        with anyio.CancelScope(shield=True):
+            await future
+        future.result()
+
+    def submit(self, job: Job) -> asyncio.Future[None]:
+        """Ask for ``job`` from the event loop without waiting: the future is done once it is
+        committed (or failed). Writes are committed in the order asked, so a later write of the
+        same row (awaited or not) lands after this one."""
         loop = asyncio.get_running_loop()
-        ask = _Ask(job, loop, loop.create_future())
-        self._put(ask)
-        assert ask.future is not None
+        future: asyncio.Future[None] = loop.create_future()
+        self._put(_Ask(job, loop, future))
         self.in_flight += 1
-        try:
-            with anyio.CancelScope(shield=True):
-                await ask.future
-        finally:
-            self.in_flight -= 1
-        ask.future.result()
+        future.add_done_callback(self._landed)
+        return future
+
+    def _landed(self, future: asyncio.Future[None]) -> None:
+        self.in_flight -= 1
 
     def _put(self, ask: _Ask) -> None:
         with self._lock:

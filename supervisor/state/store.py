@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -318,10 +318,15 @@ class Store:
         """Change columns of one attempt."""
         self._update("attempts", {"run_id": run_id, "task_id": task_id, "number": number}, changes)
 
-    async def update_attempt_async(self, run_id: str, task_id: str, number: int, **changes: Any) -> None:
-        """``update_attempt``, awaited on the event loop."""
+    def update_attempt_soon(self, run_id: str, task_id: str, number: int, **changes: Any) -> Awaitable[None]:
+        """``update_attempt``, asked from the event loop without waiting for it: done (or failed)
+        once committed, before any later write (a read-only store writes, and fails, at once)."""
         key = {"run_id": run_id, "task_id": task_id, "number": number}
-        await self._write_async(partial(self._update_in_tx, "attempts", key, changes))
+        job = partial(self._update_in_tx, "attempts", key, changes)
+        if self._committer is None or self._pending is not None:
+            self._write(job)
+            return _done()
+        return self._committer.submit(job)
 
     def finish_attempt(
         self, attempt: AttemptRecord, attempt_changes: Mapping[str, Any], task_changes: Mapping[str, Any]
@@ -492,3 +497,7 @@ _ENUM_POSITIONS: dict[type[Any], list[tuple[int, type[TaskState] | type[RunStatu
     cls: [(i, _ENUMS[name]) for i, name in enumerate(names) if name in _ENUMS]
     for cls, names in _FIELD_NAMES.items()
 }
+
+
+async def _done() -> None:
+    """An awaitable of a write that was made at once."""

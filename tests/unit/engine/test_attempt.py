@@ -55,7 +55,7 @@ class Announcing:
 
 
 class Recorder:
-    async def running(self, ref: str, pid: int | None) -> None:
+    def running(self, ref: str, pid: int | None) -> None:
         pass
 
     def heartbeat(self, **sample: Any) -> None:

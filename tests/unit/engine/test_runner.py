@@ -21,6 +21,7 @@ from supervisor.state.views import find_run
 from supervisor.ui.compose import KINDS, load_plan
 from supervisor.workspace.git import RepoInfo
 from tests.fakes import FakeClock, FakeExecutor, Play
+from tests.timed_fakes import TimedExecutor, VirtualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -84,10 +85,17 @@ class Harness:
 
 
 async def test_jobs_limit_is_reached_and_never_exceeded(tmp_path: Path) -> None:
-    """With jobs = 2 and five tasks, exactly two agents run at once at the peak."""
+    """With jobs = 2 and five tasks, exactly two agents run at once at the peak. (Attempts of
+    ten virtual seconds each, on a clock that moves only when everything waits: the store
+    commits an attempt's start on a thread of its own, and an instant play could end before
+    the next attempt's start is committed.)"""
     plan = write_plan(tmp_path, [["a", "b", "c", "d", "e"]])
     h = Harness(tmp_path, plan, FakeExecutor({}))
-    assert await h.run() is RunStatus.SUCCEEDED
+    clock = VirtualClock(busy=lambda: h.store.writes_in_flight > 0)
+    h.clock = clock  # type: ignore[assignment]
+    h.launcher = TimedExecutor(clock, dict.fromkeys("abcde", 10.0))
+    async with clock.running():
+        assert await h.run() is RunStatus.SUCCEEDED
     assert h.launcher.max_running == 2
     assert {s for s, _ in h.states().values()} == {"succeeded"}
 

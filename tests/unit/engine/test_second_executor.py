@@ -46,7 +46,11 @@ store = Store(layout.database)
 dead = RunRecord("20261130-020000.000-dead", plan.key, plan.name, str(plan.path), started_at=1.0)
 state = RunState.create(store, dead, [TaskRecord(dead.run_id, "a", 0, "one")])
 anyio.run(state.begin_attempt, AttemptRecord(dead.run_id, "a", 1, 2.0, "log", "cookie"), 2.0)
-anyio.run(state.attempt_running, "a", 1, "fake-dead-1", None)
+async def running() -> None:
+    state.attempt_running("a", 1, "fake-dead-1", None)
+    await anyio.sleep(0)
+    await state._refs[("a", 1)]  # committed before the store is closed
+anyio.run(running)
 store.close()
 
 executor = FakeExecutor(
