@@ -174,11 +174,14 @@ def _serve(grace: float) -> None:
         lines = (pending + chunk).split(b"\n")
         pending = lines.pop()
         for line in lines:
-            if line[:1] == b"+":
+            try:
                 pid = int(line[1:])
+            except ValueError:  # not the supervisor's (it writes only +PID and -PID): ignored
+                continue
+            if line[:1] == b"+" and pid > 1:
                 watched[pid] = _start_time(pid)
             elif line[:1] == b"-":
-                watched.pop(int(line[1:]), None)
+                watched.pop(pid, None)
     # The supervisor is gone: stop what it left running.
     groups = [
         pid for pid, started in watched.items() if started is not None and _start_time(pid) in (None, started)

@@ -110,6 +110,7 @@ def test_a_forgotten_group_is_left_alone(children: list[subprocess.Popen[str]]) 
     kept = subprocess.Popen(["sleep", "600"], start_new_session=True, text=True)
     children += [done, kept]
     program.tell(f"+{done.pid}")
+    program.tell("+not-a-pid")  # a line it cannot read is ignored, not its end
     program.tell(f"+{kept.pid}")
     program.tell(f"-{done.pid}")
     time.sleep(0.3)
