@@ -185,7 +185,8 @@ class RunState:
         if ref is not None:
             with anyio.CancelScope(shield=True):
                 await ref  # committed long since, as a rule; raises what failed it
-        await self._store.finish_attempt_async(self.run_id, task_id, number, attempt_changes, task_changes)
+        key = {"run_id": self.run_id, "task_id": task_id, "number": number}
+        await self._store.finish_attempt_async(key, attempt_changes, task_changes)
         cost = attempt_changes.get("cost_usd")
         if cost is not None:
             self.spent += cost

@@ -332,34 +332,24 @@ class Store:
         self, attempt: AttemptRecord, attempt_changes: Mapping[str, Any], task_changes: Mapping[str, Any]
     ) -> None:
         """End an attempt and move its task run on, atomically."""
-        self._write(
-            self._finishing(attempt.run_id, attempt.task_id, attempt.number, attempt_changes, task_changes)
-        )
+        key = {"run_id": attempt.run_id, "task_id": attempt.task_id, "number": attempt.number}
+        self._write(self._finishing(key, attempt_changes, task_changes))
 
     async def finish_attempt_async(
-        self,
-        run_id: str,
-        task_id: str,
-        number: int,
-        attempt_changes: Mapping[str, Any],
-        task_changes: Mapping[str, Any],
+        self, key: Mapping[str, Any], attempt_changes: Mapping[str, Any], task_changes: Mapping[str, Any]
     ) -> None:
-        """``finish_attempt`` of attempt ``number`` of a task run, awaited on the event loop."""
-        await self._write_async(self._finishing(run_id, task_id, number, attempt_changes, task_changes))
+        """``finish_attempt`` of the attempt ``key`` (its run_id, task_id and number), awaited on
+        the event loop."""
+        await self._write_async(self._finishing(key, attempt_changes, task_changes))
 
     def _finishing(
-        self,
-        run_id: str,
-        task_id: str,
-        number: int,
-        attempt_changes: Mapping[str, Any],
-        task_changes: Mapping[str, Any],
+        self, key: Mapping[str, Any], attempt_changes: Mapping[str, Any], task_changes: Mapping[str, Any]
     ) -> Job:
+        task = {"run_id": key["run_id"], "task_id": key["task_id"]}
+
         def job() -> None:
-            self._update_in_tx(
-                "attempts", {"run_id": run_id, "task_id": task_id, "number": number}, attempt_changes
-            )
-            self._update_in_tx("tasks", {"run_id": run_id, "task_id": task_id}, task_changes)
+            self._update_in_tx("attempts", key, attempt_changes)
+            self._update_in_tx("tasks", task, task_changes)
 
         return job
 
