@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import sqlite3
 from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -451,10 +452,8 @@ class Store:
     def _insert(self, table: str, record: RunRecord | TaskRecord | AttemptRecord) -> None:
         # Inside a job. Not dataclasses.asdict: that deep-copies every value, and records hold
         # only scalars.
-        values = {name: getattr(record, name) for name in _FIELD_NAMES[type(record)]}
-        columns = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
-        self._writer.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(values.values()))
+        names = _FIELD_NAMES[type(record)]
+        self._writer.execute(_insert_sql(table, names), [getattr(record, name) for name in names])
 
     def _update(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
         if changes:
@@ -462,19 +461,32 @@ class Store:
 
     def _update_in_tx(self, table: str, key: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
         # Inside a job. Column names come from our own code, never from input: safe to format in.
-        where = " AND ".join(f"{column} = ?" for column in key)
         if not changes:
             # "UPDATE ... SET WHERE" is a syntax error; an empty change still needs its row.
+            where = " AND ".join(f"{column} = ?" for column in key)
             row = self._writer.execute(f"SELECT 1 FROM {table} WHERE {where}", list(key.values())).fetchone()
             if row is None:
                 raise LookupError(f"no row in {table} for {dict(key)}")
             return
-        sets = ", ".join(f"{column} = ?" for column in changes)
         cursor = self._writer.execute(
-            f"UPDATE {table} SET {sets} WHERE {where}", [*changes.values(), *key.values()]
+            _update_sql(table, tuple(changes), tuple(key)), [*changes.values(), *key.values()]
         )
         if cursor.rowcount != 1:
             raise LookupError(f"no row in {table} for {dict(key)}")
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_sql(table: str, names: tuple[str, ...]) -> str:
+    """The INSERT of a record's columns (one text per table: SQLite's statement cache keeps it)."""
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
+
+
+@functools.lru_cache(maxsize=256)
+def _update_sql(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+    """The UPDATE of ``columns`` of the row ``key`` names (an attempt's few kinds of change)."""
+    sets = ", ".join(f"{column} = ?" for column in columns)
+    where = " AND ".join(f"{column} = ?" for column in key)
+    return f"UPDATE {table} SET {sets} WHERE {where}"
 
 
 _FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {
