@@ -208,6 +208,8 @@ class _RateGate:
             self._emit(events.Notice(f"{self.name}: the probe succeeded; attempts start again"))
         if ticket.probe:
             self.probing = False
+        elif close_for is None:
+            return  # an ordinary attempt that ended well or not rate-limited: nothing changed
         self._changed.set()
         self._changed = anyio.Event()
 
