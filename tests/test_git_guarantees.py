@@ -4,7 +4,8 @@ Beyond the hostile cases (``test_hostile_git``, ``test_hostile_refs``, ``test_ho
 hooks are off for pagent's git, so these use what git still runs on pagent's behalf -- a smudge
 filter that never returns (filters are part of a checkout, so they stay on) -- and a FIFO that
 blocks auto-commit's ``git add``. SIGTERM ends the run with 143 at once and nothing of git is
-left; after a SIGKILL the next run stops the filter that git left behind (by its cookie). And
+left; after a SIGKILL the guardian stops git's group (the filter in it included) and the next
+run stops a filter that had left the group (by its cookie). And
 what the morning shows: pins, refs others moved, work off the branch.
 """
 
@@ -44,15 +45,18 @@ def reaper(tmp_path: Path) -> Iterator[Reaper]:
         yield started
 
 
-def hanging_filter(repo: Path, pidfile: Path) -> None:
+def hanging_filter(repo: Path, pidfile: Path, *, own_session: bool = False) -> None:
     """A file checked in under a smudge filter that records its pid and never returns: every
-    checkout of it (``git worktree add``) hangs in the filter."""
+    checkout of it (``git worktree add``) hangs in the filter. ``own_session``: the filter first
+    leaves git's process group (``setsid``), as a daemonising filter would."""
     (repo / ".gitattributes").write_text("*.bin filter=hang\n")
     (repo / "data.bin").write_text("payload\n")
     git(repo, "add", ".gitattributes", "data.bin")
     git(repo, "commit", "--quiet", "-m", "filtered file")
-    script = f'echo $$ > "{pidfile}.tmp" && mv "{pidfile}.tmp" "{pidfile}"; exec sleep 3600'
-    git(repo, "config", "filter.hang.smudge", f"sh -c '{script}'")
+    script = pidfile.with_suffix(".sh")
+    record = f'echo $$ > "{pidfile}.tmp" && mv "{pidfile}.tmp" "{pidfile}"; exec sleep 3600'
+    script.write_text(f"exec setsid sh -c '{record}'\n" if own_session else f"{record}\n")
+    git(repo, "config", "filter.hang.smudge", f"sh {script}")
 
 
 def test_sigterm_during_a_hanging_filter_ends_the_run_with_143_and_nothing_left(
@@ -70,13 +74,30 @@ def test_sigterm_during_a_hanging_filter_ends_the_run_with_143_and_nothing_left(
     assert tasks_by_id(plan)["a"]["state"] == "not_run"
 
 
+def test_after_a_sigkill_during_a_hanging_filter_the_guardian_stops_git_and_the_filter(
+    tmp_path: Path, repo: Path, reaper: Reaper
+) -> None:
+    """The guardian stops git's whole process group when the supervisor dies: the filter git
+    started there ends with it, without waiting for a next run."""
+    pidfile = tmp_path / "filter.pid"
+    hanging_filter(repo, pidfile)
+    plan = write_plan(tmp_path / "plans", repo, {"a": {}})
+    proc = reaper.start(plan)
+    wait_for(pidfile.exists, 20, "the filter")
+    proc.kill()
+    proc.wait()
+    filter_pid = pid_from(pidfile)
+    wait_for(lambda: not alive(filter_pid), 5, "the filter's end")
+    assert reaper.leftovers() == []
+
+
 def test_after_a_sigkill_during_a_hanging_filter_the_next_run_stops_what_git_left(
     tmp_path: Path, repo: Path, reaper: Reaper
 ) -> None:
-    """git itself dies with its parent (parent-death signal); the filter it started does not,
-    and carries the plan's cookie: the next run's recovery stops it before anything starts."""
+    """A filter that left git's process group is out of the guardian's reach, but carries the
+    plan's cookie: the next run's recovery stops it before anything starts."""
     pidfile = tmp_path / "filter.pid"
-    hanging_filter(repo, pidfile)
+    hanging_filter(repo, pidfile, own_session=True)
     plan = write_plan(tmp_path / "plans", repo, {"a": {}})
     proc = reaper.start(plan)
     wait_for(pidfile.exists, 20, "the filter")
