@@ -74,19 +74,26 @@ def test_sigterm_during_a_hanging_filter_ends_the_run_with_143_and_nothing_left(
     assert tasks_by_id(plan)["a"]["state"] == "not_run"
 
 
-def test_after_a_sigkill_during_a_hanging_filter_the_guardian_stops_git_and_the_filter(
-    tmp_path: Path, repo: Path, reaper: Reaper
-) -> None:
-    """The guardian stops git's whole process group when the supervisor dies: the filter git
-    started there ends with it, without waiting for a next run."""
+def killed_in_filter(
+    tmp_path: Path, repo: Path, reaper: Reaper, *, own_session: bool = False
+) -> tuple[Path, int]:
+    """A run SIGKILLed while its ``git worktree add`` hangs in the filter: the plan, the filter's pid."""
     pidfile = tmp_path / "filter.pid"
-    hanging_filter(repo, pidfile)
+    hanging_filter(repo, pidfile, own_session=own_session)
     plan = write_plan(tmp_path / "plans", repo, {"a": {}})
     proc = reaper.start(plan)
     wait_for(pidfile.exists, 20, "the filter")
     proc.kill()
     proc.wait()
-    filter_pid = pid_from(pidfile)
+    return plan, pid_from(pidfile)
+
+
+def test_after_a_sigkill_during_a_hanging_filter_the_guardian_stops_git_and_the_filter(
+    tmp_path: Path, repo: Path, reaper: Reaper
+) -> None:
+    """The guardian stops git's whole process group when the supervisor dies: the filter git
+    started there ends with it, without waiting for a next run."""
+    _, filter_pid = killed_in_filter(tmp_path, repo, reaper)
     wait_for(lambda: not alive(filter_pid), 5, "the filter's end")
     assert reaper.leftovers() == []
 
@@ -96,14 +103,7 @@ def test_after_a_sigkill_during_a_hanging_filter_the_next_run_stops_what_git_lef
 ) -> None:
     """A filter that left git's process group is out of the guardian's reach, but carries the
     plan's cookie: the next run's recovery stops it before anything starts."""
-    pidfile = tmp_path / "filter.pid"
-    hanging_filter(repo, pidfile, own_session=True)
-    plan = write_plan(tmp_path / "plans", repo, {"a": {}})
-    proc = reaper.start(plan)
-    wait_for(pidfile.exists, 20, "the filter")
-    proc.kill()
-    proc.wait()
-    filter_pid = pid_from(pidfile)
+    plan, filter_pid = killed_in_filter(tmp_path, repo, reaper, own_session=True)
     assert alive(filter_pid)  # what the next run must repair
     git(repo, "config", "--unset", "filter.hang.smudge")  # the next run must not hang in it again
     done = run(plan)
