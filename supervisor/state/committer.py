@@ -163,14 +163,7 @@ class Committer:
                 return
         for ask in batch:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    ask.job()
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
+                transaction(self._db, ask.job)
             except BaseException as exc:  # handed to the caller as it is
                 ask.error = exc
                 continue
@@ -188,6 +181,19 @@ class Committer:
             self._db.execute("RELEASE job")
         self._db.execute("COMMIT")
         self._committed(sum(1 for ask in batch if ask.error is None))
+
+
+def transaction(db: Connection, job: Job) -> None:
+    """Run ``job`` in a transaction of its own on ``db``: committed, or rolled back and raised."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        job()
+    except BaseException:
+        # SQLite may have rolled back already (a full disk does): then there is nothing to undo.
+        with contextlib.suppress(Exception):
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _settle(batch: list[_Ask]) -> None:

@@ -5,11 +5,13 @@ transition *before* acting on it. Writes are committed on one thread of their ow
 (``supervisor.state.committer``), through a connection of its own: writes that come together
 share a transaction, each as if it were alone, and the attempts' writes have ``*_async``
 variants the event loop awaits instead of waiting for SQLite; reads go through this thread's
-connection and see every write that has returned. WAL with ``synchronous=NORMAL`` survives a crash of the
-process at any instant (the database is never left half-written); a power loss may lose the
-last transitions, which recovery then treats like a crash. Readers (``pagent status``) never
-block the writer. The log is copied into the database by a thread of its own
-(``supervisor.state.checkpoint``), not inside a commit of the writer's.
+connection and see every write that has returned.
+
+WAL with ``synchronous=NORMAL`` survives a crash of the process at any instant (the database is
+never left half-written); a power loss may lose the last transitions, which recovery then treats
+like a crash. Readers (``pagent status``) never block the writer. The log is copied into the
+database by a thread of its own (``supervisor.state.checkpoint``), not inside a commit of the
+writer's.
 
 Every SQLite error becomes a ``StateError`` naming the file and what to do (a corrupt file: move
 it aside; a full disk: free space; a read-only directory), never a traceback. Readers that
@@ -19,7 +21,6 @@ change nothing (``pagent status``, ``logs``, ``runs``, ``report``) open the file
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import sqlite3
@@ -29,10 +30,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from supervisor.errors import StateError
 from supervisor.reasons import Reason
 from supervisor.state import checkpoint
-from supervisor.state.committer import Committer, Job
+from supervisor.state.committer import Committer, Job, transaction
 from supervisor.state.connection import Connection, connect, state_error
 from supervisor.state.records import AttemptRecord, RunRecord, RunStatus, TaskRecord, TaskState
 
@@ -247,14 +247,7 @@ class Store:
         elif self._committer is not None:
             self._committer.call(job)
         else:  # a read-only store: SQLite refuses, with the error a person reads
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                job()
-            except BaseException:
-                with contextlib.suppress(StateError):
-                    self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            transaction(self._db, job)
 
     @property
     def writes_in_flight(self) -> int:
