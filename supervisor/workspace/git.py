@@ -149,7 +149,7 @@ def run_git(
         except (PagentError, OSError) as exc:
             raise GitError(f"{what}: cannot confine git: {exc}") from None
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, stdin_file(stdin) as given:
-        guarded = GUARDIAN.start() and GUARDIAN.running  # else git asks for its own signal
+        guarded = GUARDIAN.start()  # running (started once per process); else git asks for its own signal
         try:
             proc = subprocess.Popen(
                 command if guarded else [*pdeathsig_prefix(), *command],
