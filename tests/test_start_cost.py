@@ -62,27 +62,9 @@ NOT_IN_A_QUIET_RUN = (
 )
 
 
-def _run(tmp_path: Path, *flags: str) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-    subprocess.run(
-        [
-            "git",
-            "-C",
-            str(repo),
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "i",
-        ],
-        check=True,
-    )
+def _run(
+    tmp_path: Path, repo: Path, *flags: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
     plan = tmp_path / "plan.toml"
     plan.write_text(PLAN.format(repo=json.dumps(str(repo))), encoding="utf-8")
     record = tmp_path / "record.json"
@@ -98,8 +80,8 @@ def _run(tmp_path: Path, *flags: str) -> tuple[subprocess.CompletedProcess[str],
     return done, json.loads(record.read_text(encoding="utf-8"))
 
 
-def test_a_quiet_run_loads_neither_structlog_nor_the_hand_off(tmp_path: Path) -> None:
-    done, record = _run(tmp_path, "--quiet")
+def test_a_quiet_run_loads_neither_structlog_nor_the_hand_off(tmp_path: Path, repo: Path) -> None:
+    done, record = _run(tmp_path, repo, "--quiet")
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     modules = set(record["modules"])  # type: ignore[call-overload]
@@ -117,8 +99,8 @@ def test_a_quiet_run_loads_neither_structlog_nor_the_hand_off(tmp_path: Path) ->
     assert record["frozen"] > 10_000
 
 
-def test_without_quiet_the_event_lines_still_come(tmp_path: Path) -> None:
-    done, record = _run(tmp_path)
+def test_without_quiet_the_event_lines_still_come(tmp_path: Path, repo: Path) -> None:
+    done, record = _run(tmp_path, repo)
     assert done.returncode == 0, done.stderr
     assert "structlog" in record["modules"]  # type: ignore[operator]
     assert "run started" in done.stderr
