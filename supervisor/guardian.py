@@ -25,9 +25,12 @@ stayed in it too), and what ignores SIGTERM is killed. What it shares with it: a
 killed in the instant between a process's start and its ``watch`` leaves that process to the
 next run's recovery (which finds it by its cookie), and what left the group (``setsid``) was
 never the signal's either (the next run's recovery finds it by cookie or ancestry, the
-subreaper at the end of its attempt). What it cannot do: outlive a SIGKILL of its own (``kill
--9`` of both, by pid or by name); the supervisor then falls back to ``setpriv`` for the
-processes it starts afterwards (``running`` turns false when a write finds the pipe broken).
+subreaper at the end of its attempt). What it cannot do: outlive a SIGKILL of its own. A
+killed guardian is replaced by the supervisor as soon as a write finds its pipe broken (every
+attempt's liveness tick writes an empty line to find out), and the new one is told every group
+still watched; a supervisor SIGKILLed before that (``kill -9`` of both at once) leaves its
+processes to the next run's recovery. After ``RESTARTS`` replacements the supervisor falls back
+to ``setpriv`` for the processes it starts afterwards (``running`` turns false).
 
 The module is also the guardian's program (``python -I -S guardian.py``): it imports only the
 standard library, so it starts in a few milliseconds and needs no installed package.
@@ -43,28 +46,47 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 GRACE = 10.0  # seconds between the SIGTERM and the SIGKILL of a watched group, once orphaned
+RESTARTS = 3  # killed guardians replaced per supervisor; then processes carry their own signal
 
 
 class Guardian:
-    """The supervisor's side: starts the guardian once per process and tells it what to watch."""
+    """The supervisor's side: starts the guardian once per process and tells it what to watch.
+
+    A guardian found killed (a write finds its pipe broken; ``check`` writes an empty line for
+    that) is replaced at once by a new one, told every group still watched: the agents already
+    running stay covered. After ``RESTARTS`` replacements (something keeps killing it) none is
+    started again and ``running`` turns false."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held for every write: a replacement closes the old fd
         self._proc: subprocess.Popen[bytes] | None = None
         self._fd: int | None = None
         self._tried = False
+        self._watched: set[int] = set()
+        self._restarts = 0
+        self._started: list[Callable[[int], None]] = []
 
     @property
     def running(self) -> bool:
-        """Whether the guardian is there to be told (started, and no write has found it gone)."""
+        """Whether the guardian is there to be told (started, and not given up on)."""
         return self._fd is not None
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
+
+    def on_start(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(pid)`` for the guardian running now and for each that replaces it."""
+        with self._lock:
+            if callback in self._started:  # one launcher after another in the same process
+                return
+            self._started.append(callback)
+            if self._proc is not None and self._fd is not None:
+                callback(self._proc.pid)
 
     def start(self) -> bool:
         """Start the guardian unless it was (tried) already; whether it runs."""
@@ -72,41 +94,57 @@ class Guardian:
             if self._tried:
                 return self.running
             self._tried = True
-            program = __file__
-            if not sys.platform.startswith("linux") or not Path(program).is_file() or not sys.executable:
-                return False
-            read, write = os.pipe()
-            try:
-                self._proc = subprocess.Popen(
-                    # argv[0] must stay the interpreter's path: Python finds its library from it.
-                    [sys.executable, "-I", "-S", program, str(GRACE)],
-                    stdin=read,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    cwd="/",
-                    env={"PATH": os.defpath},
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            except OSError:
-                os.close(write)
-                return False
-            finally:
-                os.close(read)
-            os.set_blocking(write, False)  # a stopped guardian must never stop the supervisor
-            self._fd = write
-            return True
+            return self._launch()
 
     def watch(self, pid: int) -> bool:
         """Have the process group ``pid`` stopped should this process die; whether the guardian
-        has it (``False``: it is not running, or its pipe is full or broken)."""
-        return self._tell(b"+%d\n" % pid)
+        has it (``False``: it is not running, or its pipe is full)."""
+        with self._lock:
+            self._watched.add(pid)
+            return self._tell(b"+%d\n" % pid)
 
     def forget(self, pid: int) -> None:
         """The process group ``pid`` is over (its leader reaped, its tree stopped)."""
-        self._tell(b"-%d\n" % pid)
+        with self._lock:
+            self._watched.discard(pid)
+            self._tell(b"-%d\n" % pid)
+
+    def check(self) -> bool:
+        """Whether a guardian runs; a killed one is replaced now (see the class docstring)."""
+        with self._lock:
+            return self._tell(b"\n")  # a line the guardian ignores
+
+    def _launch(self) -> bool:
+        # Under the lock.
+        program = __file__
+        if not sys.platform.startswith("linux") or not Path(program).is_file() or not sys.executable:
+            return False
+        read, write = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                # argv[0] must stay the interpreter's path: Python finds its library from it.
+                [sys.executable, "-I", "-S", program, str(GRACE)],
+                stdin=read,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd="/",
+                env={"PATH": os.defpath},
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError:
+            os.close(write)
+            return False
+        finally:
+            os.close(read)
+        os.set_blocking(write, False)  # a stopped guardian must never stop the supervisor
+        self._fd = write
+        for callback in self._started:
+            callback(self._proc.pid)
+        return True
 
     def _tell(self, line: bytes) -> bool:
+        # Under the lock.
         fd = self._fd
         if fd is None:
             return False
@@ -114,20 +152,29 @@ class Guardian:
             os.write(fd, line)
         except BlockingIOError:  # not reading (stopped?): this one goes unwatched
             return False
-        except OSError:  # gone (killed): from now on the processes carry their own signal
-            self._gone()
-            return False
+        except OSError:  # gone (killed): a new one is told everything watched, this line too
+            return self._replace()
         return True
 
-    def _gone(self) -> None:
-        with self._lock:
-            fd, self._fd = self._fd, None
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            if self._proc is not None:
-                with contextlib.suppress(OSError, subprocess.SubprocessError):
-                    self._proc.wait(timeout=1)
+    def _replace(self) -> bool:
+        # Under the lock: the killed guardian is reaped, a new one started and told every group.
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if self._proc is not None:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                self._proc.wait(timeout=1)
+        if self._restarts >= RESTARTS:
+            return False  # from now on the processes carry their own signal
+        self._restarts += 1
+        if not self._launch() or self._fd is None:
+            return False
+        try:  # a new pipe takes 64 KiB at once: thousands of groups
+            os.write(self._fd, b"".join(b"+%d\n" % pid for pid in sorted(self._watched)))
+        except OSError:
+            return self._replace()
+        return True
 
 
 GUARDIAN = Guardian()

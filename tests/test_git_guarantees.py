@@ -95,7 +95,8 @@ def test_after_a_sigkill_during_a_hanging_filter_the_guardian_stops_git_and_the_
     started there ends with it, without waiting for a next run."""
     _, filter_pid = killed_in_filter(tmp_path, repo, reaper)
     wait_for(lambda: not alive(filter_pid), 5, "the filter's end")
-    assert reaper.leftovers() == []
+    # git got the same SIGTERM; on a loaded machine it may still be ending a moment later.
+    wait_for(lambda: reaper.leftovers() == [], 5, "the end of git and everything else")
 
 
 def test_after_a_sigkill_during_a_hanging_filter_the_next_run_stops_what_git_left(

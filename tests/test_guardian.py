@@ -1,7 +1,8 @@
 """The guardian (``supervisor.guardian``), with real processes and signals: when its pipe's write
 end closes (the supervisor died), every process group it watches gets SIGTERM, what ignores that
 SIGKILL after the grace, the whole group included; a forgotten group is left alone; it survives
-SIGTERM and SIGINT itself; the supervisor's side notices a killed guardian and stops using it.
+SIGTERM and SIGINT itself; the supervisor's side replaces a killed guardian (telling the new one
+every group still watched) and gives up after ``RESTARTS`` replacements.
 
 The program is started here as the supervisor starts it (``python -I -S guardian.py GRACE``),
 with a short grace, and the pipe's write end is held by the test, which closes it to play the
@@ -136,29 +137,80 @@ def test_the_guardian_ignores_sigterm_and_sigint(children: list[subprocess.Popen
     assert program.proc.wait(timeout=5) == 0
 
 
-def test_the_supervisor_side_stops_using_a_killed_guardian(
+def killed(own: Guardian) -> int:
+    """SIGKILL ``own``'s guardian (as an agent could) and wait until ``check`` replaces it; the
+    new guardian's pid (the same one while it is not replaced)."""
+    old = own.pid
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while own.pid == old and time.monotonic() < deadline:
+        own.check()
+        time.sleep(0.02)
+    return own.pid or 0
+
+
+def test_a_killed_guardian_is_replaced_and_the_new_one_watches_every_group(
     children: list[subprocess.Popen[str]],
 ) -> None:
-    """``watch`` says False once the guardian is gone, and ``running`` turns false: the launcher
-    asks for the parent-death signal itself from then on."""
+    """An agent SIGKILLs the guardian: the next write (``check``, each liveness tick) finds its
+    pipe broken, reaps it and starts a new one, told every group still watched, a forgotten one
+    not. When the supervisor then dies, the new guardian stops the watched group."""
+    own = Guardian()
+    started: list[int] = []
+    own.on_start(started.append)
+    assert own.start()
+    assert own.start()  # once per process: the same guardian
+    first = own.pid
+    assert first is not None
+    assert started == [first]
+    assert psutil.Process(first).cmdline()[1:4] == ["-I", "-S", guardian.__file__]
+    kept = subprocess.Popen(["sleep", "600"], start_new_session=True, text=True)
+    gone = subprocess.Popen(["sleep", "600"], start_new_session=True, text=True)
+    children += [kept, gone]
+    assert own.watch(kept.pid)
+    assert own.watch(gone.pid)
+    own.forget(gone.pid)
+    old = own._proc
+    second = killed(own)
+    assert second not in (0, first)
+    assert started == [first, second]  # the launcher owns it too: never taken for an orphan
+    assert own.running
+    assert old is not None
+    assert old.returncode == -signal.SIGKILL
+    assert own._fd is not None
+    time.sleep(0.3)  # the new guardian has read its list
+    os.close(own._fd)  # the supervisor dies
+    assert kept.wait(timeout=10) == -signal.SIGTERM
+    assert gone.poll() is None  # forgotten before the guardian was replaced: left alone
+    assert own._proc is not None
+    assert own._proc.wait(timeout=10) == 0
+
+
+def test_a_guardian_killed_again_and_again_is_given_up_on(
+    children: list[subprocess.Popen[str]],
+) -> None:
+    """After ``RESTARTS`` replacements none is started again: ``watch`` says False and
+    ``running`` turns false, so the launcher asks for the parent-death signal itself."""
     own = Guardian()
     assert own.start()
-    assert own.running
-    assert own.start()  # once per process: the same guardian
-    pid = own.pid
-    assert pid is not None
-    assert psutil.Process(pid).cmdline()[1:4] == ["-I", "-S", guardian.__file__]
     sleeper = subprocess.Popen(["sleep", "600"], start_new_session=True, text=True)
     children.append(sleeper)
     assert own.watch(sleeper.pid)
-    os.kill(pid, signal.SIGKILL)
+    pids = {own.pid}
+    for _ in range(guardian.RESTARTS):
+        pids.add(killed(own))
+    assert len(pids) == guardian.RESTARTS + 1
+    assert own.running
+    last = own._proc
+    assert last is not None
+    os.kill(last.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while own.watch(sleeper.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while own.check() and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert not own.running
     assert not own.watch(sleeper.pid)
-    assert own._proc is not None
-    assert own._proc.returncode == -signal.SIGKILL  # and reaped: no zombie left behind
+    assert last.returncode == -signal.SIGKILL
 
 
 def test_the_program_needs_nothing_but_the_standard_library(tmp_path: Path) -> None:

@@ -243,3 +243,32 @@ def test_an_agent_that_sigkills_its_supervisor_is_repaired_by_the_next_run(
         "a": ("succeeded", 2),
         "b": ("succeeded", 2),
     }
+
+
+def test_an_agent_that_sigkills_the_guardian_is_still_stopped_with_its_supervisor(
+    tmp_path: Path, repo: Path, reaper: Reaper
+) -> None:
+    """The agent SIGKILLs the supervisor's guardian, then sleeps. Within a liveness tick the
+    supervisor finds the guardian gone and starts a new one, told the running agent's group;
+    a SIGKILL of pagent-run then still stops the agent. Before, the agent outlived it (until
+    the next run's recovery)."""
+    pidfile = tmp_path / "agent.pid"
+    plan = write_plan(tmp_path / "plans", repo, {"a": {"prompt": f"kill-guardian {pidfile}\nsleep 600"}})
+    proc = reaper.start(plan)
+    wait_for(lambda: pidfile.exists() or proc.poll() is not None, 20, "the agent's pid file")
+    assert proc.poll() is None, reaper.output(proc)
+    agent_pid, killed = (int(pid) for pid in pidfile.read_text().split())
+
+    def replaced() -> bool:
+        for child in psutil.Process(proc.pid).children():
+            with contextlib.suppress(psutil.Error):  # a git call that has just ended
+                alive_child = child.pid != killed and child.status() != psutil.STATUS_ZOMBIE
+                if alive_child and "guardian.py" in " ".join(child.cmdline()):
+                    return True
+        return False
+
+    wait_for(replaced, 10, "a new guardian")  # a tick is 2.5 s here (stall_timeout 10 s)
+    assert alive(agent_pid)
+    proc.kill()
+    proc.wait()
+    wait_for(lambda: not alive(agent_pid), 10, "the agent's end")

@@ -7,14 +7,14 @@ per child. The process is started on the spawner thread (``supervisor.launch.spa
 that the wait for the child's exec never holds the event loop up. The prompt reaches the
 agent's stdin as a file, which ends in EOF exactly like a closed pipe.
 
-Where the guardian cannot run (or was killed), the process asks for the parent-death signal
-itself: through util-linux ``setpriv`` in front of the agent's argv (same process, one more
-exec) wherever it works, so that ``subprocess`` can use vfork; without it, by a ``preexec_fn``,
-which forces fork. With ``setpriv`` the launcher checks beforehand that the agent's program can
-be executed, so a missing one still fails the launch (``OSError``) instead of becoming an exit
-code. A supervisor killed in the instant between the start and the guardian's ``watch`` (or
-``setpriv``'s prctl) leaves an agent unwatched, which the next run's recovery finds by its
-cookie.
+Where the guardian cannot run (or was killed more often than it is replaced), the process asks
+for the parent-death signal itself: through util-linux ``setpriv`` in front of the agent's argv
+(same process, one more exec) wherever it works, so that ``subprocess`` can use vfork; without
+it, by a ``preexec_fn``, which forces fork. With ``setpriv`` the launcher checks beforehand that
+the agent's program can be executed, so a missing one still fails the launch (``OSError``)
+instead of becoming an exit code. A supervisor killed in the instant between the start and the
+guardian's ``watch`` (or ``setpriv``'s prctl) leaves an agent unwatched, which the next run's
+recovery finds by its cookie.
 
 The launcher also makes the supervisor a child subreaper (``supervisor.launch.orphans``): what
 an attempt leaves behind after scrubbing its cookie and leaving its session is re-parented to
@@ -269,7 +269,12 @@ class LocalHandle:
         CPU time includes what exited, reaped descendants used (the kernel adds it to their
         parent's ``children_*`` times): an agent computing through many short-lived processes
         shows a growing total, not one that jumps up and down with whichever child is alive.
+
+        Each sample also makes sure the guardian runs: one an agent killed is replaced now, not
+        at the next start or end of an attempt (``Guardian.check``).
         """
+        if GUARDIAN.running:
+            GUARDIAN.check()
         main = self._main()
         if main is None:
             return None
@@ -318,8 +323,8 @@ class LocalLauncher:
         self._prefix = _pdeathsig_command()  # when the guardian is not (or no longer) running
         self._preexec = None if self._prefix is not None else _pdeathsig_setter()
         self.adopts_orphans = orphans.ORPHANS.adopt()  # once per process; False where unsupported
-        if self._guardian is not None and self._guardian.pid is not None:
-            orphans.ORPHANS.own(self._guardian.pid)  # our child for good, never an orphan
+        if self._guardian is not None:  # our child for good (and each that replaces it): never an orphan
+            self._guardian.on_start(orphans.ORPHANS.own)
 
     @asynccontextmanager
     async def start(

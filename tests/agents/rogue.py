@@ -23,6 +23,8 @@ agent's working directory. Actions:
   daemon PIDFILE         leave a daemon: double fork, own session, empty environment, SIGTERM
                          ignored; PIDFILE gets its pid (written atomically)
   kill-parent SIGNAL     send SIGNAL (a number) to the supervisor that started this agent
+  kill-guardian PIDFILE  SIGKILL the supervisor's guardian (its child running guardian.py);
+                         PIDFILE gets "AGENT_PID GUARDIAN_PID" (written atomically)
   stop-self              SIGSTOP itself: a stopped process uses no CPU and writes nothing
   sleep SECONDS          sleep
   wait-for PATH          wait (30 s at most) until PATH exists, printing a line every 0.1 s
@@ -43,6 +45,25 @@ from pathlib import Path
 
 def git(*args: str, cwd: str | None = None) -> str:
     return subprocess.run(["git", *args], check=True, capture_output=True, text=True, cwd=cwd).stdout
+
+
+def kill_guardian(pidfile: Path) -> None:
+    parent = os.getppid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent and b"guardian.py" in cmdline:
+            os.kill(int(entry.name), signal.SIGKILL)
+            tmp = pidfile.with_name(pidfile.name + ".tmp")
+            tmp.write_text(f"{os.getpid()} {entry.name}")
+            tmp.replace(pidfile)
+            return
+    raise SystemExit("no guardian found")
 
 
 DAEMON = """
@@ -135,6 +156,8 @@ def act(action: str, rest: str) -> None:
         daemon(Path(rest))
     elif action == "kill-parent":
         os.kill(os.getppid(), int(rest))
+    elif action == "kill-guardian":
+        kill_guardian(Path(rest))
     elif action == "stop-self":
         os.kill(os.getpid(), signal.SIGSTOP)
     elif action == "wait-for":
