@@ -110,8 +110,12 @@ class Guardian:
             self._tell(b"-%d\n" % pid)
 
     def check(self) -> bool:
-        """Whether a guardian runs; a killed one is replaced now (see the class docstring)."""
+        """Whether a guardian runs; a killed one is replaced now (see the class docstring), a
+        stopped one (SIGSTOP: it would read nothing, not even the end of the pipe) continued."""
         with self._lock:
+            if self._proc is not None and self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(self._proc.pid, signal.SIGCONT)  # our own child, not yet reaped
             return self._tell(b"\n")  # a line the guardian ignores
 
     def _launch(self) -> bool:

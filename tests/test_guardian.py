@@ -164,6 +164,10 @@ def test_a_killed_guardian_is_replaced_and_the_new_one_watches_every_group(
     first = own.pid
     assert first is not None
     assert started == [first]
+    # Popen returns once the exec has begun; the new command line shows a moment later.
+    deadline = time.monotonic() + 5
+    while not psutil.Process(first).cmdline() and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert psutil.Process(first).cmdline()[1:4] == ["-I", "-S", guardian.__file__]
     kept = subprocess.Popen(["sleep", "600"], start_new_session=True, text=True)
     gone = subprocess.Popen(["sleep", "600"], start_new_session=True, text=True)
@@ -232,3 +236,32 @@ def test_the_program_needs_nothing_but_the_standard_library(tmp_path: Path) -> N
         if sleeper.poll() is None:
             sleeper.kill()
         sleeper.wait()
+
+
+def test_a_stopped_guardian_is_continued(children: list[subprocess.Popen[str]]) -> None:
+    """An agent SIGSTOPs the guardian (it would then never read the end of its pipe): ``check``
+    (each liveness tick) continues it, and it still stops the watched group when the supervisor
+    dies."""
+    own = Guardian()
+    assert own.start()
+    pid = own.pid
+    assert pid is not None
+    sleeper = subprocess.Popen(["sleep", "600"], start_new_session=True, text=True)
+    children.append(sleeper)
+    assert own.watch(sleeper.pid)
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while psutil.Process(pid).status() != psutil.STATUS_STOPPED and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    assert own.check()
+    assert own.pid == pid  # the same guardian, not a new one
+    deadline = time.monotonic() + 5
+    while psutil.Process(pid).status() == psutil.STATUS_STOPPED and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert psutil.Process(pid).status() != psutil.STATUS_STOPPED
+    assert own._fd is not None
+    os.close(own._fd)  # the supervisor dies
+    assert sleeper.wait(timeout=10) == -signal.SIGTERM
+    assert own._proc is not None
+    assert own._proc.wait(timeout=10) == 0
