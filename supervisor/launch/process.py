@@ -135,10 +135,13 @@ class LocalHandle:
         signal_codes: bool = False,
         on_output: OutputCallback | None = None,
         started: float | None = None,
+        guardian: Guardian | None = None,
     ) -> None:
         """``started``: when the process started, as ``proctree.started_at`` read it (read here
-        when not given)."""
+        when not given); ``guardian``: the one that watches its group (``None``: it carries its
+        own parent-death signal)."""
         self._popen = popen
+        self._guardian = guardian
         # A wrapper that reports its command's death by signal N as exit code 128 + N (the
         # sandbox's bwrap): read such codes back as the signal.
         self._signal_codes = signal_codes
@@ -273,8 +276,8 @@ class LocalHandle:
         Each sample also makes sure the guardian runs: one an agent killed is replaced now, not
         at the next start or end of an attempt (``Guardian.check``).
         """
-        if GUARDIAN.running:
-            GUARDIAN.check()
+        if self._guardian is not None:
+            self._guardian.check()
         main = self._main()
         if main is None:
             return None
@@ -382,6 +385,7 @@ class LocalLauncher:
                 signal_codes=signal_codes,
                 on_output=on_output,
                 started=started,
+                guardian=guard,
             )
         except BaseException:
             _discard(popen)
