@@ -51,6 +51,7 @@ from pathlib import Path
 
 GRACE = 10.0  # seconds between the SIGTERM and the SIGKILL of a watched group, once orphaned
 RESTARTS = 3  # killed guardians replaced per supervisor; then processes carry their own signal
+_LATER_MAX = 64  # groups forgotten "later" at most, then told at once (64 lines: one atomic write)
 
 
 class Guardian:
@@ -69,6 +70,7 @@ class Guardian:
         self._watched: set[int] = set()
         self._restarts = 0
         self._started: list[Callable[[int], None]] = []
+        self._later: list[int] = []  # groups forgotten, not yet told (``forget(later=True)``)
 
     @property
     def running(self) -> bool:
@@ -101,13 +103,30 @@ class Guardian:
         has it (``False``: it is not running, or its pipe is full)."""
         with self._lock:
             self._watched.add(pid)
-            return self._tell(b"+%d\n" % pid)
+            return self._tell(self._told() + b"+%d\n" % pid)
 
-    def forget(self, pid: int) -> None:
-        """The process group ``pid`` is over (its leader reaped, its tree stopped)."""
+    def forget(self, pid: int, *, later: bool = False) -> None:
+        """The process group ``pid`` is over (its leader reaped, its tree stopped).
+
+        ``later``: told with the next write (the next ``watch`` or ``check``, or once
+        ``_LATER_MAX`` are waiting) instead of a write of its own, which the event loop's thread
+        would pay for. Only for a group that is gone: a guardian that outlives this process
+        before it is told finds no group of that leader's to stop (a pid that still leads a group
+        is never handed out again, and one that names a new process is left alone)."""
         with self._lock:
             self._watched.discard(pid)
-            self._tell(b"-%d\n" % pid)
+            if later and len(self._later) < _LATER_MAX:
+                self._later.append(pid)
+                return
+            self._tell(self._told() + b"-%d\n" % pid)
+
+    def _told(self) -> bytes:
+        # Under the lock: the groups forgotten ``later``, as lines for the next write.
+        if not self._later:
+            return b""
+        lines = b"".join(b"-%d\n" % pid for pid in self._later)
+        self._later.clear()
+        return lines
 
     def check(self) -> bool:
         """Whether a guardian runs; a killed one is replaced now (see the class docstring), a
@@ -116,7 +135,7 @@ class Guardian:
             if self._proc is not None and self._fd is not None:
                 with contextlib.suppress(OSError):
                     os.kill(self._proc.pid, signal.SIGCONT)  # our own child, not yet reaped
-            return self._tell(b"\n")  # a line the guardian ignores
+            return self._tell(self._told() or b"\n")  # an empty line the guardian ignores
 
     def _launch(self) -> bool:
         # Under the lock.

@@ -265,3 +265,34 @@ def test_a_stopped_guardian_is_continued(children: list[subprocess.Popen[str]]) 
     assert sleeper.wait(timeout=10) == -signal.SIGTERM
     assert own._proc is not None
     assert own._proc.wait(timeout=10) == 0
+
+
+def test_a_group_forgotten_later_is_told_with_the_next_write(children: list[subprocess.Popen[str]]) -> None:
+    """``forget(later=True)`` (the launcher's, for a group that is over) writes nothing itself:
+    the next ``watch`` or ``check`` carries it. Told, the group is left alone; a group forgotten
+    later but never told is still the guardian's (which is why only a group that is gone may be
+    forgotten later)."""
+    own = Guardian()
+    assert own.start()
+    told, untold, by_check, kept = (
+        subprocess.Popen(["sleep", "600"], start_new_session=True, text=True) for _ in range(4)
+    )
+    children += [told, untold, by_check, kept]
+    for proc in (told, untold, by_check):
+        assert own.watch(proc.pid)
+    own.forget(told.pid, later=True)
+    assert own._later == [told.pid]
+    assert own.watch(kept.pid)  # carries the "-told" line
+    assert own._later == []
+    own.forget(by_check.pid, later=True)
+    assert own.check()  # a liveness tick carries it too
+    own.forget(untold.pid, later=True)  # the supervisor dies before any further write
+    assert own._fd is not None
+    time.sleep(0.3)
+    os.close(own._fd)
+    for proc in (untold, kept):
+        assert proc.wait(timeout=10) == -signal.SIGTERM
+    assert own._proc is not None
+    assert own._proc.wait(timeout=10) == 0
+    assert told.poll() is None
+    assert by_check.poll() is None

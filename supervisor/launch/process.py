@@ -36,7 +36,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 import anyio
 import psutil
@@ -136,10 +136,12 @@ class LocalHandle:
         on_output: OutputCallback | None = None,
         started: float | None = None,
         guardian: Guardian | None = None,
+        prepared: _Prepared | None = None,
     ) -> None:
         """``started``: when the process started, as ``proctree.started_at`` read it (read here
         when not given); ``guardian``: the one that watches its group (``None``: it carries its
-        own parent-death signal)."""
+        own parent-death signal); ``prepared``: what the spawner thread already did for it
+        (opened its pidfd, read the OOM count, made its pipes non-blocking), done here if not."""
         self._popen = popen
         self._guardian = guardian
         # A wrapper that reports its command's death by signal N as exit code 128 + N (the
@@ -152,14 +154,16 @@ class LocalHandle:
         self.pid = popen.pid
         self.pid_started = started if started is not None else proctree.started_at(popen.pid, since)
         self.ref = f"{self.pid}:{self.pid_started!r}"  # pid and start time name the process
-        self._oom_before = _oom_kills()
+        if prepared is None:
+            prepared = _prepare(popen)
+        self._oom_before = prepared.oom_before
         self._exit: Exit | None = None
         self._wake = anyio.Event()  # the main process ended, or on_output raised
         self._raised = False
         self._finished = False
         self.grace = _DEFAULT_GRACE  # the latest grace the caller asked for
         self._loop = asyncio.get_running_loop()
-        self._pidfd = os.pidfd_open(popen.pid) if hasattr(os, "pidfd_open") else None
+        self._pidfd = prepared.pidfd
         if self._pidfd is not None:
             self._loop.add_reader(self._pidfd, self._exited)
         streams = [
@@ -169,6 +173,7 @@ class LocalHandle:
             [(pipe, stream) for pipe, stream in streams if pipe is not None],
             on_output or (lambda data, stream: None),
             self._wake.set,
+            blocking=False,
         )
 
     def _exited(self) -> None:
@@ -357,7 +362,6 @@ class LocalLauncher:
         check = command[0] if prefix is not None else None
         if prefix is not None:
             command = [*prefix, *command]
-        since = proctree.pid_mark(_MARK_MAX_AGE)
         window = orphans.ORPHANS.open()
         spawn = functools.partial(
             _spawn,
@@ -367,11 +371,10 @@ class LocalLauncher:
             cwd=cwd,
             env=env,
             preexec=preexec,
-            since=since,
             guard=guard,
         )
         try:
-            popen, started = await SPAWNER.run(spawn, _discard_spawned)
+            popen, started, since, prepared = await SPAWNER.run(spawn, _discard_spawned)
         except BaseException:
             orphans.ORPHANS.close(window, None)
             raise
@@ -386,8 +389,11 @@ class LocalLauncher:
                 on_output=on_output,
                 started=started,
                 guardian=guard,
+                prepared=prepared,
             )
         except BaseException:
+            if prepared.pidfd is not None:
+                os.close(prepared.pidfd)
             _discard(popen)
             orphans.ORPHANS.close(window, popen.pid)
             if guard is not None:
@@ -404,7 +410,26 @@ class LocalLauncher:
         finally:
             handle.close()
             if guard is not None:
-                guard.forget(popen.pid)  # reaped and its tree stopped: nothing left to watch
+                # Reaped and its tree stopped: nothing left to watch (told with the next write).
+                guard.forget(popen.pid, later=True)
+
+
+class _Prepared(NamedTuple):
+    """What a new local process needs before the loop watches it (``_prepare``)."""
+
+    pidfd: int | None  # its pidfd (None: Linux < 5.3)
+    oom_before: int | None  # the cgroup's OOM kills before it could be one
+
+
+def _prepare(popen: subprocess.Popen[bytes]) -> _Prepared:
+    """Open the pidfd of ``popen``, read the OOM count, make its pipes non-blocking (each a
+    system call: on the spawner thread, not the loop's)."""
+    oom_before = _oom_kills()
+    for pipe in (popen.stdout, popen.stderr):
+        if pipe is not None:
+            os.set_blocking(pipe.fileno(), False)
+    pidfd = os.pidfd_open(popen.pid) if hasattr(os, "pidfd_open") else None
+    return _Prepared(pidfd, oom_before)
 
 
 def _spawn(
@@ -415,26 +440,29 @@ def _spawn(
     cwd: Path,
     env: Mapping[str, str],
     preexec: Callable[[], None] | None,
-    since: proctree.PidMark | None,
     guard: Guardian | None = None,
-) -> tuple[subprocess.Popen[bytes], float]:
+) -> tuple[subprocess.Popen[bytes], float, proctree.PidMark | None, _Prepared]:
     """On the spawner thread: check the program ``check`` (when a wrapper comes in front of it),
-    start ``command`` with ``stdin`` (a file, or an empty stdin), have ``guard`` watch its
-    group and read when it started."""
+    take the pid mark, start ``command`` with ``stdin`` (a file, or an empty stdin), have
+    ``guard`` watch its group, read when it started and ``_prepare`` it for the loop."""
     if check is not None:
         check_executable(check, env, cwd)
+    since = proctree.pid_mark(_MARK_MAX_AGE)
     with open(stdin or os.devnull, "rb") as stdin_file:
         popen = _popen(command, stdin_file, cwd, env, preexec)
     if guard is not None:
         guard.watch(popen.pid)
     try:
-        return popen, proctree.started_at(popen.pid, since)
+        started = proctree.started_at(popen.pid, since)
+        return popen, started, since, _prepare(popen)
     except BaseException:
         _discard(popen)
         raise
 
 
-def _discard_spawned(spawned: tuple[subprocess.Popen[bytes], float]) -> None:
+def _discard_spawned(spawned: tuple[subprocess.Popen[bytes], float, object, _Prepared]) -> None:
+    if spawned[3].pidfd is not None:
+        os.close(spawned[3].pidfd)
     _discard(spawned[0])
 
 
