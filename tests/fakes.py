@@ -7,6 +7,7 @@ scripted facts; ``sweep`` stops scripted leftovers. The engine cannot tell it fr
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -61,6 +62,17 @@ class FakeClock:
         self.slept.append(seconds)
         self.now += seconds
         await anyio.lowlevel.checkpoint()
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Callable[[], object]:
+        """Like ``sleep``: at the loop's next turn, the time moves on by ``seconds`` and
+        ``callback`` is called."""
+        self.slept.append(seconds)
+
+        def fire() -> None:
+            self.now += seconds
+            callback()
+
+        return asyncio.get_running_loop().call_soon(fire).cancel
 
 
 @dataclass

@@ -38,6 +38,7 @@ class _Sleeper:
     seq: int
     event: anyio.Event = field(compare=False, default_factory=anyio.Event)
     gone: bool = field(compare=False, default=False)
+    callback: Callable[[], object] | None = field(compare=False, default=None)  # call_later's
 
 
 class VirtualClock:
@@ -72,6 +73,17 @@ class VirtualClock:
         finally:
             sleeper.gone = True  # woken or cancelled: it no longer holds time back
 
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Callable[[], object]:
+        """``callback`` when the time has come (the driver calls it, as it wakes a sleeper)."""
+        self.slept.append(seconds)
+        sleeper = _Sleeper(self.now + max(0.0, seconds), next(self._seq), callback=callback)
+        heapq.heappush(self._sleepers, sleeper)
+
+        def cancel() -> None:
+            sleeper.gone = True
+
+        return cancel
+
     @asynccontextmanager
     async def running(self) -> AsyncIterator[VirtualClock]:
         """Drive the clock while the block runs."""
@@ -95,7 +107,12 @@ class VirtualClock:
                 continue
             self.now = max(self.now, self._sleepers[0].deadline)
             while self._sleepers and self._sleepers[0].deadline <= self.now:
-                heapq.heappop(self._sleepers).event.set()
+                due = heapq.heappop(self._sleepers)
+                if due.callback is None:
+                    due.event.set()
+                elif not due.gone:
+                    due.gone = True
+                    due.callback()
 
 
 def _all_blocked(this: asyncio.Task[object] | None) -> bool:

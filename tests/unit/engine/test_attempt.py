@@ -3,6 +3,7 @@ announced a wait (an API retry) is allowed, and what it fails of when it is stop
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from supervisor.engine.logfile import LogFile
 from supervisor.plan.model import TaskSettings
 from supervisor.reasons import Reason
 from supervisor.seam import AttemptKey, AttemptSpec, Exit
-from tests.fakes import FakeClock, FakeExecutor, Play
+from tests.fakes import FakeClock, FakeExecutor, FakeHandle, Play
 
 pytestmark = pytest.mark.anyio
 
@@ -70,19 +71,21 @@ async def attempt(tmp_path: Path, output: list[bytes], **settings: Any) -> tuple
     prompt = tmp_path / "prompt.txt"  # the fake executor never reads it (without one: a verify run)
     spec = AttemptSpec(AttemptKey("p", "r", "t", 1), ("agent",), {}, tmp_path, prompt)
     log = LogFile(tmp_path / "t.1.log")
-    with anyio.fail_after(10):
-        result = await run_attempt(
-            spec=spec,
-            parser=Announcing(),
-            settings=TaskSettings(kill_grace=1.0, **settings),
-            log=log,
-            executor=FakeExecutor({"t": [Play(output=output, hang=True)]}),
-            clock=clock,
-            recorder=Recorder(),
-            stop_requested=Stop(),
-            emit=lambda event: None,
-        )
-    log.close()
+    try:
+        with anyio.fail_after(10):
+            result = await run_attempt(
+                spec=spec,
+                parser=Announcing(),
+                settings=TaskSettings(kill_grace=1.0, **settings),
+                log=log,
+                executor=FakeExecutor({"t": [Play(output=output, hang=True)]}),
+                clock=clock,
+                recorder=Recorder(),
+                stop_requested=Stop(),
+                emit=lambda event: None,
+            )
+    finally:
+        log.close()
     return result, clock.now - started, (tmp_path / "t.1.log").read_text()
 
 
@@ -123,3 +126,40 @@ async def test_output_after_the_announcement_ends_the_wait(tmp_path: Path) -> No
     )
     assert result.reason == Reason.STALLED
     assert 2.0 <= took < 3.0
+
+
+async def test_a_liveness_tick_that_raises_ends_the_attempt_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ticks are timer callbacks, with nobody to raise to: what one raises is raised by the
+    attempt's own await instead of leaving a hanging agent unwatched (no timeout any more)."""
+
+    def broken(self: FakeHandle) -> None:
+        raise RuntimeError("psutil broke")
+
+    monkeypatch.setattr(FakeHandle, "sample", broken)
+    with pytest.raises(RuntimeError, match="psutil broke"):
+        await attempt(tmp_path, [b"working\n"], stall_timeout=2.0, timeout=600.0)
+
+
+async def test_a_stop_that_raises_ends_the_attempt_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: FakeHandle, grace: float) -> None:
+        raise OSError("cannot signal")
+
+    monkeypatch.setattr(FakeHandle, "stop", broken)
+    with pytest.raises(RuntimeError, match=r"stopping the agent failed: .*cannot signal"):
+        await attempt(tmp_path, [b"working\n"], stall_timeout=2.0, timeout=600.0)
+
+
+async def test_an_attempt_leaves_no_task_and_no_timer_behind(tmp_path: Path) -> None:
+    """Stopped at its stall, then over: the stop's task has ended and no tick is still set."""
+    before = asyncio.all_tasks()
+    result, _, _ = await attempt(tmp_path, [b"working\n"], stall_timeout=2.0, timeout=600.0)
+    assert result.reason == Reason.STALLED
+    assert asyncio.all_tasks() == before
+    loop = asyncio.get_running_loop()
+    timers = [handle for handle in getattr(loop, "_scheduled", []) if not handle.cancelled()]
+    assert not [handle for handle in getattr(loop, "_ready", []) if "_on_tick" in repr(handle)]
+    assert not [handle for handle in timers if "_on_tick" in repr(handle)]
