@@ -14,10 +14,11 @@ were sent (``record_notification``), so no other module of the engine holds the 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import time
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -183,8 +184,10 @@ class RunState:
             check_transition(record.state, task_changes["state"])
         ref = self._refs.pop((task_id, number), None)
         if ref is not None:
-            with anyio.CancelScope(shield=True):
-                await ref  # committed long since, as a rule; raises what failed it
+            if not ref.done():
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait({ref})
+            ref.result()  # committed long since, as a rule; raises what failed it
         key = {"run_id": self.run_id, "task_id": task_id, "number": number}
         await self._store.finish_attempt_async(key, attempt_changes, task_changes)
         cost = attempt_changes.get("cost_usd")
@@ -303,7 +306,7 @@ class RunState:
         return task_id, changes
 
     def _apply(self, task_id: str, changes: Mapping[str, Any]) -> TaskRecord:
-        record = self._records[task_id] = replace(self._records[task_id], **changes)
+        record = self._records[task_id] = _replaced(self._records[task_id], changes)
         event = self._finished.get(task_id)
         if event is not None:
             if record.state.finished:
@@ -311,6 +314,21 @@ class RunState:
             elif event.is_set():  # reopened: dependants must wait for it again
                 self._finished[task_id] = anyio.Event()
         return record
+
+
+_TASK_FIELDS = frozenset(field.name for field in fields(TaskRecord))
+
+
+def _replaced(record: TaskRecord, changes: Mapping[str, Any]) -> TaskRecord:
+    """``dataclasses.replace(record, **changes)`` for the record every write of a task changes:
+    a copy with the changed fields set, without ``replace``'s look at every field each time
+    (``TaskRecord`` validates nothing in ``__init__``); a name that is no field raises as there."""
+    if not changes.keys() <= _TASK_FIELDS:
+        raise TypeError(f"TaskRecord has no field {sorted(changes.keys() - _TASK_FIELDS)}")
+    new = copy.copy(record)
+    for name, value in changes.items():
+        object.__setattr__(new, name, value)
+    return new
 
 
 def _looked_at(future: asyncio.Future[None]) -> None:

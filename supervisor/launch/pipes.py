@@ -15,8 +15,6 @@ import os
 from collections.abc import Callable, Sequence
 from typing import IO
 
-import anyio
-
 from supervisor.seam import OutputCallback, Stream
 
 _READ_SIZE = 256 * 1024
@@ -40,7 +38,7 @@ class Pipes:
         self._on_failure = on_failure  # told once, when on_output has raised
         self._files = {pipe.fileno(): pipe for pipe, _ in pipes}
         self._reading: set[int] = set()
-        self.done = anyio.Event()  # every pipe at EOF, or no longer read
+        self.done = asyncio.Event()  # every pipe at EOF, or no longer read
         self.failure: BaseException | None = None
         for pipe, stream in pipes:
             fd = pipe.fileno()

@@ -158,7 +158,9 @@ class LocalHandle:
             prepared = _prepare(popen)
         self._oom_before = prepared.oom_before
         self._exit: Exit | None = None
-        self._wake = anyio.Event()  # the main process ended, or on_output raised
+        # The main process ended, or on_output raised (asyncio's own event: this handle lives on
+        # the loop's thread, and anyio's looks the backend up at every creation).
+        self._wake = asyncio.Event()
         self._raised = False
         self._finished = False
         self.grace = _DEFAULT_GRACE  # the latest grace the caller asked for
@@ -216,7 +218,7 @@ class LocalHandle:
                 self._reap()
                 break
             if self._wake.is_set():  # woken by a failure already raised: wait for the exit
-                self._wake = anyio.Event()
+                self._wake = asyncio.Event()
             await self._wake.wait()
             if not self._raised and self._pipes.failure is not None:
                 break
