@@ -29,10 +29,8 @@ class Pipes:
         pipes: Sequence[tuple[IO[bytes], Stream]],
         on_output: OutputCallback,
         on_failure: Callable[[], None],
-        *,
-        blocking: bool = True,
     ) -> None:
-        """``blocking=False``: the pipes are non-blocking already (made so off the loop)."""
+        """The pipes must be non-blocking already (the launcher makes them so off the loop)."""
         self._loop = asyncio.get_running_loop()
         self._on_output = on_output
         self._on_failure = on_failure  # told once, when on_output has raised
@@ -42,8 +40,6 @@ class Pipes:
         self.failure: BaseException | None = None
         for pipe, stream in pipes:
             fd = pipe.fileno()
-            if blocking:
-                os.set_blocking(fd, False)
             self._loop.add_reader(fd, self._readable, fd, stream)
             self._reading.add(fd)
         if not self._reading:

@@ -136,12 +136,12 @@ class LocalHandle:
         on_output: OutputCallback | None = None,
         started: float | None = None,
         guardian: Guardian | None = None,
-        prepared: _Prepared | None = None,
+        prepared: _Prepared,
     ) -> None:
         """``started``: when the process started, as ``proctree.started_at`` read it (read here
         when not given); ``guardian``: the one that watches its group (``None``: it carries its
         own parent-death signal); ``prepared``: what the spawner thread already did for it
-        (opened its pidfd, read the OOM count, made its pipes non-blocking), done here if not."""
+        (``_prepare``: opened its pidfd, read the OOM count, made its pipes non-blocking)."""
         self._popen = popen
         self._guardian = guardian
         # A wrapper that reports its command's death by signal N as exit code 128 + N (the
@@ -154,8 +154,6 @@ class LocalHandle:
         self.pid = popen.pid
         self.pid_started = started if started is not None else proctree.started_at(popen.pid, since)
         self.ref = f"{self.pid}:{self.pid_started!r}"  # pid and start time name the process
-        if prepared is None:
-            prepared = _prepare(popen)
         self._oom_before = prepared.oom_before
         self._exit: Exit | None = None
         # The main process ended, or on_output raised (asyncio's own event: this handle lives on
@@ -175,7 +173,6 @@ class LocalHandle:
             [(pipe, stream) for pipe, stream in streams if pipe is not None],
             on_output or (lambda data, stream: None),
             self._wake.set,
-            blocking=False,
         )
 
     def _exited(self) -> None:
