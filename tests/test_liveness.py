@@ -240,11 +240,17 @@ async def test_attempt_runs_in_its_own_session_with_its_cookie_and_recorded_iden
                 assert child.ppid() == facts["pid"]
                 assert os.getpgid(child.pid) == facts["pgid"]
 
-                store = Store(plan.state_dir / "state.db")
-                try:
-                    (attempt,) = store.attempts(started.run_id, "look")
-                finally:
-                    store.close()
+                # A running attempt's reference is written REF_DELAY seconds after its start.
+                deadline = time.monotonic() + 10
+                while True:
+                    store = Store(plan.state_dir / "state.db")
+                    try:
+                        (attempt,) = store.attempts(started.run_id, "look")
+                    finally:
+                        store.close()
+                    if attempt.ref is not None or time.monotonic() > deadline:
+                        break
+                    await anyio.sleep(0.05)
                 assert attempt.pid == facts["pid"]
                 assert attempt.ref == f"{facts['pid']}:{psutil.Process(facts['pid']).create_time()!r}"
             finally:

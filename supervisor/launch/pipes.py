@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Sequence
-from typing import IO
 
 from supervisor.seam import OutputCallback, Stream
 
@@ -26,20 +25,20 @@ class Pipes:
 
     def __init__(
         self,
-        pipes: Sequence[tuple[IO[bytes], Stream]],
+        pipes: Sequence[tuple[int, Stream]],
         on_output: OutputCallback,
         on_failure: Callable[[], None],
     ) -> None:
-        """The pipes must be non-blocking already (the launcher makes them so off the loop)."""
+        """``pipes``: read ends, as descriptors, each read as ``Stream``; they must be
+        non-blocking already (the launcher makes them so off the loop) and are Pipes' to close."""
         self._loop = asyncio.get_running_loop()
         self._on_output = on_output
         self._on_failure = on_failure  # told once, when on_output has raised
-        self._files = {pipe.fileno(): pipe for pipe, _ in pipes}
+        self._fds = [fd for fd, _ in pipes]
         self._reading: set[int] = set()
         self.done = asyncio.Event()  # every pipe at EOF, or no longer read
         self.failure: BaseException | None = None
-        for pipe, stream in pipes:
-            fd = pipe.fileno()
+        for fd, stream in pipes:
             self._loop.add_reader(fd, self._readable, fd, stream)
             self._reading.add(fd)
         if not self._reading:
@@ -82,6 +81,6 @@ class Pipes:
         for fd in list(self._reading):
             self._reading.discard(fd)
             self._loop.remove_reader(fd)
-        for pipe in self._files.values():
-            pipe.close()
-        self._files = {}
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            os.close(fd)

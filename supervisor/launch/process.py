@@ -36,7 +36,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import NamedTuple
 
 import anyio
 import psutil
@@ -166,11 +166,8 @@ class LocalHandle:
         self._pidfd = prepared.pidfd
         if self._pidfd is not None:
             self._loop.add_reader(self._pidfd, self._exited)
-        streams = [
-            (pipe, stream) for pipe, stream in ((popen.stdout, Stream.STDOUT), (popen.stderr, Stream.STDERR))
-        ]
         self._pipes = Pipes(
-            [(pipe, stream) for pipe, stream in streams if pipe is not None],
+            [(prepared.stdout, Stream.STDOUT), (prepared.stderr, Stream.STDERR)],
             on_output or (lambda data, stream: None),
             self._wake.set,
         )
@@ -391,9 +388,7 @@ class LocalLauncher:
                 prepared=prepared,
             )
         except BaseException:
-            if prepared.pidfd is not None:
-                os.close(prepared.pidfd)
-            _discard(popen)
+            _discard(popen, prepared)
             orphans.ORPHANS.close(window, popen.pid)
             if guard is not None:
                 guard.forget(popen.pid)
@@ -414,21 +409,33 @@ class LocalLauncher:
 
 
 class _Prepared(NamedTuple):
-    """What a new local process needs before the loop watches it (``_prepare``)."""
+    """What a new local process needs before the loop watches it (made on the spawner thread)."""
 
+    stdout: int  # the read end of its stdout pipe (non-blocking, close-on-exec)
+    stderr: int  # the read end of its stderr pipe (likewise)
     pidfd: int | None  # its pidfd (None: Linux < 5.3)
     oom_before: int | None  # the cgroup's OOM kills before it could be one
 
 
-def _prepare(popen: subprocess.Popen[bytes]) -> _Prepared:
-    """Open the pidfd of ``popen``, read the OOM count, make its pipes non-blocking (each a
-    system call: on the spawner thread, not the loop's)."""
-    oom_before = _oom_kills()
-    for pipe in (popen.stdout, popen.stderr):
-        if pipe is not None:
-            os.set_blocking(pipe.fileno(), False)
-    pidfd = os.pidfd_open(popen.pid) if hasattr(os, "pidfd_open") else None
-    return _Prepared(pidfd, oom_before)
+def _output_pipe() -> tuple[int, int]:
+    """A pipe for a child's output: the read end non-blocking, for the loop; the write end
+    blocking, for the child (``os.pipe`` makes both close-on-exec; the child's ``dup2`` onto
+    fd 1 or 2 clears that on its copy)."""
+    read, write = os.pipe()
+    try:
+        os.set_blocking(read, False)
+    except BaseException:
+        os.close(read)
+        os.close(write)
+        raise
+    return read, write
+
+
+def _close_all(fds: Sequence[int | None]) -> None:
+    for fd in fds:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _spawn(
@@ -442,43 +449,66 @@ def _spawn(
     guard: Guardian | None = None,
 ) -> tuple[subprocess.Popen[bytes], float, proctree.PidMark | None, _Prepared]:
     """On the spawner thread: check the program ``check`` (when a wrapper comes in front of it),
-    take the pid mark, start ``command`` with ``stdin`` (a file, or an empty stdin), have
-    ``guard`` watch its group, read when it started and ``_prepare`` it for the loop."""
+    take the pid mark, start ``command`` with ``stdin`` (a file, or an empty stdin) and pipes
+    for its output, have ``guard`` watch its group, read when it started, open its pidfd.
+
+    Every file is opened with ``os`` calls and handed to ``subprocess`` as a descriptor: each
+    system call lets go of the interpreter's lock and has to wait to get it back from the loop's
+    thread, and a buffered file object costs three or four of them (``fstat``, ``ioctl``,
+    ``lseek``) where one will do.
+    """
     if check is not None:
         check_executable(check, env, cwd)
     since = proctree.pid_mark(_MARK_MAX_AGE)
-    with open(stdin or os.devnull, "rb") as stdin_file:
-        popen = _popen(command, stdin_file, cwd, env, preexec)
+    oom_before = _oom_kills()
+    ends: list[int | None] = []  # what to close on the way out: stdin and the children's ends
+    kept: list[int | None] = []  # ours for good, unless this fails
+    try:
+        stdin_fd = os.open(stdin or os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        ends.append(stdin_fd)
+        out_read, out_write = _output_pipe()
+        kept.append(out_read)
+        ends.append(out_write)
+        err_read, err_write = _output_pipe()
+        kept.append(err_read)
+        ends.append(err_write)
+        popen = _popen(command, (stdin_fd, out_write, err_write), cwd, env, preexec)
+    except BaseException:
+        _close_all(kept)
+        raise
+    finally:
+        _close_all(ends)
     if guard is not None:
         guard.watch(popen.pid)
+    pidfd: int | None = None
     try:
         started = proctree.started_at(popen.pid, since)
-        return popen, started, since, _prepare(popen)
+        pidfd = os.pidfd_open(popen.pid) if hasattr(os, "pidfd_open") else None
     except BaseException:
-        _discard(popen)
+        _discard(popen, _Prepared(out_read, err_read, pidfd, oom_before))
         raise
+    return popen, started, since, _Prepared(out_read, err_read, pidfd, oom_before)
 
 
 def _discard_spawned(spawned: tuple[subprocess.Popen[bytes], float, object, _Prepared]) -> None:
-    if spawned[3].pidfd is not None:
-        os.close(spawned[3].pidfd)
-    _discard(spawned[0])
+    _discard(spawned[0], spawned[3])
 
 
 def _popen(
     command: list[str],
-    stdin: IO[bytes],
+    fds: tuple[int, int, int],
     cwd: Path,
     env: Mapping[str, str],
     preexec: Callable[[], None] | None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``command`` in a session of its own with pipes for its output; its pid is one of
-    ``_MAINS`` from the moment it is known (on the spawner thread, not a hop later)."""
+    """Start ``command`` in a session of its own with ``fds`` as its stdin, stdout and stderr
+    (the caller closes them); its pid is one of ``_MAINS`` from the moment it is known (on the
+    spawner thread, not a hop later)."""
     popen = subprocess.Popen(
         command,
-        stdin=stdin,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdin=fds[0],
+        stdout=fds[1],
+        stderr=fds[2],
         cwd=cwd,
         env=dict(env),
         start_new_session=True,
@@ -490,15 +520,14 @@ def _popen(
     return popen
 
 
-def _discard(popen: subprocess.Popen[bytes]) -> None:
-    """Get rid of a process that was started for a caller that is gone (the loop closed)."""
+def _discard(popen: subprocess.Popen[bytes], prepared: _Prepared) -> None:
+    """Get rid of a process that was started for a caller that is gone (the loop closed), and
+    of its pipes and pidfd."""
     with contextlib.suppress(OSError):
         os.killpg(popen.pid, signal.SIGKILL)
     popen.wait()
     _MAINS.discard(popen.pid)
-    for pipe in (popen.stdout, popen.stderr):
-        if pipe is not None:
-            pipe.close()
+    _close_all([prepared.stdout, prepared.stderr, prepared.pidfd])
 
 
 @functools.cache
@@ -512,8 +541,7 @@ def _oom_kills() -> int | None:
     if not _has_oom_events():
         return None
     try:
-        with open(_OOM_EVENTS, "rb", buffering=0) as events_file:
-            text = events_file.read(4096)
+        text = proctree.read_small(_OOM_EVENTS)
         for line in text.splitlines():
             key, _, value = line.partition(b" ")
             if key == b"oom_kill":

@@ -54,7 +54,7 @@ class PidMark:
     boot_time: float = 0.0  # when the machine booted, as psutil reads it (/proc/stat: btime)
 
 
-def _read(path: str) -> bytes:
+def read_small(path: str) -> bytes:
     """A small /proc file, read with two system calls (``open()`` would build a buffered file)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -94,11 +94,11 @@ def _read_mark() -> PidMark | None:
         # A /proc of another pid namespace lists pids that are not ours.
         if not _own_proc(os.getpid()):
             return None
-        loadavg = _read("/proc/loadavg").split()
-        stat = _read("/proc/stat")
+        loadavg = read_small("/proc/loadavg").split()
+        stat = read_small("/proc/stat")
         forks = int(stat.split(b"\nprocesses ", 1)[1].split(None, 1)[0])
         boot_time = float(stat.split(b"\nbtime ", 1)[1].split(None, 1)[0])
-        pid_max = int(_read("/proc/sys/kernel/pid_max"))
+        pid_max = int(read_small("/proc/sys/kernel/pid_max"))
         return PidMark(int(loadavg[4]), forks, int(loadavg[3].split(b"/")[1]), pid_max, boot_time)
     except (OSError, IndexError, ValueError):
         return None
@@ -148,7 +148,7 @@ def _trusted(mark: PidMark, now: PidMark) -> bool:
 def _is_process(pid: int) -> bool:
     """Whether ``pid`` is a live process's (a thread's id has a /proc entry too, unlisted)."""
     try:
-        status = _read(f"/proc/{pid}/status")
+        status = read_small(f"/proc/{pid}/status")
     except OSError:
         return False
     start = status.find(b"\nTgid:")
@@ -167,7 +167,7 @@ def started_at(pid: int, mark: PidMark | None) -> float:
     /proc with the boot time ``mark`` read, without building a ``psutil.Process``."""
     if mark is not None and mark.boot_time:
         with contextlib.suppress(OSError, ValueError, IndexError):
-            data = _read(f"/proc/{pid}/stat")
+            data = read_small(f"/proc/{pid}/stat")
             ticks = data[data.rindex(b")") + 2 :].split()[19]  # field 22 of the line: starttime
             return float(ticks) / _TICKS_PER_SECOND + mark.boot_time
     return float(psutil.Process(pid).create_time())

@@ -31,7 +31,7 @@ sys.addaudithook(audit)
 import anyio
 from pathlib import Path
 from supervisor.engine.invocation import execute_plan
-from supervisor.engine.runstate import RunState
+from supervisor.engine.runstate import REF_DELAY, RunState
 from supervisor.state.layout import Layout
 from supervisor.state.records import AttemptRecord, RunRecord, TaskRecord
 from supervisor.state.store import Store
@@ -48,7 +48,7 @@ state = RunState.create(store, dead, [TaskRecord(dead.run_id, "a", 0, "one")])
 anyio.run(state.begin_attempt, AttemptRecord(dead.run_id, "a", 1, 2.0, "log", "cookie"), 2.0)
 async def running() -> None:
     state.attempt_running("a", 1, "fake-dead-1", None)
-    await anyio.sleep(0)
+    await anyio.sleep(REF_DELAY * 2)  # asked by now (an attempt that ends sooner writes it with its end)
     await state._refs[("a", 1)]  # committed before the store is closed
 anyio.run(running)
 store.close()
