@@ -2,10 +2,11 @@
 
 The main process starts with ``setsid`` (its own session and process group), watched by the
 guardian (``supervisor.guardian``), which stops its group should the supervisor die. Exit is
-observed through a pidfd, output through non-blocking pipes read on the event loop: no thread
-per child. The process is started on the spawner thread (``supervisor.launch.spawner``), so
-that the wait for the child's exec never holds the event loop up. The prompt reaches the
-agent's stdin as a file, which ends in EOF exactly like a closed pipe.
+observed through a pidfd, output through non-blocking pipes read on the event loop (all of them
+in one epoll set, ``supervisor.launch.reactor``): no thread per child. The process is started on
+the spawner thread (``supervisor.launch.spawner``), so that the wait for the child's exec never
+holds the event loop up. The prompt reaches the agent's stdin as a file, which ends in EOF
+exactly like a closed pipe.
 
 Where the guardian cannot run (or was killed more often than it is replaced), the process asks
 for the parent-death signal itself: through util-linux ``setpriv`` in front of the agent's argv
@@ -44,6 +45,7 @@ import psutil
 from supervisor.guardian import GUARDIAN, Guardian
 from supervisor.launch import orphans, proctree
 from supervisor.launch.pipes import Pipes
+from supervisor.launch.reactor import Reactor, for_loop
 from supervisor.launch.spawner import SPAWNER
 from supervisor.pdeathsig import setpriv_prefix
 from supervisor.seam import Exit, OutputCallback, Sample, Stream
@@ -137,11 +139,13 @@ class LocalHandle:
         started: float | None = None,
         guardian: Guardian | None = None,
         prepared: _Prepared,
+        reactor: Reactor,
     ) -> None:
         """``started``: when the process started, as ``proctree.started_at`` read it (read here
         when not given); ``guardian``: the one that watches its group (``None``: it carries its
         own parent-death signal); ``prepared``: what the spawner thread already did for it
-        (``_prepare``: opened its pidfd, read the OOM count, made its pipes non-blocking)."""
+        (``_spawn``: opened its pidfd, read the OOM count, made its pipes non-blocking and put
+        them and the pidfd in ``reactor``'s epoll set)."""
         self._popen = popen
         self._guardian = guardian
         # A wrapper that reports its command's death by signal N as exit code 128 + N (the
@@ -162,25 +166,34 @@ class LocalHandle:
         self._raised = False
         self._finished = False
         self.grace = _DEFAULT_GRACE  # the latest grace the caller asked for
-        self._loop = asyncio.get_running_loop()
+        self._reactor = reactor
         self._pidfd = prepared.pidfd
-        if self._pidfd is not None:
-            self._loop.add_reader(self._pidfd, self._exited)
         self._pipes = Pipes(
             [(prepared.stdout, Stream.STDOUT), (prepared.stderr, Stream.STDERR)],
             on_output or (lambda data, stream: None),
             self._wake.set,
+            reactor,
         )
+        if self._pidfd is not None:
+            reactor.attach(self._pidfd, self._exited)
 
     def _exited(self) -> None:
-        """The pidfd says the main process ended: reap it (at once: it is a zombie now)."""
+        """The pidfd says the main process ended: reap it (at once: it is a zombie now). A call
+        with no news (see ``supervisor.launch.reactor``) finds it running and changes nothing."""
+        if self._exit is not None:
+            return
+        code = self._popen.poll()
+        if code is None:
+            return
         if self._pidfd is not None:
-            self._loop.remove_reader(self._pidfd)
-        self._reap()
+            self._reactor.detach(self._pidfd)
+        self._reap(code)
         self._wake.set()
 
-    def _reap(self) -> None:
-        code = self._popen.wait()
+    def _reap(self, code: int | None = None) -> None:
+        """Take the main process's exit (``code``: as ``Popen`` already read it)."""
+        if code is None:
+            code = self._popen.wait()
         _MAINS.discard(self.pid)  # at once: the pid may name another process from now on
         if self._signal_codes and 128 < code <= 128 + 64:
             code = 128 - code
@@ -312,8 +325,7 @@ class LocalHandle:
         was started)."""
         self._pipes.close()
         if self._pidfd is not None:
-            if self._exit is None:
-                self._loop.remove_reader(self._pidfd)
+            self._reactor.detach(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = None
         orphans.ORPHANS.close(self._window, self.pid if self._exit is not None else None)
@@ -359,9 +371,11 @@ class LocalLauncher:
         if prefix is not None:
             command = [*prefix, *command]
         window = orphans.ORPHANS.open()
+        reactor = for_loop(asyncio.get_running_loop())
         spawn = functools.partial(
             _spawn,
             command,
+            reactor=reactor,
             check=check,
             stdin=stdin,
             cwd=cwd,
@@ -386,6 +400,7 @@ class LocalLauncher:
                 started=started,
                 guardian=guard,
                 prepared=prepared,
+                reactor=reactor,
             )
         except BaseException:
             _discard(popen, prepared)
@@ -441,6 +456,7 @@ def _close_all(fds: Sequence[int | None]) -> None:
 def _spawn(
     command: list[str],
     *,
+    reactor: Reactor,
     check: str | None,
     stdin: Path | None,
     cwd: Path,
@@ -450,7 +466,8 @@ def _spawn(
 ) -> tuple[subprocess.Popen[bytes], float, proctree.PidMark | None, _Prepared]:
     """On the spawner thread: check the program ``check`` (when a wrapper comes in front of it),
     take the pid mark, start ``command`` with ``stdin`` (a file, or an empty stdin) and pipes
-    for its output, have ``guard`` watch its group, read when it started, open its pidfd.
+    for its output, have ``guard`` watch its group, read when it started, open its pidfd; the
+    pipes and the pidfd go into ``reactor``'s epoll set.
 
     Every file is opened with ``os`` calls and handed to ``subprocess`` as a descriptor: each
     system call lets go of the interpreter's lock and has to wait to get it back from the loop's
@@ -472,6 +489,8 @@ def _spawn(
         err_read, err_write = _output_pipe()
         kept.append(err_read)
         ends.append(err_write)
+        reactor.register(out_read)
+        reactor.register(err_read)
         popen = _popen(command, (stdin_fd, out_write, err_write), cwd, env, preexec)
     except BaseException:
         _close_all(kept)
@@ -484,6 +503,8 @@ def _spawn(
     try:
         started = proctree.started_at(popen.pid, since)
         pidfd = os.pidfd_open(popen.pid) if hasattr(os, "pidfd_open") else None
+        if pidfd is not None:
+            reactor.register(pidfd)
     except BaseException:
         _discard(popen, _Prepared(out_read, err_read, pidfd, oom_before))
         raise
