@@ -1,15 +1,16 @@
-"""``Worker``: one long-lived thread that runs blocking calls for the event loop, in order.
+"""``Worker``: long-lived threads that run blocking calls for the event loop.
 
-The launcher starts every attempt's process on one (``supervisor.launch.spawner``), the engine
-creates every attempt's files on another (``supervisor.engine.taskrun``): the loop goes on with
-the other attempts meanwhile, since the interpreter lets go of the GIL around each system call.
-Jobs are done in the order given and handed back in that order, so attempts that asked in rank
-order go on in that order. The hand-off is a queue and one ``call_soon_threadsafe``: a fraction
-of what a hop through anyio's worker threads costs.
+The launcher starts every attempt's process on two (``supervisor.launch.spawner``), the engine
+creates every attempt's files on one (``supervisor.engine.taskrun``): the loop goes on with the
+other attempts meanwhile, since the interpreter lets go of the GIL around each system call.
+With one thread, jobs are done in the order given and handed back in that order, so attempts
+that asked in rank order go on in that order; with more, they are taken in that order and done
+side by side. The hand-off is a queue and one ``call_soon_threadsafe``: a fraction of what a hop
+through anyio's worker threads costs.
 
-The thread is a daemon thread, started when first needed, and it never ends before the process
-(a thread that ends would send the children it started their parent-death signal): it never
-holds the interpreter's exit back.
+The threads are daemon threads, started when first needed, and they never end before the
+process (a thread that ends would send the children it started their parent-death signal):
+they never hold the interpreter's exit back.
 """
 
 from __future__ import annotations
@@ -29,19 +30,24 @@ _Job = tuple[Callable[[], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"
 
 
 class Worker:
-    """Runs blocking calls on one long-lived thread named ``name``, one at a time, in order."""
+    """Runs blocking calls on ``threads`` long-lived threads named ``name`` (see the module
+    docstring): one at a time and in order with one thread, side by side with more."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, threads: int = 1) -> None:
         self._name = name
+        self._size = threads
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the first one (all of them, once set)
         self._lock = threading.Lock()
 
     def _ensure_thread(self) -> None:
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
-                self._thread.start()
+                for number in range(self._size):
+                    name = self._name if number == 0 else f"{self._name}-{number + 1}"
+                    thread = threading.Thread(target=self._serve, name=name, daemon=True)
+                    thread.start()
+                self._thread = thread
 
     def _serve(self) -> None:
         # Never returns (see the module docstring). Whatever a call raises goes back to its caller.

@@ -491,7 +491,9 @@ def _spawn(
         ends.append(err_write)
         reactor.register(out_read)
         reactor.register(err_read)
+        before = proctree.boot_clock()
         popen = _popen(command, (stdin_fd, out_write, err_write), cwd, env, preexec)
+        created = (before, proctree.boot_clock())
     except BaseException:
         _close_all(kept)
         raise
@@ -501,7 +503,7 @@ def _spawn(
         guard.watch(popen.pid)
     pidfd: int | None = None
     try:
-        started = proctree.started_at(popen.pid, since)
+        started = proctree.started_at(popen.pid, since, created)
         pidfd = os.pidfd_open(popen.pid) if hasattr(os, "pidfd_open") else None
         if pidfd is not None:
             reactor.register(pidfd)
