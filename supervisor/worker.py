@@ -1,8 +1,8 @@
 """``Worker``: long-lived threads that run blocking calls for the event loop.
 
-The launcher starts every attempt's process on two (``supervisor.launch.spawner``), the engine
-creates every attempt's files on one (``supervisor.engine.taskrun``): the loop goes on with the
-other attempts meanwhile, since the interpreter lets go of the GIL around each system call.
+The launcher starts every attempt's process on two (``supervisor.launch.spawner``): the loop
+goes on with the other attempts meanwhile, since the interpreter lets go of the GIL around each
+system call.
 With one thread, jobs are done in the order given and handed back in that order, so attempts
 that asked in rank order go on in that order; with more, they are taken in that order and done
 side by side. The hand-off is a queue and one ``call_soon_threadsafe``: a fraction of what a hop

@@ -48,11 +48,8 @@ from supervisor.state.lock import PlanLock
 from supervisor.state.records import RunRecord, RunStatus, TaskState
 from supervisor.state.store import Store
 from supervisor.state.views import find_run, indented_json, run_view
-from supervisor.worker import Worker
 from supervisor.workspace.git import RepoInfo, owned_by, remote_problem, resolve_repo
 from supervisor.workspace.worktree import default_worktree_root
-
-FILES = Worker("pagent-files")  # makes every attempt's prompt file and log (``RunContext.files``)
 
 
 @dataclass(frozen=True)
@@ -308,7 +305,7 @@ async def _execute(
         run.base_commit or repo.base_commit,
         request.reserve,
         request.unconfined,
-        files=FILES,
+        files_off_loop=True,
     )
     notifier = Notifier(plan.notify, state, emit)
 

@@ -53,7 +53,6 @@ from supervisor.seam import (
 )
 from supervisor.state.layout import Layout
 from supervisor.state.records import METRIC_COLUMNS, AttemptRecord, TaskState
-from supervisor.worker import Worker
 from supervisor.workspace.refs import pins
 
 
@@ -69,10 +68,11 @@ class RunContext:
     # Why the executor cannot confine attempts (None: it can); tasks with ``sandbox = "auto"``
     # then run unconfined (``sandbox = true`` was refused before the run began).
     unconfined: str | None = None
-    # The thread that makes each attempt's prompt file and log (creating a file costs the kernel
-    # 0.05-0.25 ms on a busy ext4): the loop goes on with the other attempts meanwhile. None:
-    # made in the task's own thread (tests on a virtual clock, which a real thread would skew).
-    files: Worker | None = None
+    # Whether each attempt's prompt file and log are made on the store's writing thread, with the
+    # attempt's record (creating a file costs the kernel 0.05-0.25 ms on a busy ext4): the loop
+    # goes on with the other attempts meanwhile. False: made in the task's own thread (tests on
+    # a virtual clock, which a real thread would skew).
+    files_off_loop: bool = False
     # The supervisor's OpenTelemetry variables (``supervisor.engine.telemetry``), read once.
     otel: Mapping[str, str] = field(default_factory=lambda: otel_variables(os.environ))
 
@@ -295,7 +295,6 @@ class TaskRun:
         make = partial(
             _make_files, prompts, log_path, ctx.reserve.release if ctx.reserve is not None else None
         )
-        log = make() if ctx.files is None else await ctx.files.run(make, LogFile.close)
         now = self._clock.time()
         attempt = AttemptRecord(
             run_id,
@@ -306,11 +305,17 @@ class TaskRun:
             cookie=str(key),
             session_id=session_id,  # known before the agent's first byte, whatever happens then
         )
-        try:
-            await self._state.begin_attempt(attempt, now)
-        except BaseException:
-            log.close()
-            raise
+        if ctx.files_off_loop:
+            # The prompt file and the log, made on the store's writing thread just before the
+            # attempt's record, in the same hop (``RunState.begin_attempt_after``).
+            log = await self._state.begin_attempt_after(attempt, now, make, LogFile.close)
+        else:
+            log = make()
+            try:
+                await self._state.begin_attempt(attempt, now)
+            except BaseException:
+                log.close()
+                raise
         task_changes: dict[str, Any] = {}
         output: Any = None
         try:

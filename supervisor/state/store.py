@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sqlite3
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -294,12 +294,23 @@ class Store:
         """Insert an attempt and, in the same transaction, change its task run."""
         self._write(self._adding(attempt, task_changes))
 
-    async def add_attempt_async(self, attempt: AttemptRecord, **task_changes: Any) -> None:
-        """``add_attempt``, awaited on the event loop."""
-        await self._write_async(self._adding(attempt, task_changes))
+    async def add_attempt_async(
+        self, attempt: AttemptRecord, *, before: Callable[[], None] | None = None, **task_changes: Any
+    ) -> None:
+        """``add_attempt``, awaited on the event loop. ``before``: called first, on the thread
+        that writes, within the transaction (it may run again if the transaction is retried on
+        its own, so it must do its work once); what it raises fails the write."""
+        await self._write_async(self._adding(attempt, task_changes, before))
 
-    def _adding(self, attempt: AttemptRecord, task_changes: Mapping[str, Any]) -> Job:
+    def _adding(
+        self,
+        attempt: AttemptRecord,
+        task_changes: Mapping[str, Any],
+        before: Callable[[], None] | None = None,
+    ) -> Job:
         def job() -> None:
+            if before is not None:
+                before()
             self._insert("attempts", attempt)
             if task_changes:
                 self._update_in_tx(

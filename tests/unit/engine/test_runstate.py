@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from pathlib import Path
 
 import anyio
@@ -158,3 +160,52 @@ async def test_dependants_wait_until_a_task_is_final(tmp_path: Path) -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_an_attempts_files_are_made_on_the_writing_thread_before_its_record(tmp_path: Path) -> None:
+    """``begin_attempt_after``: ``make`` runs once, off the loop's thread, before the attempt's
+    record exists; what it made comes back, and the record is there afterwards."""
+    store, state = make_state(tmp_path, "a")
+    seen: list[tuple[str, int]] = []
+
+    def make() -> str:
+        reader = Store(tmp_path / "state.db", read_only=True)
+        try:
+            seen.append((threading.current_thread().name, len(reader.attempts(RUN, "a"))))
+        finally:
+            reader.close()
+        return "the log"
+
+    made = await state.begin_attempt_after(attempt("a", 1), 2.0, make, lambda log: None)
+    assert made == "the log"
+    assert seen == [("pagent-committer", 0)]
+    assert [a.number for a in store.attempts(RUN, "a")] == [1]
+    assert state["a"].state is TaskState.RUNNING
+
+
+@pytest.mark.anyio
+async def test_files_that_cannot_be_made_begin_no_attempt(tmp_path: Path) -> None:
+    store, state = make_state(tmp_path, "a")
+
+    def make() -> str:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        await state.begin_attempt_after(attempt("a", 1), 2.0, make, lambda log: None)
+    assert store.attempts(RUN, "a") == []
+    assert state["a"].state is TaskState.PENDING
+    assert stored(store, "a").state is TaskState.PENDING
+
+
+@pytest.mark.anyio
+async def test_files_made_for_a_record_that_cannot_be_written_are_discarded(tmp_path: Path) -> None:
+    """The same attempt twice: the second record cannot be written, and what was made for it is
+    handed to ``discard`` (the log's file is closed)."""
+    _, state = make_state(tmp_path, "a")
+    await state.begin_attempt(attempt("a", 1), 2.0)
+    await state.end_attempt("a", 1, {"ended_at": 3.0}, {"state": TaskState.PENDING})
+    discarded: list[str] = []
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed"):
+        await state.begin_attempt_after(attempt("a", 1), 4.0, lambda: "the log", discarded.append)
+    assert discarded == ["the log"]
