@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import statistics
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +27,8 @@ from supervisor.plan.model import Order, Plan, Task
 
 def expected_durations(history: Mapping[str, Sequence[float]]) -> dict[str, float]:
     """The median duration per task of its successful attempts in ``history``."""
+    import statistics  # noqa: PLC0415 - a run without history never pays for it
+
     return {task_id: float(statistics.median(seconds)) for task_id, seconds in history.items() if seconds}
 
 

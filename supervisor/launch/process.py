@@ -336,11 +336,23 @@ class LocalLauncher:
 
     def __init__(self) -> None:
         self._guardian = _guardian()
-        self._prefix = _pdeathsig_command()  # when the guardian is not (or no longer) running
-        self._preexec = None if self._prefix is not None else _pdeathsig_setter()
+        self._fallback: tuple[tuple[str, ...] | None, Callable[[], None] | None] | None = None
         self.adopts_orphans = orphans.ORPHANS.adopt()  # once per process; False where unsupported
         if self._guardian is not None:  # our child for good (and each that replaces it): never an orphan
             self._guardian.on_start(orphans.ORPHANS.own)
+
+    def _pdeathsig(self) -> tuple[tuple[str, ...] | None, Callable[[], None] | None]:
+        """What gives a process its parent-death signal when the guardian is not (or no longer)
+        running: the ``setpriv`` prefix, else the ``preexec_fn``. Probed at the first need only
+        (the probe runs ``setpriv`` once: 5 ms of every run's start, while the guardian runs)."""
+        if self._fallback is None:
+            prefix = _pdeathsig_command()
+            self._fallback = (prefix, None if prefix is not None else _pdeathsig_setter())
+        return self._fallback
+
+    @property
+    def _prefix(self) -> tuple[str, ...] | None:
+        return self._pdeathsig()[0]
 
     @asynccontextmanager
     async def start(
@@ -365,8 +377,7 @@ class LocalLauncher:
         # the child's exec) are done there too: none of them holds the loop up.
         command = list(argv)
         guard = self._guardian if self._guardian is not None and self._guardian.running else None
-        prefix = self._prefix if guard is None else None
-        preexec = self._preexec if guard is None and prefix is None else None
+        prefix, preexec = self._pdeathsig() if guard is None else (None, None)
         check = command[0] if prefix is not None else None
         if prefix is not None:
             command = [*prefix, *command]
