@@ -12,6 +12,9 @@ for all of them:
   end of a pipe as its stdin; the supervisor keeps the only write end (close-on-exec: no child
   inherits it). ``watch(pid)`` tells it a process group to stop should the supervisor die,
   ``forget(pid)`` that the group is over (one write of a few bytes each, atomic on a pipe).
+  The watch line carries the leader's start time where the supervisor knows it (the launcher
+  does, from its boot-clock readings around the start): the guardian then needs no look at
+  /proc, and it names the very process, however late the guardian reads the line.
 - When the supervisor's process ends -- SIGKILL, a crash, or an exit that left something
   running -- the kernel closes the write end and the guardian reads end-of-file. It then sends
   SIGTERM to every group it still watches, SIGKILL to what is left of them ``GRACE`` seconds
@@ -67,7 +70,7 @@ class Guardian:
         self._proc: subprocess.Popen[bytes] | None = None
         self._fd: int | None = None
         self._tried = False
-        self._watched: set[int] = set()
+        self._watched: dict[int, int | None] = {}  # group -> its leader's start (clock ticks)
         self._restarts = 0
         self._started: list[Callable[[int], None]] = []
         self._later: list[int] = []  # groups forgotten, not yet told (``forget(later=True)``)
@@ -98,12 +101,14 @@ class Guardian:
             self._tried = True
             return self._launch()
 
-    def watch(self, pid: int) -> bool:
+    def watch(self, pid: int, started: int | None = None) -> bool:
         """Have the process group ``pid`` stopped should this process die; whether the guardian
-        has it (``False``: it is not running, or its pipe is full)."""
+        has it (``False``: it is not running, or its pipe is full). ``started``: when its
+        leader started, in clock ticks since boot (field 22 of ``/proc/PID/stat``), where the
+        caller knows it; otherwise the guardian reads it when it reads the line."""
         with self._lock:
-            self._watched.add(pid)
-            return self._tell(self._told() + b"+%d\n" % pid)
+            self._watched[pid] = started
+            return self._tell(self._told() + _watch_line(pid, started))
 
     def forget(self, pid: int, *, later: bool = False) -> None:
         """The process group ``pid`` is over (its leader reaped, its tree stopped).
@@ -114,7 +119,7 @@ class Guardian:
         before it is told finds no group of that leader's to stop (a pid that still leads a group
         is never handed out again, and one that names a new process is left alone)."""
         with self._lock:
-            self._watched.discard(pid)
+            self._watched.pop(pid, None)
             if later and len(self._later) < _LATER_MAX:
                 self._later.append(pid)
                 return
@@ -194,10 +199,16 @@ class Guardian:
         if not self._launch() or self._fd is None:
             return False
         try:  # a new pipe takes 64 KiB at once: thousands of groups
-            os.write(self._fd, b"".join(b"+%d\n" % pid for pid in sorted(self._watched)))
+            os.write(
+                self._fd, b"".join(_watch_line(pid, self._watched[pid]) for pid in sorted(self._watched))
+            )
         except OSError:
             return self._replace()
         return True
+
+
+def _watch_line(pid: int, started: int | None) -> bytes:
+    return b"+%d\n" % pid if started is None else b"+%d %d\n" % (pid, started)
 
 
 GUARDIAN = Guardian()
@@ -244,12 +255,14 @@ def _serve(grace: float) -> None:
         lines = (pending + chunk).split(b"\n")
         pending = lines.pop()
         for line in lines:
+            head, _, started = line[1:].partition(b" ")
             try:
-                pid = int(line[1:])
-            except ValueError:  # not the supervisor's (it writes only +PID and -PID): ignored
+                pid = int(head)
+                start = str(int(started)) if started else None
+            except ValueError:  # not the supervisor's (+PID [START] and -PID only): ignored
                 continue
             if line[:1] == b"+" and pid > 1:
-                watched[pid] = _start_time(pid)
+                watched[pid] = start if start is not None else _start_time(pid)
             elif line[:1] == b"-":
                 watched.pop(pid, None)
     # The supervisor is gone: stop what it left running.

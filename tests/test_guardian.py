@@ -296,3 +296,56 @@ def test_a_group_forgotten_later_is_told_with_the_next_write(children: list[subp
     assert own._proc.wait(timeout=10) == 0
     assert told.poll() is None
     assert by_check.poll() is None
+
+
+def _start_ticks(pid: int) -> int:
+    text = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(text[text.rindex(b")") + 2 :].split()[19])
+
+
+def test_a_start_time_on_the_watch_line_is_the_one_checked(children: list[subprocess.Popen[str]]) -> None:
+    """``+PID START``: the guardian takes the leader's start time from the line instead of
+    /proc, and at the end stops the group only if its leader is that very process (one whose
+    start differs is another process with a reused pid: left alone)."""
+    program = Program(grace=0.5)
+    right = subprocess.Popen(["sleep", "600"], start_new_session=True, text=True)
+    wrong = subprocess.Popen(["sleep", "600"], start_new_session=True, text=True)
+    children += [right, wrong]
+    program.tell(f"+{right.pid} {_start_ticks(right.pid)}")
+    program.tell(f"+{wrong.pid} {_start_ticks(wrong.pid) - 1000}")
+    time.sleep(0.3)
+    program.supervisor_dies()
+    assert right.wait(timeout=5) == -signal.SIGTERM
+    assert program.proc.wait(timeout=5) == 0
+    assert wrong.poll() is None
+
+
+def test_lines_written_in_a_burst_are_all_read_before_the_end() -> None:
+    """Many watch lines, then the end of the pipe at once: the guardian still finds every line
+    before the end and stops every group."""
+    program = Program(grace=0.5)
+    sleepers = [subprocess.Popen(["sleep", "600"], start_new_session=True) for _ in range(20)]
+    try:
+        for sleeper in sleepers:
+            program.tell(f"+{sleeper.pid} {_start_ticks(sleeper.pid)}")
+        program.supervisor_dies()
+        assert [s.wait(timeout=5) for s in sleepers] == [-signal.SIGTERM] * len(sleepers)
+        assert program.proc.wait(timeout=5) == 0
+    finally:
+        for sleeper in sleepers:
+            if sleeper.poll() is None:
+                sleeper.kill()
+                sleeper.wait()
+
+
+def test_the_supervisors_side_writes_the_start_time_it_was_given() -> None:
+    read, write = os.pipe()
+    keeper = Guardian()
+    keeper._fd = write  # a pipe of this test's instead of a guardian's
+    try:
+        assert keeper.watch(4321, 987654)
+        assert keeper.watch(4322)
+        assert os.read(read, 100) == b"+4321 987654\n+4322\n"
+    finally:
+        os.close(read)
+        os.close(write)

@@ -511,7 +511,7 @@ def _spawn(
     finally:
         _close_all(ends)
     if guard is not None:
-        guard.watch(popen.pid)
+        guard.watch(popen.pid, proctree.start_ticks(created))
     pidfd: int | None = None
     try:
         started = proctree.started_at(popen.pid, since, created)

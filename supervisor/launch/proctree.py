@@ -167,6 +167,16 @@ def boot_clock() -> int:
     return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
+def start_ticks(between: tuple[int, int] | None) -> int | None:
+    """A new process's start in clock ticks since boot (field 22 of ``/proc/PID/stat``) when
+    ``between``, ``boot_clock()`` read just before and just after it was created, tells it:
+    both readings in one tick (see ``started_at``); else ``None``."""
+    if between is None:
+        return None
+    first, last = between[0] // _NS_PER_TICK, between[1] // _NS_PER_TICK
+    return first if first == last else None
+
+
 def started_at(pid: int, mark: PidMark | None, between: tuple[int, int] | None = None) -> float:
     """When process ``pid`` started, in seconds since the epoch, exactly as psutil's
     ``create_time`` says it (its start in clock ticks since boot, plus the boot time): from
@@ -179,14 +189,13 @@ def started_at(pid: int, mark: PidMark | None, between: tuple[int, int] | None =
     calls fewer, on the thread every start goes through).
     """
     if mark is not None and mark.boot_time:
-        if between is not None:
-            first, last = between[0] // _NS_PER_TICK, between[1] // _NS_PER_TICK
-            if first == last:
-                return float(first) / _TICKS_PER_SECOND + mark.boot_time
+        ticks = start_ticks(between)
+        if ticks is not None:
+            return float(ticks) / _TICKS_PER_SECOND + mark.boot_time
         with contextlib.suppress(OSError, ValueError, IndexError):
             data = read_small(f"/proc/{pid}/stat")
-            ticks = data[data.rindex(b")") + 2 :].split()[19]  # field 22 of the line: starttime
-            return float(ticks) / _TICKS_PER_SECOND + mark.boot_time
+            field = data[data.rindex(b")") + 2 :].split()[19]  # field 22 of the line: starttime
+            return float(field) / _TICKS_PER_SECOND + mark.boot_time
     return float(psutil.Process(pid).create_time())
 
 
