@@ -37,17 +37,17 @@ class Worker:
         self._name = name
         self._size = threads
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None  # the first one (all of them, once set)
+        self._threads: list[threading.Thread] = []  # all of them, once started
         self._lock = threading.Lock()
 
     def _ensure_thread(self) -> None:
         with self._lock:
-            if self._thread is None:
+            if not self._threads:
                 for number in range(self._size):
                     name = self._name if number == 0 else f"{self._name}-{number + 1}"
                     thread = threading.Thread(target=self._serve, name=name, daemon=True)
                     thread.start()
-                self._thread = thread
+                    self._threads.append(thread)
 
     def _serve(self) -> None:
         # Never returns (see the module docstring). Whatever a call raises goes back to its caller.

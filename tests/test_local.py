@@ -44,7 +44,7 @@ def launcher(mode: str, monkeypatch: pytest.MonkeyPatch) -> LocalExecutor:
         pytest.fail("util-linux setpriv with --pdeathsig is missing: the launcher would fork")
     made = LocalLauncher()
     assert (made._guardian is not None) == (mode == "guardian")
-    assert (made._prefix is None) == (mode == "preexec")
+    assert (made._pdeathsig()[0] is None) == (mode == "preexec")
     return LocalExecutor(Worktrees(), launcher=made)
 
 

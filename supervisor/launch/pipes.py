@@ -43,11 +43,10 @@ class Pipes:
         self._on_output = on_output
         self._on_failure = on_failure  # told once, when on_output has raised
         self._fds = [fd for fd, _ in pipes]
-        self._reading: set[int] = set()
+        # All of them before the first is attached: attaching may read a pipe to its end at once.
+        self._reading = set(self._fds)
         self.done = asyncio.Event()  # every pipe at EOF, or no longer read
         self.failure: BaseException | None = None
-        for fd, _ in pipes:
-            self._reading.add(fd)
         for fd, stream in pipes:
             reactor.attach(fd, functools.partial(self._readable, fd, stream))
         if not self._reading:

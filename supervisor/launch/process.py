@@ -350,10 +350,6 @@ class LocalLauncher:
             self._fallback = (prefix, None if prefix is not None else _pdeathsig_setter())
         return self._fallback
 
-    @property
-    def _prefix(self) -> tuple[str, ...] | None:
-        return self._pdeathsig()[0]
-
     @asynccontextmanager
     async def start(
         self,
@@ -373,8 +369,8 @@ class LocalLauncher:
         # Popen returns only once the child has exec'd, which on a busy machine takes
         # milliseconds: it runs on the spawner thread, which lives as long as the process (Linux
         # sends the parent-death signal when the *thread* that forked the child ends).
-        # The program's check, the stdin file and the child's start time (reading it waits for
-        # the child's exec) are done there too: none of them holds the loop up.
+        # The program's check, the stdin file, the pipes and the child's start time are done there
+        # too: none of them holds the loop up.
         command = list(argv)
         guard = self._guardian if self._guardian is not None and self._guardian.running else None
         prefix, preexec = self._pdeathsig() if guard is None else (None, None)
@@ -489,8 +485,8 @@ def _spawn(
         check_executable(check, env, cwd)
     since = proctree.pid_mark(_MARK_MAX_AGE)
     oom_before = _oom_kills()
-    ends: list[int | None] = []  # what to close on the way out: stdin and the children's ends
-    kept: list[int | None] = []  # ours for good, unless this fails
+    ends: list[int] = []  # what to close on the way out: stdin and the children's ends
+    kept: list[int] = []  # ours for good, unless this fails
     try:
         stdin_fd = os.open(stdin or os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         ends.append(stdin_fd)

@@ -15,7 +15,7 @@ import pytest
 from supervisor.launch import pipes as pipes_module
 from supervisor.launch.pipes import Pipes
 from supervisor.launch.process import LocalLauncher
-from supervisor.launch.reactor import for_loop
+from supervisor.launch.reactor import Reactor, for_loop
 from supervisor.seam import Stream
 
 pytestmark = pytest.mark.anyio
@@ -32,6 +32,18 @@ def _pipe() -> tuple[int, int]:
     return read, write
 
 
+async def _read_to_end(read: int, stream: Stream, reactor: Reactor) -> list[bytes]:
+    """What ``Pipes`` reads from ``read`` until its end (5 s at most)."""
+    got: list[bytes] = []
+    pipes = Pipes([(read, stream)], lambda data, stream: got.append(data), lambda: None, reactor)
+    try:
+        with anyio.fail_after(5):
+            await pipes.done.wait()
+    finally:
+        pipes.close()
+    return got
+
+
 async def test_a_pipe_is_read_to_its_end_in_more_reads_than_one_wake_allows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -43,13 +55,7 @@ async def test_a_pipe_is_read_to_its_end_in_more_reads_than_one_wake_allows(
     reactor.register(read)
     os.write(write, bytes(range(250)) * 4)
     os.close(write)
-    got: list[bytes] = []
-    pipes = Pipes([(read, Stream.STDOUT)], lambda data, stream: got.append(data), lambda: None, reactor)
-    try:
-        with anyio.fail_after(5):
-            await pipes.done.wait()
-    finally:
-        pipes.close()
+    got = await _read_to_end(read, Stream.STDOUT, reactor)
     assert b"".join(got) == bytes(range(250)) * 4
 
 
@@ -60,14 +66,7 @@ async def test_news_that_came_before_the_callback_is_told_when_it_is_attached() 
     os.write(write, b"early")
     os.close(write)
     await anyio.sleep(0.05)  # the loop reads the set meanwhile: the news waits for a callback
-    got: list[bytes] = []
-    pipes = Pipes([(read, Stream.STDERR)], lambda data, stream: got.append(data), lambda: None, reactor)
-    try:
-        with anyio.fail_after(5):
-            await pipes.done.wait()
-    finally:
-        pipes.close()
-    assert got == [b"early"]
+    assert await _read_to_end(read, Stream.STDERR, reactor) == [b"early"]
 
 
 async def test_a_call_with_no_news_changes_nothing(tmp_path: Path) -> None:
